@@ -1,0 +1,5 @@
+#include "bind_util.hpp"
+
+void bind_train(py::module_& m) {
+  (void)m;
+}

@@ -1,0 +1,77 @@
+// fastmnist._core: the pybind11 module. Each kernel family registers its functions from its own
+// bind_*.cpp (validation, GIL release, numpy in/out); this file holds the module-wide pieces:
+// thread control and build information.
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "common.hpp"
+
+namespace py = pybind11;
+
+void bind_conv(py::module_& m);    // bind_conv.cpp: conv2d, gemm
+void bind_nn(py::module_& m);      // bind_nn.cpp: pooling, activations, linear, losses
+void bind_train(py::module_& m);   // bind_train.cpp: optimizer steps, augmentation warps
+void bind_logreg(py::module_& m);  // bind_logreg.cpp: logistic regression, ROC sweep
+
+#ifndef FASTMNIST_VERSION
+#define FASTMNIST_VERSION "dev"
+#endif
+#ifndef FASTMNIST_BUILD_FLAGS
+#define FASTMNIST_BUILD_FLAGS "unknown"
+#endif
+
+static py::dict build_info() {
+  py::dict d;
+  d["version"] = FASTMNIST_VERSION;
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  d["compiler"] = "unknown";
+#endif
+  d["build_flags"] = FASTMNIST_BUILD_FLAGS;
+  d["native_build"] = bool(FASTMNIST_NATIVE_BUILD);
+  std::string isa = "baseline";
+#if defined(__AVX512F__)
+  isa = "avx512f";
+#elif defined(__AVX2__)
+  isa = "avx2";
+#elif defined(__SSE2__)
+  isa = "sse2";
+#endif
+  d["compiled_isa"] = isa;
+  py::dict cpu;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  cpu["avx2"] = bool(__builtin_cpu_supports("avx2"));
+  cpu["fma"] = bool(__builtin_cpu_supports("fma"));
+  cpu["avx512f"] = bool(__builtin_cpu_supports("avx512f"));
+#endif
+  d["cpu_features"] = cpu;
+  d["openmp"] = bool(FASTMNIST_OPENMP);
+#ifdef _OPENMP
+  d["openmp_version"] = int(_OPENMP);
+#endif
+  return d;
+}
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastmnist C++ kernels (use the wrappers in the fastmnist package)";
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+#ifdef _OPENMP
+        omp_set_num_threads(n);
+#endif
+      },
+      py::arg("n"));
+  m.def("get_num_threads", &fm::max_threads);
+  m.def("build_info", &build_info);
+  bind_conv(m);
+  bind_nn(m);
+  bind_train(m);
+  bind_logreg(m);
+}

@@ -1,0 +1,70 @@
+"""fastmnist: fast, trustworthy CPU training and study of the classic MNIST models.
+
+The hot kernels are C++17 + OpenMP (``fastmnist._core``); this package wires them into a
+functional API that mirrors ``torch.nn.functional``, layers and optimizers, trainers for the
+classic MNIST models, metrics and figures.
+
+Public names are imported lazily (``fastmnist.conv2d`` loads only the kernels, not matplotlib).
+"""
+from __future__ import annotations
+
+import importlib
+
+from . import _core
+
+__version__ = _core.build_info()["version"]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of OpenMP threads the kernels use (``OMP_NUM_THREADS`` is the default)."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of OpenMP threads the kernels use."""
+    return int(_core.get_num_threads())
+
+
+def build_info() -> dict:
+    """Version, compiler, build flags, instruction sets and OpenMP details of the extension."""
+    return dict(_core.build_info())
+
+
+# name -> submodule that defines it. Add a line when a module gains a public name.
+_LAZY = {
+    # data.py
+    "load_mnist": "data",
+    "load_mnist_csv": "data",
+    "load_idx": "data",
+    "subsample": "data",
+    "MNISTError": "data",
+    # logreg.py / roc (issue: ResNet features + logistic regression)
+    "LogisticRegression": "logreg",
+    "roc_curve": "logreg",
+    "roc_curve_ovr": "logreg",
+    "auc": "logreg",
+    # train.py / nn / optim
+    "Trainer": "train",
+    "History": "train",
+    "fit": "train",
+}
+
+_SUBMODULES = {"data", "functional", "nn", "optim", "augment", "models", "train", "logreg",
+               "features", "metrics", "plots", "report", "cli"}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    mod = _LAZY.get(name)
+    if mod is None:
+        functional = importlib.import_module(".functional", __name__)
+        if name in functional.__all__:
+            return getattr(functional, name)
+        raise AttributeError(f"module 'fastmnist' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{mod}", __name__), name)
+
+
+def __dir__():
+    functional = importlib.import_module(".functional", __name__)
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES | set(functional.__all__))

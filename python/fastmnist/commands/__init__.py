@@ -1,0 +1,1 @@
+"""Subcommands of the ``fastmnist`` command line, one module each (see ``fastmnist.cli``)."""
