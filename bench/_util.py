@@ -1,0 +1,57 @@
+"""Timing helpers shared by the bench sections: median of repeated runs after warm-up."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+
+def timeit(fn, *, repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeat`` runs after ``warmup`` calls.
+    With ``min_time`` > 0 each sample loops ``fn`` until that many seconds have passed."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        n = 0
+        t0 = time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            el = time.perf_counter() - t0
+            if el >= min_time:
+                break
+        samples.append(el / n * 1e3)
+    return statistics.median(samples)
+
+
+@dataclass
+class Ctx:
+    """What every bench section gets: thread count, quick mode, the machine's SGEMM peak, and the
+    list the section appends its rows to."""
+
+    threads: int
+    quick: bool
+    peak_gflops: float
+    rows: list = field(default_factory=list)
+
+    def add(self, name: str, shape: str, batch: int | None, fastmnist_ms: float, torch_ms: float | None,
+            flops: float | None = None, baseline: str = "torch", **extra):
+        row = {
+            "section": extra.pop("section", None),
+            "name": name,
+            "shape": shape,
+            "batch": batch,
+            "threads": self.threads,
+            "fastmnist_ms": round(fastmnist_ms, 4),
+            "torch_ms": None if torch_ms is None else round(torch_ms, 4),
+            "baseline": baseline,
+            "ratio": None if not torch_ms else round(torch_ms / fastmnist_ms, 3),
+        }
+        if flops:
+            gf = flops / (fastmnist_ms * 1e-3) / 1e9
+            row["gflops"] = round(gf, 1)
+            row["pct_peak"] = round(100 * gf / self.peak_gflops, 1) if self.peak_gflops else None
+        row.update(extra)
+        self.rows.append(row)
+        return row
