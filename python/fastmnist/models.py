@@ -139,7 +139,7 @@ MODELS = {
     "fnn": (_fnn, Recipe()),
     "cnn": (_cnn, Recipe()),
     "cnn5": (_cnn5, Recipe(epochs=5, batch_size=128)),
-    "mlp-scratch": (_mlp_scratch, Recipe(optimizer="sgd", lr=2.0, epochs=10, batch_size=32, loss="mse",
+    "mlp-scratch": (_mlp_scratch, Recipe(optimizer="sgd", lr=0.5, epochs=10, batch_size=32, loss="mse",
                                          normalize=False)),
     "mlp": (_mlp, Recipe(lr=0.01, epochs=30, batch_size=128, augment="noise:0.2,hflip:0.7")),
     "fast": (_fast, Recipe(lr=0.01, betas=(0.7, 0.9), epochs=1, batch_size=256, scheduler="onecycle")),
