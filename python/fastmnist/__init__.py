@@ -43,6 +43,12 @@ _LAZY = {
     "roc_curve": "logreg",
     "roc_curve_ovr": "logreg",
     "auc": "logreg",
+    # metrics.py (issue: figures, metrics and reports)
+    "confusion_matrix": "metrics",
+    "accuracy": "metrics",
+    "accuracy_score": "metrics",
+    "precision_recall_fscore_support": "metrics",
+    "classification_report": "metrics",
     # train.py / nn / optim
     "Trainer": "train",
     "History": "train",
