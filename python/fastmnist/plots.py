@@ -9,10 +9,8 @@ convolution / max-pooling demo, and an augmentation preview.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -565,20 +563,17 @@ def _load_npz(path: Path) -> dict:
 
 
 def _train_labels(settings: Mapping):
-    """The training-set labels, read straight from train-labels-idx1-ubyte(.gz) in the run's data
-    directory (settings['data'] or FASTMNIST_DATA), or None when not available."""
-    cands = [settings.get("data"), settings.get("data_dir"), os.environ.get("FASTMNIST_DATA")]
-    for d in cands:
-        if not d or not isinstance(d, str):
-            continue
-        for name in ("train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte"):
-            p = Path(d) / name
-            if p.is_file():
-                raw = (gzip.open if name.endswith(".gz") else open)(p, "rb").read()
-                if len(raw) >= 8 and int.from_bytes(raw[:4], "big") == 2049:
-                    n = int.from_bytes(raw[4:8], "big")
-                    if len(raw) == 8 + n:
-                        return np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64)
+    """The training-set labels from the run's data directory (settings['data'], else
+    $FASTMNIST_DATA / the cache), or None when that file is not there (never downloads)."""
+    from . import data
+
+    cands = [settings.get("data"), settings.get("data_dir")]
+    roots = [Path(d).expanduser() for d in cands if isinstance(d, str) and d] + [data.default_root()]
+    for root in roots:
+        p = data.find_file(root, data.FILES["train_labels"][0])
+        if p is not None:
+            y = data.load_idx(p, expect_ndim=1)
+            return y.astype(np.int64)
     return None
 
 

@@ -3,8 +3,6 @@ plain loops (the point of the classic write-up: there is no magic in a conv laye
 side: the image, the 5x5 filter, the convolved map and the 2x2 max-pooled map."""
 from __future__ import annotations
 
-import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -92,37 +90,19 @@ def max_pool_by_hand(x, *, size: int = 2, stride: int | None = None) -> np.ndarr
     return out
 
 
-def _data_dir(arg: str | None) -> Path:
-    for d in (arg, os.environ.get("FASTMNIST_DATA")):
-        if d:
-            return Path(d)
-    try:
-        from ..data import default_data_dir  # type: ignore[attr-defined]
-
-        return Path(default_data_dir())
-    except (ImportError, AttributeError):
-        raise ValueError("no MNIST directory: pass --data DIR or set FASTMNIST_DATA") from None
-
-
 def load_test_image(data: str | None, index: int) -> tuple[np.ndarray, int]:
-    """Test image ``index`` (float32 in [0, 1], 28x28) and its label, through fastmnist.data when it
-    can, else straight from the t10k IDX files of ``data``."""
-    try:
-        from ..data import load_mnist
+    """Test image ``index`` (float32 in [0, 1], 28x28) and its label. ``data`` is an MNIST directory
+    (None: ``$FASTMNIST_DATA`` or the cache, downloading the files when missing)."""
+    from ..data import FILES, MNISTError, default_root, find_file, load_idx, load_mnist
 
-        _, _, x, y = load_mnist(str(_data_dir(data)) if data or os.environ.get("FASTMNIST_DATA") else None)
-    except ImportError:
-        d = _data_dir(data)
-        x = y = None
-        for suffix in (".gz", ""):
-            fi, fl = d / f"t10k-images-idx3-ubyte{suffix}", d / f"t10k-labels-idx1-ubyte{suffix}"
-            if fi.is_file() and fl.is_file():
-                op = gzip.open if suffix else open
-                x = np.frombuffer(op(fi, "rb").read(), np.uint8, offset=16).reshape(-1, 28, 28)
-                y = np.frombuffer(op(fl, "rb").read(), np.uint8, offset=8)
-                break
-        if x is None:
-            raise ValueError(f"no t10k MNIST files in {d}") from None
+    root = Path(data).expanduser() if data else default_root()
+    fi, fl = (find_file(root, FILES[k][0]) for k in ("test_images", "test_labels"))
+    if fi is None or fl is None:
+        if data:
+            raise MNISTError(f"MNIST test files missing in {root}")
+        _, _, x, y = load_mnist(root, download=True)
+    else:
+        x, y = load_idx(fi, expect_ndim=3), load_idx(fl, expect_ndim=1)
     if not 0 <= index < len(x):
         raise ValueError(f"--index must lie in [0, {len(x)}), got {index}")
     return np.asarray(x[index], dtype=np.float32) / 255.0, int(y[index])
