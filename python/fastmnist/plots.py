@@ -39,6 +39,10 @@ def _figure(figsize) -> Figure:
     return fig
 
 
+def _suptitle(fig, text):
+    fig.suptitle(text, fontsize=13, fontweight="bold")
+
+
 def _style(ax, grid=True):
     ax.spines[["top", "right"]].set_visible(False)
     if grid:
@@ -152,7 +156,7 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
         ys = np.concatenate([ln.get_ydata() for ln in ax_acc.get_lines()])
         if np.nanmax(ys) <= 1.0:
             ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
-    fig.suptitle(title or ("Training curves" if len(histories) == 1 else "Training curves: model comparison"))
+    _suptitle(fig, title or ("Training curves" if len(histories) == 1 else "Training curves: model comparison"))
     return fig
 
 
@@ -229,7 +233,7 @@ def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, tit
     ax_r.xaxis.set_major_locator(MaxNLocator(3))
     ax_r.set(title="recall", xlabel="per true class")
     _style(ax_r, grid=False)
-    fig.suptitle(title or f"Confusion matrix  (n = {total:.0f}, accuracy {acc * 100:.2f}%)")
+    _suptitle(fig, title or f"Confusion matrix  (n = {total:.0f}, accuracy {acc * 100:.2f}%)")
     return fig
 
 
@@ -270,7 +274,7 @@ def plot_label_distribution(y_train=None, y_test=None, *, sets: Mapping | None =
         ax.legend(loc="lower right", frameon=True, framealpha=0.9)
         _style(ax)
         ax.grid(axis="x", visible=False)
-    fig.suptitle(title or "Label distribution")
+    _suptitle(fig, title or "Label distribution")
     return fig
 
 
@@ -303,7 +307,7 @@ def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
         _image_axes(ax)
     for ax in axes[n:]:
         ax.set_visible(False)
-    fig.suptitle(title or "Sample images")
+    _suptitle(fig, title or "Sample images")
     return fig
 
 
@@ -338,7 +342,7 @@ def plot_misclassified(images, y_true, y_pred, proba=None, *, n: int = 24, ncols
         ax.axis("off")
         ax.text(0.5, 0.5, f"no misclassified images among {imgs.shape[0]:,}", ha="center", va="center",
                 fontsize=12)
-        fig.suptitle(title or "Misclassified test images")
+        _suptitle(fig, title or "Misclassified test images")
         return fig
     rows, cols = _grid_shape(wrong.size, ncols)
     fig = _figure((1.35 * cols + 0.3, 1.75 * rows + 0.6))
@@ -355,7 +359,7 @@ def plot_misclassified(images, y_true, y_pred, proba=None, *, n: int = 24, ncols
     for ax in axes[wrong.size:]:
         ax.set_visible(False)
     what = "most confident" if (order == "confidence" and conf is not None) else "first"
-    fig.suptitle(title or f"Misclassified test images: {what} {wrong.size} of {total_wrong:,} "
+    _suptitle(fig, title or f"Misclassified test images: {what} {wrong.size} of {total_wrong:,} "
                           f"({total_wrong / imgs.shape[0] * 100:.2f}% of {imgs.shape[0]:,})")
     return fig
 
@@ -422,7 +426,7 @@ def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols:
                 axj.set_title(f"ch {j}", fontsize=7, fontweight="normal", pad=2)
             else:
                 axj.set_visible(False)
-    fig.suptitle(title or "Feature maps of one test image")
+    _suptitle(fig, title or "Feature maps of one test image")
     return fig
 
 
@@ -462,7 +466,7 @@ def plot_conv_demo(image, kernel, conv, pooled, *, padding: int = 0, stride: int
     axes[3].set_title(f"2x2 max-pooled {p.shape[0]}x{p.shape[1]}")
     for ax in axes:
         _image_axes(ax)
-    fig.suptitle(title or "A convolution and a max-pooling, by hand")
+    _suptitle(fig, title or "A convolution and a max-pooling, by hand")
     return fig
 
 
@@ -498,7 +502,7 @@ def plot_augmentation_preview(images, transforms: Sequence, *, seed=0, title: st
                               interpolation="nearest")
             _image_axes(axes[i, j])
         axes[0, j].set_title(name, fontsize=9)
-    fig.suptitle(title or "Data augmentation preview")
+    _suptitle(fig, title or "Data augmentation preview")
     return fig
 
 
@@ -525,7 +529,7 @@ def plot_model_comparison(results: Mapping, *, title: str | None = None) -> Figu
         _style(ax)
         ax.grid(axis="x", visible=False)
         ax.tick_params(axis="x", rotation=20 if len(names) > 4 else 0)
-    fig.suptitle(title or "Model comparison")
+    _suptitle(fig, title or "Model comparison")
     return fig
 
 
