@@ -337,23 +337,6 @@ def test_write_run_figures_tolerates_missing_files(run, tmp_path):
         plots.write_run_figures(empty)
 
 
-def test_write_run_figures_compare(run, tmp_path):
-    import shutil
-
-    d = tmp_path / "cmp"
-    shutil.copytree(run["dir"], d / "softmax")
-    shutil.copytree(run["dir"], d / "softmax2")
-    (d / "softmax2" / "feature_maps.npz").unlink()
-    (d / "summary.json").write_text(json.dumps({
-        "command": "compare", "model": "softmax,softmax2", "settings": {},
-        "results": {"models": {"softmax": {"test_accuracy": 0.85, "train_seconds": 1.0},
-                               "softmax2": {"test_accuracy": 0.86, "train_seconds": 2.0}}}}))
-    names = {p.name for p in plots.write_run_figures(d)}
-    assert {"training_curves_comparison.png", "model_comparison.png", "softmax_confusion_matrix.png",
-            "softmax_feature_maps.png", "softmax2_misclassified.png"} <= names
-    assert "softmax2_feature_maps.png" not in names
-
-
 def test_bad_input():
     with pytest.raises(ValueError, match="square"):
         plots.plot_confusion_matrix(cm=np.zeros((3, 4)))
