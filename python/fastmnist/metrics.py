@@ -75,6 +75,14 @@ def _check_zero_division(zero_division) -> float:
     raise ValueError(f"zero_division must be 'warn', 0, 1 or np.nan, got {zero_division!r}")
 
 
+def _encode(y: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Index of each entry of ``y`` in ``lab`` (-1 where it is not a label)."""
+    order = np.argsort(lab, kind="stable")
+    sorted_lab = lab[order]
+    pos = np.clip(np.searchsorted(sorted_lab, y), 0, lab.size - 1)
+    return np.where(sorted_lab[pos] == y, order[pos], -1)
+
+
 # ----------------------------------------------------------------------------- metrics
 def confusion_matrix(y_true, y_pred, *, labels=None, sample_weight=None, normalize=None) -> np.ndarray:
     """Confusion matrix ``C`` with ``C[i, j]`` = number of samples of true class ``labels[i]``
@@ -89,22 +97,12 @@ def confusion_matrix(y_true, y_pred, *, labels=None, sample_weight=None, normali
     if normalize not in (None, "true", "pred", "all"):
         raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
     n = lab.size
-    order = np.argsort(lab, kind="stable")
-    sorted_lab = lab[order]
-
-    def index_of(y):
-        pos = np.searchsorted(sorted_lab, y)
-        pos = np.clip(pos, 0, n - 1)
-        found = sorted_lab[pos] == y
-        return order[pos], found
-
-    it, ft = index_of(yt)
-    ip, fp = index_of(yp)
-    keep = ft & fp
+    it, ip = _encode(yt, lab), _encode(yp, lab)
+    keep = (it >= 0) & (ip >= 0)
     dtype = np.int64 if sw is None else np.float64
     cm = np.zeros((n, n), dtype=dtype)
     w = np.ones(keep.sum(), dtype=dtype) if sw is None else sw[keep]
-    np.add.at(cm, (it[keep], ip[keep]), w)
+    np.add.at(cm, (it[keep], ip[keep]), w)  # sequential, like a sparse sum
 
     if normalize is not None:
         cm = cm.astype(np.float64)
@@ -203,13 +201,15 @@ def precision_recall_fscore_support(y_true, y_pred, *, beta=1.0, labels=None, av
                              "choose average=None, 'micro', 'macro' or 'weighted'")
         labels = [1]
     lab = _labels_for(yt, yp, labels)
-    cm = confusion_matrix(yt, yp, labels=lab, sample_weight=sw).astype(np.float64)
-    # labels given explicitly may leave out classes: false positives still count predictions of
-    # every label in `lab` whose truth is anything (even a class outside `lab`).
-    tp = np.diag(cm).copy()
+    # per-label counts as sequential weighted bincounts (the summation order scikit-learn uses, so
+    # that float supports with sample weights agree to the last digit)
+    it, ip = _encode(yt, lab), _encode(yp, lab)
+    k = lab.size
     w = np.ones(yt.size) if sw is None else sw
-    pred_sum = np.array([w[yp == c].sum() for c in lab], dtype=np.float64)
-    true_sum = np.array([w[yt == c].sum() for c in lab], dtype=np.float64)
+    hit = (yt == yp) & (it >= 0)
+    tp = np.bincount(it[hit], weights=w[hit], minlength=k).astype(np.float64)
+    pred_sum = np.bincount(ip[ip >= 0], weights=w[ip >= 0], minlength=k).astype(np.float64)
+    true_sum = np.bincount(it[it >= 0], weights=w[it >= 0], minlength=k).astype(np.float64)
     if average == "micro":
         tp, pred_sum, true_sum = np.array([tp.sum()]), np.array([pred_sum.sum()]), np.array([true_sum.sum()])
 
