@@ -3,65 +3,65 @@
 #include "augment.hpp"
 
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "common.hpp"
 
 namespace fm {
 
-namespace {
-
-// One bilinear sample of the (H,W) plane `img` at (sx, sy), zero outside (grid_sample semantics:
-// each of the four neighbours contributes only when it lies inside the image).
-inline float bilinear_zero(const float* img, int64_t H, int64_t W, float sx, float sy) {
-  float fx0 = std::floor(sx), fy0 = std::floor(sy);
-  int64_t x0 = int64_t(fx0), y0 = int64_t(fy0);
-  float ax = sx - fx0, ay = sy - fy0;
-  float w00 = (1 - ax) * (1 - ay), w01 = ax * (1 - ay), w10 = (1 - ax) * ay, w11 = ax * ay;
-  bool xin0 = x0 >= 0 && x0 < W, xin1 = x0 + 1 >= 0 && x0 + 1 < W;
-  bool yin0 = y0 >= 0 && y0 < H, yin1 = y0 + 1 >= 0 && y0 + 1 < H;
-  float r = 0.0f;
-  if (yin0) {
-    const float* row = img + y0 * W;
-    if (xin0) r += w00 * row[x0];
-    if (xin1) r += w01 * row[x0 + 1];
-  }
-  if (yin1) {
-    const float* row = img + (y0 + 1) * W;
-    if (xin0) r += w10 * row[x0];
-    if (xin1) r += w11 * row[x0 + 1];
-  }
-  return r;
-}
-
-}  // namespace
 
 // x (N,C,H,W), mats (N,3,3) -> out (N,C,H,W)
+// Fast path: each input plane is copied into a zero-bordered scratch plane (1 pixel left/top,
+// 2 right/bottom) and source coordinates are clamped to [-1, W] x [-1, H]. Every bilinear tap then
+// lands inside the scratch plane, out-of-image taps read the zero border, and the inner loop has no
+// bounds branches; the result equals grid_sample's zero padding (a clamped coordinate's taps are
+// all zero, exactly as the unclamped ones would be).
 void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, int64_t H, int64_t W,
           bool projective) {
-  const int64_t plane = H * W;
-  // Far-away source coordinates (huge scales, w -> 0) are clamped to a band just outside the image:
-  // the sample is zero there either way, and the float -> int conversion stays defined.
-  const float lo_x = -2.0f, hi_x = float(W) + 1.0f, lo_y = -2.0f, hi_y = float(H) + 1.0f;
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const double* M = mats + 9 * n;
-    for (int64_t i = 0; i < H; ++i) {
-      float* orow = out + n * C * plane + i * W;
-      for (int64_t j = 0; j < W; ++j) {
-        double u = M[0] * j + M[1] * i + M[2];
-        double v = M[3] * j + M[4] * i + M[5];
-        if (projective) {
-          double w = M[6] * j + M[7] * i + M[8];
-          u /= w;
-          v /= w;
+  const int64_t plane = H * W, PW = W + 3, PH = H + 3;
+#pragma omp parallel
+  {
+    std::vector<float> pad(size_t(PH * PW), 0.0f);  // borders stay zero; the interior is rewritten
+    std::vector<float> sxs(static_cast<size_t>(W)), sys(static_cast<size_t>(W));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const double* M = mats + 9 * n;
+      for (int64_t c = 0; c < C; ++c) {
+        const float* img = x + (n * C + c) * plane;
+        for (int64_t i = 0; i < H; ++i)
+          std::memcpy(&pad[size_t((i + 1) * PW + 1)], img + i * W, size_t(W) * sizeof(float));
+        float* o = out + (n * C + c) * plane;
+        for (int64_t i = 0; i < H; ++i) {
+          // source coordinates of this output row, shifted by +1 into scratch-plane coordinates
+          const double u0 = M[1] * i + M[2], v0 = M[4] * i + M[5], w0 = M[7] * i + M[8];
+          for (int64_t j = 0; j < W; ++j) {
+            double u = M[0] * j + u0, v = M[3] * j + v0;
+            if (projective) {
+              double w = M[6] * j + w0;
+              u /= w;
+              v /= w;
+            }
+            float sx = float(u) + 1.0f, sy = float(v) + 1.0f;
+            sx = sx > 0.0f ? sx : 0.0f;  // also maps NaN (w == 0) to the zero border
+            sy = sy > 0.0f ? sy : 0.0f;
+            sx = sx < float(W + 1) ? sx : float(W + 1);
+            sy = sy < float(H + 1) ? sy : float(H + 1);
+            sxs[size_t(j)] = sx;
+            sys[size_t(j)] = sy;
+          }
+          float* orow = o + i * W;
+          for (int64_t j = 0; j < W; ++j) {
+            const float sx = sxs[size_t(j)], sy = sys[size_t(j)];
+            const int64_t x0 = int64_t(sx), y0 = int64_t(sy);  // sx, sy >= 0: truncation is floor
+            const float ax = sx - float(x0), ay = sy - float(y0);
+            const float* r0 = &pad[size_t(y0 * PW + x0)];
+            const float* r1 = r0 + PW;
+            const float top = r0[0] + ax * (r0[1] - r0[0]);
+            const float bot = r1[0] + ax * (r1[1] - r1[0]);
+            orow[j] = top + ay * (bot - top);
+          }
         }
-        float sx = float(u), sy = float(v);
-        if (!(sx > lo_x)) sx = lo_x;  // also catches NaN
-        if (!(sx < hi_x)) sx = hi_x;
-        if (!(sy > lo_y)) sy = lo_y;
-        if (!(sy < hi_y)) sy = hi_y;
-        for (int64_t c = 0; c < C; ++c)
-          orow[c * plane + j] = bilinear_zero(x + (n * C + c) * plane, H, W, sx, sy);
       }
     }
   }
