@@ -49,13 +49,18 @@ _LAZY = {
     "accuracy_score": "metrics",
     "precision_recall_fscore_support": "metrics",
     "classification_report": "metrics",
-    # train.py / nn / optim
+    # parameter.py / optim.py
+    "Parameter": "parameter",
+    "SGD": "optim",
+    "Adam": "optim",
+    "AdamW": "optim",
+    # train.py / nn
     "Trainer": "train",
     "History": "train",
     "fit": "train",
 }
 
-_SUBMODULES = {"data", "functional", "nn", "optim", "augment", "models", "train", "logreg",
+_SUBMODULES = {"data", "functional", "nn", "optim", "parameter", "augment", "models", "train", "logreg",
                "features", "metrics", "plots", "report", "cli"}
 
 
