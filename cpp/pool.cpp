@@ -1,0 +1,228 @@
+// Max pooling, NCHW. The general kernel scans each window like PyTorch's CPU kernel; the
+// 2x2 / stride 2 / no padding case (every pool of the MNIST models) has its own path, with an
+// AVX-512 variant chosen at run time. Parallel over the N*C planes; small inputs run serially
+// (an OpenMP region costs more than the work at MNIST sizes).
+#include "pool.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FM_X86 1
+#endif
+
+#include "common.hpp"
+
+namespace fm {
+
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 15;  // input elements below which a call runs on one thread
+
+// PyTorch's update rule: a strictly greater value or any NaN takes over.
+inline bool takes_over(float v, float m) { return v > m || std::isnan(v); }
+
+// ---------------------------------------------------------------------------------------------
+// forward
+// ---------------------------------------------------------------------------------------------
+
+// One plane, any geometry: x (H,W) -> y (OH,OW), idx (OH,OW) (idx may be null).
+void pool_plane_generic(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+  const int64_t H = s.H, W = s.W;
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    int64_t h0 = oh * s.SH - s.PH, h1 = std::min<int64_t>(h0 + s.KH, H);
+    h0 = std::max<int64_t>(h0, 0);
+    for (int64_t ow = 0; ow < s.OW; ++ow) {
+      int64_t w0 = ow * s.SW - s.PW, w1 = std::min<int64_t>(w0 + s.KW, W);
+      w0 = std::max<int64_t>(w0, 0);
+      float m = -std::numeric_limits<float>::infinity();
+      int64_t mi = h0 * W + w0;
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t iw = w0; iw < w1; ++iw) {
+          float v = x[ih * W + iw];
+          if (takes_over(v, m)) {
+            m = v;
+            mi = ih * W + iw;
+          }
+        }
+      y[oh * s.OW + ow] = m;
+      if (idx) idx[oh * s.OW + ow] = mi;
+    }
+  }
+}
+
+// One plane, 2x2 window, stride 2, no padding: x (H,W) -> y (H/2,W/2), idx (may be null).
+void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+  const int64_t W = s.W, OW = s.OW;
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    const float* r0 = x + 2 * oh * W;
+    const float* r1 = r0 + W;
+    float* yr = y + oh * OW;
+    int64_t* ir = idx ? idx + oh * OW : nullptr;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      float m = r0[2 * ow];
+      int64_t k = 0;
+      float v = r0[2 * ow + 1];
+      if (takes_over(v, m)) m = v, k = 1;
+      v = r1[2 * ow];
+      if (takes_over(v, m)) m = v, k = W;
+      v = r1[2 * ow + 1];
+      if (takes_over(v, m)) m = v, k = W + 1;
+      yr[ow] = m;
+      if (ir) ir[ow] = 2 * oh * W + 2 * ow + k;
+    }
+  }
+}
+
+#ifdef FM_X86
+// AVX-512 version of pool_plane_2x2: 16 outputs per step; even/odd input columns are separated
+// with a two-register permute, the four candidates merged with PyTorch's update rule.
+__attribute__((target("avx512f"))) void pool_plane_2x2_avx512(const Pool2dShape& s, const float* x,
+                                                                float* y, int64_t* idx) {
+  const int64_t W = s.W, OW = s.OW;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i lane2 = even;  // 2*lane
+  const __m512i k1 = _mm512_set1_epi32(1), kW = _mm512_set1_epi32(int(W)),
+                kW1 = _mm512_set1_epi32(int(W + 1));
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    const float* r0 = x + 2 * oh * W;
+    const float* r1 = r0 + W;
+    float* yr = y + oh * OW;
+    int64_t* ir = idx ? idx + oh * OW : nullptr;
+    for (int64_t ow = 0; ow < OW; ow += 16) {
+      int64_t n = std::min<int64_t>(16, OW - ow);  // outputs in this step
+      __mmask16 mo = (__mmask16)((1u << n) - 1);
+      __mmask16 mlo = n >= 8 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * n)) - 1);
+      __mmask16 mhi = n > 8 ? (__mmask16)((1u << (2 * n - 16)) - 1) : (__mmask16)0;
+      const float* a = r0 + 2 * ow;
+      const float* b = r1 + 2 * ow;
+      __m512 a0 = _mm512_maskz_loadu_ps(mlo, a), a1 = _mm512_maskz_loadu_ps(mhi, a + 16);
+      __m512 b0 = _mm512_maskz_loadu_ps(mlo, b), b1 = _mm512_maskz_loadu_ps(mhi, b + 16);
+      __m512 m = _mm512_permutex2var_ps(a0, even, a1);
+      __m512i k = _mm512_setzero_si512();
+      __m512 v = _mm512_permutex2var_ps(a0, odd, a1);
+      __mmask16 t = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      m = _mm512_mask_mov_ps(m, t, v);
+      k = _mm512_mask_mov_epi32(k, t, k1);
+      v = _mm512_permutex2var_ps(b0, even, b1);
+      t = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      m = _mm512_mask_mov_ps(m, t, v);
+      k = _mm512_mask_mov_epi32(k, t, kW);
+      v = _mm512_permutex2var_ps(b0, odd, b1);
+      t = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      m = _mm512_mask_mov_ps(m, t, v);
+      k = _mm512_mask_mov_epi32(k, t, kW1);
+      _mm512_mask_storeu_ps(yr + ow, mo, m);
+      if (ir) {
+        // flat index = 2*oh*W + 2*ow + 2*lane + k (fits int32 for any plane under 2^31 elements)
+        __m512i fi = _mm512_add_epi32(_mm512_add_epi32(k, lane2), _mm512_set1_epi32(int(2 * oh * W + 2 * ow)));
+        __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(fi));
+        __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(fi, 1));
+        _mm512_mask_storeu_epi64(ir + ow, (__mmask8)(mo & 0xFF), lo);
+        _mm512_mask_storeu_epi64(ir + ow + 8, (__mmask8)(mo >> 8), hi);
+      }
+    }
+  }
+}
+#endif
+
+bool have_avx512() {
+#ifdef FM_X86
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// backward
+// ---------------------------------------------------------------------------------------------
+
+// One plane, any geometry: gx (H*W) = scatter-add of gy (n) at idx. False on an index out of range.
+bool unpool_plane_generic(int64_t HW, int64_t n, const float* gy, const int64_t* idx, float* gx) {
+  std::memset(gx, 0, sizeof(float) * HW);
+  for (int64_t o = 0; o < n; ++o) {
+    int64_t i = idx[o];
+    if (i < 0 || i >= HW) return false;
+    gx[i] += gy[o];
+  }
+  return true;
+}
+
+// One plane where OH == H/2 and OW == W/2: if every index lies in its own 2x2 / stride 2 window,
+// writes gx (H,W) in one pass without a scatter (each input belongs to at most one window).
+// Returns false as soon as an index lies elsewhere (the caller then redoes the plane generically).
+bool unpool_plane_2x2(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx) {
+  const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* r0 = gx + 2 * oh * W;
+    float* r1 = r0 + W;
+    const float* g = gy + oh * OW;
+    const int64_t* ir = idx + oh * OW;
+    bool ok = true;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      int64_t l = ir[ow] - (2 * oh * W + 2 * ow);
+      float v = g[ow];
+      ok &= (l == 0) | (l == 1) | (l == W) | (l == W + 1);
+      r0[2 * ow] = l == 0 ? v : 0.f;
+      r0[2 * ow + 1] = l == 1 ? v : 0.f;
+      r1[2 * ow] = l == W ? v : 0.f;
+      r1[2 * ow + 1] = l == W + 1 ? v : 0.f;
+    }
+    if (!ok) return false;
+    for (int64_t iw = 2 * OW; iw < W; ++iw) r0[iw] = r1[iw] = 0.f;
+  }
+  if (2 * OH < H) std::memset(gx + 2 * OH * W, 0, sizeof(float) * (H - 2 * OH) * W);
+  return true;
+}
+
+}  // namespace
+
+// x (N,C,H,W) -> y (N,C,OH,OW), idx (N,C,OH,OW)
+void max_pool2d_forward_reference(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+  const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
+  for (int64_t p = 0; p < P; ++p) pool_plane_generic(s, x + p * HW, y + p * OHW, idx ? idx + p * OHW : nullptr);
+}
+
+// x (N,C,H,W) -> y (N,C,OH,OW), idx (N,C,OH,OW) (idx may be null)
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+  const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
+  const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0 &&
+                     HW < (int64_t(1) << 31);
+  void (*plane)(const Pool2dShape&, const float*, float*, int64_t*) = pool_plane_generic;
+  if (is2x2) plane = pool_plane_2x2;
+#ifdef FM_X86
+  if (is2x2 && have_avx512()) plane = pool_plane_2x2_avx512;
+#endif
+#pragma omp parallel for schedule(static) if (P * HW >= kParallelMin)
+  for (int64_t p = 0; p < P; ++p) plane(s, x + p * HW, y + p * OHW, idx ? idx + p * OHW : nullptr);
+}
+
+// gy (N,C,OH,OW), idx (N,C,OH,OW) -> gx (N,C,H,W)
+bool max_pool2d_backward_reference(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx) {
+  const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
+  bool ok = true;
+  for (int64_t p = 0; p < P; ++p) ok &= unpool_plane_generic(HW, OHW, gy + p * OHW, idx + p * OHW, gx + p * HW);
+  return ok;
+}
+
+// gy (N,C,OH,OW), idx (N,C,OH,OW) -> gx (N,C,H,W)
+bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx) {
+  const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
+  const bool half = s.H >= 2 && s.W >= 2 && s.OH == s.H / 2 && s.OW == s.W / 2;
+  bool ok = true;
+#pragma omp parallel for schedule(static) reduction(&& : ok) if (P * HW >= kParallelMin)
+  for (int64_t p = 0; p < P; ++p) {
+    const float* g = gy + p * OHW;
+    const int64_t* i = idx + p * OHW;
+    float* out = gx + p * HW;
+    if (!(half && unpool_plane_2x2(s, g, i, out))) ok = ok && unpool_plane_generic(HW, OHW, g, i, out);
+  }
+  return ok;
+}
+
+}  // namespace fm

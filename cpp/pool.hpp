@@ -1,0 +1,27 @@
+// 2-D max pooling (NCHW), forward with PyTorch-style argmax indices and backward.
+#pragma once
+#include <cstdint>
+
+namespace fm {
+
+// Geometry of one max_pool2d call. Output size as PyTorch (ceil_mode=False, dilation=1):
+// OH = (H + 2*PH - KH) / SH + 1, OW likewise. Padding counts as -inf.
+struct Pool2dShape {
+  int64_t N, C, H, W;  // input
+  int KH, KW, SH, SW, PH, PW;
+  int64_t OH, OW;      // output
+};
+
+// x (N,C,H,W) -> y (N,C,OH,OW), idx (N,C,OH,OW) int64 flat index ih*W+iw into each input plane
+// (idx may be null: values only). First maximum in row-major window order wins; a NaN in the
+// window propagates (the index is that of the last NaN), exactly as PyTorch's CPU kernel.
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* idx);
+void max_pool2d_forward_reference(const Pool2dShape& s, const float* x, float* y, int64_t* idx);
+
+// grad_y (N,C,OH,OW), idx (N,C,OH,OW) -> grad_x (N,C,H,W): grad_x[plane][idx] += grad_y.
+// Only N, C, H, W, OH, OW of `s` are used. Returns false (grad_x unspecified) if an index lies
+// outside [0, H*W).
+bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
+bool max_pool2d_backward_reference(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
+
+}  // namespace fm
