@@ -6,7 +6,8 @@ the optimizer's ``zero_grad`` clears them) and returns the gradient with respect
 
 :class:`Sequential` chains layers and fuses neighbours: a ``Conv2d`` followed by a ``ReLU`` runs as
 one ``conv2d_relu`` kernel, and ``Conv2d -> MaxPool2d -> ReLU`` runs as ``conv2d_relu -> max_pool2d``
-(max and ReLU commute exactly, so the result is bit-identical). The input gradient of the first
+(max and ReLU commute exactly, so the result is bit-identical); ``Linear -> ReLU`` runs as
+``linear_relu``. The input gradient of the first
 layer with parameters is never computed.
 
 Parameters are initialised as PyTorch initialises ``nn.Conv2d`` / ``nn.Linear`` by default
@@ -43,6 +44,14 @@ def _rng(seed):
 
 def _uniform(rng, shape, bound):
     return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+def _accumulate(p, g):
+    """p.grad += g, taking ownership of the fresh kernel output when there is no gradient yet."""
+    if p.grad is None:
+        p.grad = g
+    else:
+        p.grad += g
 
 
 def _pair(v):
@@ -128,9 +137,9 @@ class Conv2d(Module):
             grad_y = F.relu_backward(grad_y, self._y)
         gx, gw, gb = F.conv2d_backward(grad_y, self._x, self.weight.data, self.stride, self.padding,
                                        bias=self.bias is not None, input_grad=input_grad)
-        self.weight.grad += gw
+        _accumulate(self.weight, gw)
         if self.bias is not None:
-            self.bias.grad += gb
+            _accumulate(self.bias, gb)
         return gx
 
     def extra_repr(self):
@@ -148,23 +157,31 @@ class Linear(Module):
         bound = 1.0 / math.sqrt(self.in_features)
         self.weight = Parameter(_uniform(rng, (self.out_features, self.in_features), bound), "weight")
         self.bias = Parameter(_uniform(rng, (self.out_features,), bound), "bias") if bias else None
-        self._x = None
+        self._x = self._y = None
+        self._relu = False
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
         if x.ndim != 2:
             raise ValueError(f"Linear: x must be 2-D (N, {self.in_features}), got shape {x.shape}; "
                              "put a Flatten() before it")
-        self._x = x
-        return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        b = None if self.bias is None else self.bias.data
+        self._x, self._relu = x, relu
+        if relu:
+            self._y = F.linear_relu(x, self.weight.data, b)
+            return self._y
+        self._y = None
+        return F.linear(x, self.weight.data, b)
 
     def backward(self, grad_y, input_grad=True):
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
+        if self._relu:
+            grad_y = F.relu_backward(grad_y, self._y)
         gx, gw, gb = F.linear_backward(grad_y, self._x, self.weight.data, bias=self.bias is not None,
                                        input_grad=input_grad)
-        self.weight.grad += gw
+        _accumulate(self.weight, gw)
         if self.bias is not None:
-            self.bias.grad += gb
+            _accumulate(self.bias, gb)
         return gx
 
     def extra_repr(self):
@@ -302,12 +319,17 @@ class Sequential(Module):
 
     # -- plan: which kernels run, in which order ----------------------------------------------
     def _build_plan(self):
-        """A list of (layer, fused_relu) steps. Conv2d+ReLU -> one conv2d_relu step;
+        """A list of (layer, fused_relu) steps. Conv2d+ReLU -> one conv2d_relu step (Linear+ReLU
+        -> linear_relu);
         Conv2d+MaxPool2d+ReLU -> conv2d_relu then max_pool2d (ReLU and max commute)."""
         ls = list(self.layers.values())
         plan, i = [], 0
         while i < len(ls):
             layer = ls[i]
+            if self.fuse and isinstance(layer, Linear) and i + 1 < len(ls) and isinstance(ls[i + 1], ReLU):
+                plan.append((layer, True))
+                i += 2
+                continue
             if self.fuse and isinstance(layer, Conv2d):
                 if i + 1 < len(ls) and isinstance(ls[i + 1], ReLU):
                     plan.append((layer, True))
