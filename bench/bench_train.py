@@ -133,9 +133,9 @@ def fast_rows(ctx):
     _, _, (x_train, y_train, x_test, y_test) = _data(1)
     r = models.recipe("fast")
     steps = (len(y_train) + r.batch_size - 1) // r.batch_size
-    t = time.perf_counter()
     m = models.build("fast", seed=0)
     tm = to_torch(m)
+    t = time.perf_counter()
     opt = models.make_optimizer(r, m.parameters())
     tr = Trainer(m, opt, batch_size=r.batch_size, epochs=r.epochs, seed=0, quiet=True,
                  scheduler=models.make_scheduler(r, opt, steps))
@@ -147,7 +147,8 @@ def fast_rows(ctx):
     xs = torch.from_numpy(prepare(x_train))
     ys = torch.from_numpy(y_train.astype(np.int64))
     topt = torch.optim.Adam(tm.parameters(), lr=r.lr, betas=tuple(r.betas))
-    sched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=r.lr, total_steps=steps * r.epochs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=r.lr, total_steps=steps * r.epochs,
+                                                cycle_momentum=False)
     g = torch.Generator().manual_seed(0)
     for _ in range(r.epochs):
         perm = torch.randperm(len(ys), generator=g)
