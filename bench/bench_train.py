@@ -109,7 +109,7 @@ def _interleaved(fa, fb, repeat):
 
 def epoch_rows(ctx):
     cases = [("fnn", 64), ("cnn", 64), ("cnn5", 128)]
-    n_img = 3200 if ctx.quick else 60000
+    n_img = 6400 if ctx.quick else 60000
     x, y, _ = _data(60000)
     for name, bs in cases:
         nb = min(n_img, 60000) // bs
