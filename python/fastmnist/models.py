@@ -22,9 +22,11 @@ mlp-scratch    "Neural network from scratch": configurable ``sizes`` (default 78
                descent (SGD, no momentum). ``arch="cnn"`` gives the write-up's from-scratch CNN
                variant: Conv5x5(1->8) -> act -> MaxPool2 -> Flatten -> Linear(1152, 100) -> act ->
                Linear(100, 10) (``loss`` mse or cross_entropy).
-mlp            One hidden layer of 100 ReLU units; Adam lr 0.01, Gaussian noise (std 0.2) and
-               horizontal flip (p 0.7) augmentation, 30 epochs, batch 128 (the "MLP with noisy,
-               flipped inputs" write-up; the flips cost accuracy, hence its modest ~95%).
+mlp            One hidden layer of 100 ReLU units; Adam lr 0.01, Gaussian noise (std 0.2 on the
+               normalised inputs = 0.062 in pixel units, as our noise runs before normalisation) and
+               horizontal flip (p 0.7) augmentation, 30 epochs, batch 512 (the "MLP with noisy,
+               flipped inputs" write-up; the flips cost accuracy, hence its modest ~95%: 95.3%
+               here; with batch 128 the noisier Adam steps plateau near 93.5%).
 fast           Our CPU take on tuomaso/train_mnist_fast (0.76 s to 99% on a GPU): the whole set
                preloaded, Conv5x5(1->24) -> MaxPool2 -> ReLU -> Conv3x3(24->32) -> MaxPool2 -> ReLU
                -> Flatten -> Linear(800, 256) -> ReLU -> Linear(256, 10); Adam lr 0.01,
@@ -142,7 +144,7 @@ MODELS = {
     "cnn5": (_cnn5, Recipe(epochs=5, batch_size=128)),
     "mlp-scratch": (_mlp_scratch, Recipe(optimizer="sgd", lr=0.5, epochs=10, batch_size=32, loss="mse",
                                          normalize=False)),
-    "mlp": (_mlp, Recipe(lr=0.01, epochs=30, batch_size=128, augment="noise:0.2,hflip:0.7")),
+    "mlp": (_mlp, Recipe(lr=0.01, epochs=30, batch_size=512, augment="noise:0.0616,hflip:0.7")),
     "fast": (_fast, Recipe(lr=0.01, betas=(0.7, 0.9), epochs=1, batch_size=256, scheduler="onecycle")),
 }
 

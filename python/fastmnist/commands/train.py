@@ -15,7 +15,7 @@ MODEL_HELP = """models (default recipe in brackets):
   cnn5         conv5x5(16)-pool-conv5x5(32)-pool-dense64-dense10 [Adam 1e-3, 5 epochs, batch 128]
   mlp-scratch  784-100-10 sigmoid, MSE on one-hot                [SGD 0.5, 10 epochs, batch 32]
                (--option arch=cnn gives the from-scratch CNN; activation=relu; loss via --loss)
-  mlp          784-100-10 ReLU, noise 0.2 + hflip 0.7 augmentation [Adam 0.01, 30 epochs, batch 128]
+  mlp          784-100-10 ReLU, noise + hflip 0.7 augmentation   [Adam 0.01, 30 epochs, batch 512]
   fast         conv5x5(24)-pool-relu-conv3x3(32)-pool-relu-fc256-fc10, one-cycle
                                                                  [Adam 0.01 betas .7/.9, 1 epoch, batch 256]
 
