@@ -544,6 +544,64 @@ struct AlignedBuf {  // 64-byte aligned, zero-initialised scratch (no allocation
   }
 };
 
+// In-register 16 x 16 transpose: rows r[0..15] -> r[c] = column c.
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16_avx512(__m512 (&r)[16]) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4i+j], 128-bit lane L: column 4L+j of rows 4i..4i+3
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const __m512 s0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), s1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    const __m512 s2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), s3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+    t[0 + j] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+    t[8 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+    t[4 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// dy_n (K, PQ) -> dyt [K/KW][PQ][KW] (KW = 16 or 32; channels beyond K stay zero) in 16 x 16
+// blocks, and pb[k] += sum over PQ of dy_n[k] (the bias gradient).
+__attribute__((target("avx512f"))) static void transpose_dy_avx512(const float* dyn, int K, int PQ, int KW,
+                                                                    float* dyt, double* pb) {
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    const int kn = std::min(16, K - k0);
+    float* base = dyt + (size_t)(k0 / KW) * PQ * KW + k0 % KW;
+    __m512 bsum = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < PQ; j0 += 16) {
+      const int jn = std::min(16, PQ - j0);
+      const __mmask16 mj = (__mmask16)((1u << jn) - 1);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < kn ? _mm512_maskz_loadu_ps(mj, dyn + (size_t)(k0 + i) * PQ + j0) : _mm512_setzero_ps();
+      transpose16_avx512(r);
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        if (i >= jn) break;
+        bsum = _mm512_add_ps(bsum, r[i]);
+        _mm512_storeu_ps(base + (size_t)(j0 + i) * KW, r[i]);
+      }
+    }
+    alignas(64) float b[16];
+    _mm512_store_ps(b, bsum);
+    for (int i = 0; i < kn; ++i) pb[k0 + i] += b[i];
+  }
+}
+
 static void backward_weight_avx512(const ConvShape& s, const float* dy, const float* x, float* dw,
                                    float* db) {
   const int P = s.P(), Q = s.Q(), PQ = P * Q, CRS = s.C * s.R * s.S;
@@ -572,16 +630,7 @@ static void backward_weight_avx512(const ConvShape& s, const float* dy, const fl
     for (int n = 0; n < s.N; ++n) {
       pad_image(s, x + (size_t)n * s.C * s.H * s.W, xp.data());
       const float* dyn = dy + (size_t)n * s.K * PQ;
-      for (int k = 0; k < s.K; ++k) {  // transpose dy_n (K, PQ) -> dyt [kb][PQ][KW]
-        const float* src = dyn + (size_t)k * PQ;
-        float* dst = dyt.p + (size_t)(k / KW) * PQ * KW + k % KW;
-        float a = 0.f;
-        for (int j = 0; j < PQ; ++j) {
-          dst[(size_t)j * KW] = src[j];
-          a += src[j];
-        }
-        pb[k] += a;
-      }
+      transpose_dy_avx512(dyn, s.K, PQ, KW, dyt.p, pb);
       for (int kb = 0; kb < nkb; ++kb) {
         const float* g = dyt.p + (size_t)kb * PQ * KW;
         float* pk = pw + (size_t)kb * CRSp * KW;
