@@ -1,15 +1,23 @@
 // 2-D convolution: forward, backward_input, backward_weight (+ bias).
 //
-// Three implementations of each op:
-// - reference: plain loops with double accumulation (tests).
+// Implementations (conv2d_forward etc. pick one; ConvImpl forces one for tests):
+// - reference: plain loops with double accumulation.
 // - gemm: im2col + fm::sgemm per image, col2im for the input gradient (any ISA, any stride).
-// - fast (AVX-512): "broadcast-x" register tiles. The image is copied once into a zero-padded
-//   per-thread buffer xp (C, H+2ph, W+2pw); a tile holds MR output pixels x 16*NV output channels
-//   in zmm registers, and every step of the C*R*S reduction broadcasts MR pixels of xp (addressed
-//   through an offset table, so no im2col matrix is ever built and any stride works) against one
-//   packed weight row. The input gradient with stride 1 is the same kernel run on dy with the
-//   flipped, transposed weights; the weight gradient is the same tile with the roles of pixels
-//   and channels exchanged (reduction over output pixels, dy transposed per image).
+// - fast, AVX-512 (chosen at run time):
+//   * stride-1 forward ("flat" kernel): the image is expanded once into S-shifted planes
+//     xs[c*S+t][h][q] = xpad[c][h][q+t], so that tap (c,r,t) at the flattened output pixel
+//     j = p*Q+q is xs[c*S+t][r*Q + j] -- contiguous in j. A register tile is 8 output channels x
+//     48 output pixels; each tap is 3 vector loads, 8 weight broadcasts and 24 FMAs, the output is
+//     stored straight into NCHW with bias (and ReLU) applied in registers. No im2col matrix, no
+//     transposes. The stride-1 input gradient is the same kernel on dy with the flipped,
+//     transposed weights.
+//   * other strides ("broadcast-x" kernel): a tile holds MR output pixels x 16*NV channels; every
+//     step of the C*R*S reduction broadcasts MR pixels of a zero-padded image copy (addressed
+//     through offset tables, so any stride works) against one packed weight row.
+//   * weight gradient: the broadcast-x tile with pixels and channels exchanged (reduction over the
+//     output pixels, dy transposed per image in 16 x 16 register blocks, bias sums on the way);
+//     for few input channels (the first layer) a flat kernel keeps KB channels x R*S taps in zmm
+//     accumulators across a chunk of images.
 // OpenMP runs over the batch; each thread owns whole images and allocates its workspaces once per
 // call. Weight gradients go to per-thread partial buffers summed in thread order (no atomics), so
 // results depend only on the thread count.
