@@ -740,13 +740,14 @@ static void backward_weight_flat(const ConvShape& s, bwdw_flat_fn fn, const floa
     const int t = thread_id(), nt = num_threads();
     int64_t n0, n1;
     split_range(s.N, t, nt, n0, n1);
-    std::vector<float> xs((size_t)CHUNK * plane, 0.f);
+    AlignedBuf<float> xsb((size_t)CHUNK * plane);
+    float* xs = xsb.p;
     float* va = vacc.data() + (size_t)t * vsz;
     for (int64_t c0 = n0; c0 < n1; c0 += CHUNK) {
       const int cn = (int)std::min<int64_t>(CHUNK, n1 - c0);
       for (int i = 0; i < cn; ++i)
-        build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs.data() + i * plane);
-      fn(xs.data(), plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
+        build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
+      fn(xs, plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
     }
   }
   // reduce: lanes in order, then threads in order
