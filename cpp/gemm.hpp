@@ -1,7 +1,7 @@
 // The SGEMM every conv / linear layer runs on.
 #pragma once
 
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
 #include <immintrin.h>
 #endif
 
@@ -31,7 +31,7 @@ const char* gemm_isa_name();
 // is unknown or the CPU lacks that instruction set.
 bool gemm_set_isa(const char* name);
 
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
 namespace detail {
 // In-register 16 x 16 transpose: rows r[0..15] -> r[c] = column c.
 __attribute__((target("avx512f"), always_inline)) inline void transpose16_avx512(__m512 (&r)[16]) {
