@@ -273,11 +273,64 @@ __attribute__((target("avx512f"))) static inline void fwd_flat_tile(
   }
 }
 
-// Stride-1 forward (and, with flipped weights, input gradient):
+// The same planes for the AVX2 path (plain row copies).
+static void build_planes_generic(const ConvShape& s, int Q, size_t pstride, const float* x, float* xs) {
+  for (int c = 0; c < s.C; ++c)
+    for (int t = 0; t < s.S; ++t) {
+      const int q0 = std::max(0, s.pw - t), q1 = std::min(Q, s.W + s.pw - t);
+      if (q1 <= q0) continue;
+      const float* src = x + (size_t)c * s.H * s.W + q0 + t - s.pw;
+      float* dst = xs + (size_t)(c * s.S + t) * pstride + (size_t)s.ph * Q + q0;
+      for (int h = 0; h < s.H; ++h, src += s.W, dst += Q) std::memcpy(dst, src, sizeof(float) * (q1 - q0));
+    }
+}
+
+// AVX2 + FMA version of fwd_flat_tile: MK output channels x 8*NJ output pixels (16 ymm registers).
+// `lastn` (1..8) lanes of the final vector are valid.
+template <int MK, int NJ>
+__attribute__((target("avx2,fma"))) static inline void fwd_flat_tile_avx2(
+    const float* xs, const int* toff, int T, const float* wp, const float* bias, int j0, int lastn, int kn,
+    int PQ, float* y, bool relu) {
+  const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(lastn), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 acc[MK][NJ];
+#pragma GCC unroll 8
+  for (int m = 0; m < MK; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v) acc[m][v] = _mm256_broadcast_ss(bias + m);
+  const float* xb = xs + j0;
+  for (int t = 0; t < T; ++t, wp += MK) {
+    const float* xt = xb + toff[t];
+    __m256 xv[NJ];
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v)
+      xv[v] = v == NJ - 1 ? _mm256_maskload_ps(xt + 8 * v, lm) : _mm256_loadu_ps(xt + 8 * v);
+#pragma GCC unroll 8
+    for (int m = 0; m < MK; ++m) {
+      const __m256 a = _mm256_broadcast_ss(wp + m);
+#pragma GCC unroll 4
+      for (int v = 0; v < NJ; ++v) acc[m][v] = _mm256_fmadd_ps(a, xv[v], acc[m][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MK; ++m) {
+    if (m >= kn) break;
+    float* yr = y + (size_t)m * PQ + j0;
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v) {
+      __m256 o = relu ? _mm256_max_ps(acc[m][v], _mm256_setzero_ps()) : acc[m][v];
+      if (v == NJ - 1)
+        _mm256_maskstore_ps(yr + 8 * v, lm, o);
+      else
+        _mm256_storeu_ps(yr + 8 * v, o);
+    }
+  }
+}
+
+// Stride-1 forward (and, with flipped weights, input gradient) on AVX-512 or AVX2:
 // x (N,C,H,W), w (K,C,R,S), b (K,) or null -> y (N,K,P,Q).
 static void forward_flat(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                         bool relu) {
-  constexpr int MK = 8, NJ = 3;
+                         bool relu, bool avx512) {
+  const int MK = avx512 ? 8 : 6;
   const int P = s.P(), Q = s.Q(), PQ = P * Q, T = s.C * s.R * s.S;
   const int Hp = s.H + 2 * s.ph;
   const int nkt = (s.K + MK - 1) / MK;
@@ -295,7 +348,11 @@ static void forward_flat(const ConvShape& s, const float* x, const float* w, con
     std::vector<float> xs(plane, 0.f);
 #pragma omp for schedule(static)
     for (int n = 0; n < s.N; ++n) {
-      build_planes_avx512(s, Q, (size_t)Hp * Q, x + (size_t)n * s.C * s.H * s.W, xs.data());
+      const float* xn = x + (size_t)n * s.C * s.H * s.W;
+      if (avx512)
+        build_planes_avx512(s, Q, (size_t)Hp * Q, xn, xs.data());
+      else
+        build_planes_generic(s, Q, (size_t)Hp * Q, xn, xs.data());
       float* yn = y + (size_t)n * s.K * PQ;
       for (int kt = 0; kt < nkt; ++kt) {
         const float* wk = wp.data() + (size_t)kt * T * MK;
@@ -303,11 +360,20 @@ static void forward_flat(const ConvShape& s, const float* x, const float* w, con
         const int kn = std::min(MK, s.K - kt * MK);
         float* yk = yn + (size_t)kt * MK * PQ;
         int j = 0;
-        for (; j + 16 * NJ <= PQ; j += 16 * NJ)
-          fwd_flat_tile<MK, NJ>(xs.data(), toff.data(), T, wk, bk, j, (__mmask16)0xFFFF, kn, PQ, yk, relu);
-        for (; j < PQ; j += 16)
-          fwd_flat_tile<MK, 1>(xs.data(), toff.data(), T, wk, bk, j,
-                               (__mmask16)((1u << std::min(16, PQ - j)) - 1), kn, PQ, yk, relu);
+        if (avx512) {
+          constexpr int NJ = 3;
+          for (; j + 16 * NJ <= PQ; j += 16 * NJ)
+            fwd_flat_tile<8, NJ>(xs.data(), toff.data(), T, wk, bk, j, (__mmask16)0xFFFF, kn, PQ, yk, relu);
+          for (; j < PQ; j += 16)
+            fwd_flat_tile<8, 1>(xs.data(), toff.data(), T, wk, bk, j,
+                                (__mmask16)((1u << std::min(16, PQ - j)) - 1), kn, PQ, yk, relu);
+        } else {
+          constexpr int NJ = 2;
+          for (; j + 8 * NJ <= PQ; j += 8 * NJ)
+            fwd_flat_tile_avx2<6, NJ>(xs.data(), toff.data(), T, wk, bk, j, 8, kn, PQ, yk, relu);
+          for (; j < PQ; j += 8)
+            fwd_flat_tile_avx2<6, 1>(xs.data(), toff.data(), T, wk, bk, j, std::min(8, PQ - j), kn, PQ, yk, relu);
+        }
       }
     }
   }
@@ -363,9 +429,11 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   if (impl == ConvImpl::reference) return conv2d_forward_reference(s, x, w, b, y, relu);
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
-    if (s.sh == 1 && s.sw == 1) return forward_flat(s, x, w, b, y, relu);
+    if (s.sh == 1 && s.sw == 1) return forward_flat(s, x, w, b, y, relu, true);
     return forward_avx512(s, x, w, b, y, relu);
   }
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2 && s.sh == 1 && s.sw == 1)
+    return forward_flat(s, x, w, b, y, relu, false);
 #endif
   forward_gemm(s, x, w, b, y, relu);
 }
@@ -419,7 +487,7 @@ void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, 
   if (impl == ConvImpl::reference) return conv2d_backward_input_reference(s, dy, w, dx);
 #if FM_X86
   const int qh = s.R - 1 - s.ph, qw = s.S - 1 - s.pw;
-  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512 && s.sh == 1 && s.sw == 1 && qh >= 0 && qw >= 0) {
+  if (impl == ConvImpl::fast && gemm_isa() != Isa::generic && s.sh == 1 && s.sw == 1 && qh >= 0 && qw >= 0) {
     // Stride 1: dx = conv(dy padded by R-1-ph, w flipped in R,S and transposed to (C,K,R,S)).
     ConvShape t{s.N, s.K, s.P(), s.Q(), s.C, s.R, s.S, 1, 1, qh, qw};
     std::vector<float> wf((size_t)s.C * s.K * s.R * s.S);
@@ -429,7 +497,7 @@ void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, 
           for (int u = 0; u < s.S; ++u)
             wf[(((size_t)c * s.K + k) * s.R + (s.R - 1 - r)) * s.S + (s.S - 1 - u)] =
                 w[(((size_t)k * s.C + c) * s.R + r) * s.S + u];
-    return forward_flat(t, dy, wf.data(), nullptr, dx, false);
+    return forward_flat(t, dy, wf.data(), nullptr, dx, false, gemm_isa() == Isa::avx512);
   }
 #endif
   backward_input_gemm(s, dy, w, dx);
