@@ -649,11 +649,61 @@ __attribute__((target("avx512f"))) static void transpose_dy_avx512(const float* 
   }
 }
 
-static void backward_weight_avx512(const ConvShape& s, const float* dy, const float* x, float* dw,
-                                   float* db) {
+// AVX2 + FMA version of bwdw_block_avx512 with 16 channels (two ymm) per row of the tile.
+template <int MR>
+__attribute__((target("avx2,fma"))) static void bwdw_block_avx2(
+    const float* xp, const int* koff, int CRS, const int* pqoff, int PQ, const float* dyt, float* part) {
+  constexpr int KW = 16;
+  for (int i0 = 0; i0 < CRS; i0 += MR) {
+    const float* ptr[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) ptr[i] = xp + koff[std::min(i0 + i, CRS - 1)];
+    float* pr = part + (size_t)i0 * KW;
+    __m256 c[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      c[i][0] = _mm256_loadu_ps(pr + i * KW);
+      c[i][1] = _mm256_loadu_ps(pr + i * KW + 8);
+    }
+    const float* g = dyt;
+    for (int j = 0; j < PQ; ++j, g += KW) {
+      const int o = pqoff[j];
+      const __m256 g0 = _mm256_loadu_ps(g), g1 = _mm256_loadu_ps(g + 8);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m256 a = _mm256_broadcast_ss(ptr[i] + o);
+        c[i][0] = _mm256_fmadd_ps(a, g0, c[i][0]);
+        c[i][1] = _mm256_fmadd_ps(a, g1, c[i][1]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      _mm256_storeu_ps(pr + i * KW, c[i][0]);
+      _mm256_storeu_ps(pr + i * KW + 8, c[i][1]);
+    }
+  }
+}
+
+// dy_n (K, PQ) -> dyt [K/KW][PQ][KW] and pb[k] += sum of dy_n[k] (scalar, for the AVX2 path).
+static void transpose_dy_generic(const float* dyn, int K, int PQ, int KW, float* dyt, double* pb) {
+  for (int k = 0; k < K; ++k) {
+    const float* src = dyn + (size_t)k * PQ;
+    float* dst = dyt + (size_t)(k / KW) * PQ * KW + k % KW;
+    float a = 0.f;
+    for (int j = 0; j < PQ; ++j) {
+      dst[(size_t)j * KW] = src[j];
+      a += src[j];
+    }
+    pb[k] += a;
+  }
+}
+
+// Weight gradient, any stride, AVX-512 or AVX2: dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S), db.
+static void backward_weight_bx(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                               bool avx512) {
   const int P = s.P(), Q = s.Q(), PQ = P * Q, CRS = s.C * s.R * s.S;
   const int Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
-  const int NV = s.K <= 16 ? 1 : 2, KW = 16 * NV, MR = NV == 1 ? 12 : 8;
+  const int NV = (s.K <= 16 || !avx512) ? 1 : 2, KW = 16 * NV, MR = !avx512 ? 6 : NV == 1 ? 12 : 8;
   const int nkb = (s.K + KW - 1) / KW;
   const int CRSp = (CRS + MR - 1) / MR * MR;
   std::vector<int> koff(CRS), pqoff(PQ);
@@ -677,11 +727,16 @@ static void backward_weight_avx512(const ConvShape& s, const float* dy, const fl
     for (int n = 0; n < s.N; ++n) {
       pad_image(s, x + (size_t)n * s.C * s.H * s.W, xp.data());
       const float* dyn = dy + (size_t)n * s.K * PQ;
-      transpose_dy_avx512(dyn, s.K, PQ, KW, dyt.p, pb);
+      if (avx512)
+        transpose_dy_avx512(dyn, s.K, PQ, KW, dyt.p, pb);
+      else
+        transpose_dy_generic(dyn, s.K, PQ, KW, dyt.p, pb);
       for (int kb = 0; kb < nkb; ++kb) {
         const float* g = dyt.p + (size_t)kb * PQ * KW;
         float* pk = pw + (size_t)kb * CRSp * KW;
-        if (NV == 1)
+        if (!avx512)
+          bwdw_block_avx2<6>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
+        else if (NV == 1)
           bwdw_block_avx512<12, 1>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
         else
           bwdw_block_avx512<8, 2>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
@@ -850,8 +905,9 @@ void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x,
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
     if (auto fn = pick_bwdw_flat(s)) return backward_weight_flat(s, fn, dy, x, dw, db);
-    return backward_weight_avx512(s, dy, x, dw, db);
+    return backward_weight_bx(s, dy, x, dw, db, true);
   }
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2) return backward_weight_bx(s, dy, x, dw, db, false);
 #endif
   backward_weight_gemm(s, dy, x, dw, db);
 }
