@@ -18,6 +18,9 @@
 //     output pixels, dy transposed per image in 16 x 16 register blocks, bias sums on the way);
 //     for few input channels (the first layer) a flat kernel keeps KB channels x R*S taps in zmm
 //     accumulators across a chunk of images.
+// - fast, AVX2 + FMA: the stride-1 flat forward / input-gradient kernel (6 channels x 16 pixels)
+//   and the broadcast-x weight-gradient tile (6 taps x 16 channels) in ymm registers; other
+//   strides use im2col + SGEMM.
 // OpenMP runs over the batch; each thread owns whole images and allocates its workspaces once per
 // call. Weight gradients go to per-thread partial buffers summed in thread order (no atomics), so
 // results depend only on the thread count.
