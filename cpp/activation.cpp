@@ -21,7 +21,10 @@ void relu_forward(int64_t n, const float* x, float* y) {
 // gy (n), x (n) -> gx (n)
 void relu_backward(int64_t n, const float* gy, const float* x, float* gx) {
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) gx[i] = x[i] <= 0.f ? 0.f : gy[i];
+  for (int64_t i = 0; i < n; ++i) {
+    float g = gy[i];  // loaded unconditionally so the select vectorises (no branch)
+    gx[i] = x[i] <= 0.f ? 0.f : g;
+  }
 }
 
 // x (n) -> y (n)

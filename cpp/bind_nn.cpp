@@ -285,7 +285,8 @@ void bind_nn(py::module_& m) {
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"), py::arg("grad") = true);
   m.def("mse_loss", &mse_loss, py::arg("pred"), py::arg("target"), py::arg("grad") = true);
 
-  // Plain-loop references, for tests.
+  // Testing hooks: switch the AVX-512 paths off/on; plain-loop references.
+  m.def("_pool_set_simd", &fm::pool_set_simd, py::arg("enabled"));
   m.def(
       "_max_pool2d_reference",
       [](py::handle x_obj, int KH, int KW, int SH, int SW, int PH, int PW) {

@@ -24,4 +24,8 @@ void max_pool2d_forward_reference(const Pool2dShape& s, const float* x, float* y
 bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
 bool max_pool2d_backward_reference(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
 
+// Use the AVX-512 paths where the CPU has them (default true). Tests turn them off to check the
+// portable paths on the same machine.
+void pool_set_simd(bool enabled);
+
 }  // namespace fm

@@ -78,6 +78,27 @@ def test_nan_propagates(shape, k, s, p, rng):
     np.testing.assert_array_equal(idx, ti)
 
 
+@pytest.fixture
+def portable():
+    """Run with the AVX-512 paths switched off (the portable build's code), then restore them."""
+    _core._pool_set_simd(False)
+    yield
+    _core._pool_set_simd(True)
+
+
+@pytest.mark.parametrize("shape,k,s,p", [CASES[1], CASES[2], CASES[3], CASES[6], CASES[13]])
+def test_portable_paths(shape, k, s, p, rng, portable):
+    check(rng.standard_normal(shape).astype(np.float32), k, s, p, rng)
+    check(rng.integers(0, 3, shape).astype(np.float32), k, s, p, rng)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < 0.05] = np.nan
+    y, idx = fm.max_pool2d(x, k, s, p, return_indices=True)
+    ty, ti, _ = torch_pool(x, k, s, p)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(idx, ti)
+    test_backward_indices_outside_2x2_windows(rng)
+
+
 def test_reference_matches_fast(rng):
     x = rng.standard_normal((4, 6, 28, 28)).astype(np.float32)
     for k, s, p in [(2, 2, 0), (3, 2, 1), (3, 1, 1)]:
