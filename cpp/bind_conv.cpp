@@ -1,5 +1,55 @@
+// Bindings for the SGEMM and conv2d kernels: argument validation, GIL release, numpy in/out.
+#include <string>
+
 #include "bind_util.hpp"
+#include "conv2d.hpp"
 #include "gemm.hpp"
+
+namespace {
+
+fm::ConvImpl parse_impl(const std::string& impl) {
+  if (impl == "fast") return fm::ConvImpl::fast;
+  if (impl == "gemm") return fm::ConvImpl::gemm;
+  if (impl == "reference") return fm::ConvImpl::reference;
+  fm::value_error("impl must be 'fast', 'gemm' or 'reference', got '", impl, "'");
+}
+
+struct ConvArgs {
+  fm::farray x, w;
+  fm::ConvShape s;
+};
+
+// Validates x (N,C,H,W), weight (K,C,R,S), stride, padding; returns the shape.
+ConvArgs conv_args(py::handle x_obj, py::handle w_obj, py::handle stride, py::handle padding) {
+  auto x = fm::float_arg(x_obj, "x", 4, "(N, C, H, W)");
+  auto w = fm::float_arg(w_obj, "weight", 4, "(K, C, R, S)");
+  auto st = fm::pair_arg(stride, "stride");
+  auto pd = fm::pair_arg(padding, "padding");
+  if (st.first < 1 || st.second < 1)
+    fm::value_error("stride must be >= 1, got (", st.first, ", ", st.second, ")");
+  if (pd.first < 0 || pd.second < 0)
+    fm::value_error("padding must be >= 0, got (", pd.first, ", ", pd.second, ")");
+  for (int i = 1; i < 4; ++i)
+    if (x.shape(i) < 1)
+      fm::value_error("x must have non-empty C, H, W (N, C, H, W), got shape ", fm::shape_str(x));
+  for (int i = 0; i < 4; ++i)
+    if (w.shape(i) < 1) fm::value_error("weight must be non-empty (K, C, R, S), got shape ", fm::shape_str(w));
+  if (x.shape(1) != w.shape(1))
+    fm::value_error("weight in-channels (K, C, R, S) must match x channels: weight shape ", fm::shape_str(w),
+                    ", x shape ", fm::shape_str(x));
+  const py::ssize_t big = (py::ssize_t)1 << 30;
+  for (int i = 0; i < 4; ++i)
+    if (x.shape(i) >= big || w.shape(i) >= big) fm::value_error("x/weight dimensions too large");
+  fm::ConvShape s{int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
+                  int(w.shape(0)), int(w.shape(2)), int(w.shape(3)), st.first, st.second, pd.first, pd.second};
+  if (s.R > s.H + 2 * s.ph || s.S > s.W + 2 * s.pw)
+    fm::value_error("weight kernel (R, S) = (", s.R, ", ", s.S, ") is larger than the padded input (",
+                    s.H + 2 * s.ph, ", ", s.W + 2 * s.pw, "): x shape ", fm::shape_str(x), ", padding (",
+                    s.ph, ", ", s.pw, ")");
+  return {std::move(x), std::move(w), s};
+}
+
+}  // namespace
 
 void bind_conv(py::module_& m) {
   // Testing hook for the SGEMM: C = A @ B with optional transposes (float32 2-D arrays).
@@ -22,4 +72,75 @@ void bind_conv(py::module_& m) {
       },
       py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
       py::arg("parallel") = true);
+
+  m.def("gemm_isa", []() { return std::string(fm::gemm_isa_name()); },
+        "Instruction set of the SGEMM/conv kernels chosen at run time: 'avx512', 'avx2' or 'generic'.");
+  m.def(
+      "_set_gemm_isa",
+      [](const std::string& name) {
+        std::string prev = fm::gemm_isa_name();
+        if (!fm::gemm_set_isa(name.c_str()))
+          fm::value_error("isa '", name, "' is unknown or not supported by this CPU (current: ", prev, ")");
+        return prev;
+      },
+      py::arg("name"), "Testing hook: force the kernel ISA ('generic', 'avx2', 'avx512'); returns the previous one.");
+
+  m.def(
+      "conv2d_forward",
+      [](py::handle x_obj, py::handle w_obj, py::object b_obj, py::handle stride, py::handle padding, bool relu,
+         const std::string& impl) {
+        auto a = conv_args(x_obj, w_obj, stride, padding);
+        auto im = parse_impl(impl);
+        fm::farray b;
+        const float* bp = nullptr;
+        if (!b_obj.is_none()) {
+          b = fm::float_arg(b_obj, "bias", 1, "(K,)");
+          if (b.shape(0) != a.s.K)
+            fm::value_error("bias must have shape (K,) = (", a.s.K, ",) for weight shape ", fm::shape_str(a.w),
+                            ", got ", fm::shape_str(b));
+          bp = b.data();
+        }
+        auto y = fm::new_farray({a.s.N, a.s.K, a.s.P(), a.s.Q()});
+        {
+          py::gil_scoped_release nogil;
+          fm::conv2d_forward(a.s, a.x.data(), a.w.data(), bp, y.mutable_data(), relu, im);
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
+      py::arg("padding") = 0, py::arg("relu") = false, py::arg("impl") = "fast");
+
+  m.def(
+      "conv2d_backward",
+      [](py::handle dy_obj, py::handle x_obj, py::handle w_obj, py::handle stride, py::handle padding, bool bias,
+         bool input_grad, const std::string& impl, bool weight_grad) {
+        auto a = conv_args(x_obj, w_obj, stride, padding);
+        auto im = parse_impl(impl);
+        auto dy = fm::float_arg(dy_obj, "grad_y", 4, "(N, K, P, Q)");
+        const fm::ConvShape& s = a.s;
+        if (dy.shape(0) != s.N || dy.shape(1) != s.K || dy.shape(2) != s.P() || dy.shape(3) != s.Q())
+          fm::value_error("grad_y must have the forward output shape (N, K, P, Q) = (", s.N, ", ", s.K, ", ", s.P(),
+                          ", ", s.Q(), ") for x ", fm::shape_str(a.x), " and weight ", fm::shape_str(a.w),
+                          ", got ", fm::shape_str(dy));
+        if (!weight_grad) bias = false;
+        py::object dx_out = py::none(), db_out = py::none(), dw_out = py::none();
+        fm::farray dx, db, dw;
+        if (weight_grad) dw = fm::new_farray({s.K, s.C, s.R, s.S});
+        if (input_grad) dx = fm::new_farray({s.N, s.C, s.H, s.W});
+        if (bias) db = fm::new_farray({s.K});
+        {
+          py::gil_scoped_release nogil;
+          if (input_grad) fm::conv2d_backward_input(s, dy.data(), a.w.data(), dx.mutable_data(), im);
+          if (weight_grad)
+            fm::conv2d_backward_weight(s, dy.data(), a.x.data(), dw.mutable_data(),
+                                       bias ? db.mutable_data() : nullptr, im);
+        }
+        if (input_grad) dx_out = dx;
+        if (bias) db_out = db;
+        if (weight_grad) dw_out = dw;
+        return py::make_tuple(dx_out, dw_out, db_out);
+      },
+      py::arg("grad_y"), py::arg("x"), py::arg("weight"), py::arg("stride") = 1, py::arg("padding") = 0,
+      py::arg("bias") = true, py::arg("input_grad") = true, py::arg("impl") = "fast",
+      py::arg("weight_grad") = true);
 }

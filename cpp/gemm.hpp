@@ -18,4 +18,13 @@ void sgemm_parallel(bool trans_a, bool trans_b, int M, int N, int K, float alpha
 void sgemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                      int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
+// Instruction-set dispatch. The level is chosen once from the CPU (avx512f > avx2+fma > generic);
+// FASTMNIST_ISA=generic|avx2|avx512 in the environment or gemm_set_isa() (tests) can lower it.
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+Isa gemm_isa();
+const char* gemm_isa_name();
+// Selects `name` ("generic", "avx2", "avx512"); returns false (and changes nothing) when the name
+// is unknown or the CPU lacks that instruction set.
+bool gemm_set_isa(const char* name);
+
 }  // namespace fm

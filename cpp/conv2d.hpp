@@ -1,0 +1,38 @@
+// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d): forward, backward_input,
+// backward_weight (+ bias). NCHW float32, C-contiguous.
+#pragma once
+#include <cstdint>
+
+namespace fm {
+
+struct ConvShape {
+  int N, C, H, W;  // input
+  int K, R, S;     // weight (K, C, R, S)
+  int sh, sw;      // stride
+  int ph, pw;      // zero padding
+  int P() const { return (H + 2 * ph - R) / sh + 1; }
+  int Q() const { return (W + 2 * pw - S) / sw + 1; }
+};
+
+// Which implementation runs: the fastest for this CPU, the im2col + SGEMM path (any ISA), or the
+// plain reference loops.
+enum class ConvImpl { fast = 0, gemm = 1, reference = 2 };
+
+// x (N,C,H,W), w (K,C,R,S), b (K,) or null -> y (N,K,P,Q); relu applies max(0, .) after the bias.
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
+                    bool relu, ConvImpl impl = ConvImpl::fast);
+// dy (N,K,P,Q), w (K,C,R,S) -> dx (N,C,H,W)
+void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx,
+                           ConvImpl impl = ConvImpl::fast);
+// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S), db (K,) (db may be null)
+void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                            ConvImpl impl = ConvImpl::fast);
+
+// Plain loops (double accumulation), kept for tests.
+void conv2d_forward_reference(const ConvShape& s, const float* x, const float* w, const float* b,
+                              float* y, bool relu);
+void conv2d_backward_input_reference(const ConvShape& s, const float* dy, const float* w, float* dx);
+void conv2d_backward_weight_reference(const ConvShape& s, const float* dy, const float* x, float* dw,
+                                      float* db);
+
+}  // namespace fm

@@ -1,0 +1,263 @@
+"""conv2d forward / backward (and the fused conv2d_relu) against PyTorch computed in the test.
+
+Tolerances (float32; relative to the largest reference magnitude of each output):
+  forward, conv2d_relu, grad_x:  max|diff| <= 2e-5 * max|ref|     (sums of C*R*S products)
+  grad_weight, grad_bias:        max|diff| <= 1e-4 * max|ref|     (sums over N*P*Q products)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import fastmnist
+from fastmnist import _core
+from fastmnist.functional import conv2d, conv2d_backward, conv2d_relu
+
+TOL_FWD = 2e-5
+TOL_DX = 2e-5
+TOL_DW = 1e-4
+
+# (N, C, H, W, K, R, S, stride, padding)
+CONFIGS = [
+    # the classic MNIST layers
+    (1, 1, 28, 28, 16, 3, 3, 1, 1), (64, 1, 28, 28, 16, 3, 3, 1, 1), (256, 1, 28, 28, 16, 3, 3, 1, 1),
+    (1, 1, 28, 28, 16, 5, 5, 1, 2), (64, 1, 28, 28, 16, 5, 5, 1, 2),
+    (1, 16, 14, 14, 32, 3, 3, 1, 1), (64, 16, 14, 14, 32, 3, 3, 1, 1),
+    (1, 16, 14, 14, 32, 5, 5, 1, 2), (64, 16, 14, 14, 32, 5, 5, 1, 2), (256, 16, 14, 14, 32, 5, 5, 1, 2),
+    (8, 1, 28, 28, 24, 5, 5, 1, 0), (8, 24, 12, 12, 32, 5, 5, 1, 0),
+    # padding 0 / 1 / 2 on both sizes
+    (4, 1, 28, 28, 16, 3, 3, 1, 0), (4, 1, 28, 28, 16, 5, 5, 1, 0), (4, 1, 28, 28, 16, 5, 5, 1, 1),
+    (4, 16, 14, 14, 32, 3, 3, 1, 0), (4, 16, 14, 14, 32, 3, 3, 1, 2), (4, 16, 14, 14, 32, 5, 5, 1, 0),
+    (4, 16, 14, 14, 32, 5, 5, 1, 1), (4, 1, 14, 14, 16, 3, 3, 1, 1), (4, 16, 28, 28, 32, 3, 3, 1, 1),
+    # stride 2 (and mixed strides)
+    (3, 1, 28, 28, 16, 3, 3, 2, 1), (3, 16, 14, 14, 32, 3, 3, 2, 1), (3, 16, 14, 14, 32, 5, 5, 2, 2),
+    (3, 3, 15, 15, 8, 3, 3, 2, 0), (2, 4, 13, 11, 6, 3, 3, (2, 1), (1, 0)), (2, 2, 9, 9, 3, 2, 2, 3, 0),
+    (2, 5, 10, 12, 7, 1, 1, 2, 0),
+    # non-square kernels and inputs
+    (2, 3, 9, 13, 5, 3, 5, 1, (1, 2)), (2, 3, 13, 9, 5, 5, 3, 1, (2, 1)), (2, 2, 11, 7, 4, 1, 3, 1, (0, 1)),
+    (2, 2, 7, 11, 4, 2, 1, 1, 0), (1, 6, 5, 17, 9, 2, 4, 1, (1, 1)), (3, 1, 28, 20, 16, 3, 3, 1, 1),
+    # channels not divisible by 8 / 16, more than 32 output channels (several channel blocks)
+    (3, 3, 10, 10, 5, 3, 3, 1, 1), (3, 7, 10, 10, 11, 3, 3, 1, 1), (2, 17, 9, 9, 33, 3, 3, 1, 1),
+    (2, 20, 8, 8, 40, 3, 3, 1, 0), (2, 24, 7, 7, 24, 3, 3, 1, 1), (2, 13, 6, 6, 70, 3, 3, 1, 1),
+    (2, 33, 6, 6, 17, 3, 3, 1, 1), (2, 64, 7, 7, 64, 3, 3, 1, 1),
+    # 1x1 kernels, kernel == padded input, padding larger than the kernel
+    (2, 8, 7, 7, 12, 1, 1, 1, 0), (2, 3, 5, 5, 4, 5, 5, 1, 0), (2, 3, 3, 3, 4, 5, 5, 1, 1),
+    (2, 3, 6, 6, 4, 3, 3, 1, 3), (2, 2, 4, 5, 3, 2, 2, 1, (2, 0)),
+    # batch 1 and single pixels
+    (1, 1, 1, 1, 1, 1, 1, 1, 0), (1, 3, 1, 1, 2, 1, 1, 1, 0), (1, 2, 1, 1, 3, 3, 3, 1, 1),
+    (5, 1, 7, 7, 1, 3, 3, 1, 1), (1, 32, 14, 14, 16, 3, 3, 1, 1),
+]
+
+
+def _make(cfg, seed=0):
+    n, c, h, w, k, r, s, st, pd = cfg
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = (rng.standard_normal((k, c, r, s), dtype=np.float32) / np.sqrt(c * r * s)).astype(np.float32)
+    b = rng.standard_normal(k, dtype=np.float32)
+    return x, wt, b, st, pd
+
+
+def _torch_all(x, w, b, st, pd, seed=1):
+    xt = torch.from_numpy(x).requires_grad_()
+    wt = torch.from_numpy(w).requires_grad_()
+    bt = torch.from_numpy(b).requires_grad_()
+    y = torch.nn.functional.conv2d(xt, wt, bt, st, pd)
+    g = np.random.default_rng(seed).standard_normal(tuple(y.shape), dtype=np.float32)
+    y.backward(torch.from_numpy(g))
+    return y.detach().numpy(), g, xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+def _close(got, ref, tol, what):
+    assert got.shape == ref.shape, (what, got.shape, ref.shape)
+    assert got.dtype == np.float32
+    err = np.abs(got.astype(np.float64) - ref).max() if ref.size else 0.0
+    scale = max(np.abs(ref).max() if ref.size else 0.0, 1e-30)
+    assert err <= tol * scale, f"{what}: max|diff| {err:.3g} > {tol} * {scale:.3g}"
+
+
+def _check(cfg, impl="fast"):
+    x, w, b, st, pd = _make(cfg)
+    y_ref, g, dx_ref, dw_ref, db_ref = _torch_all(x, w, b, st, pd)
+    _close(_core.conv2d_forward(x, w, b, st, pd, False, impl), y_ref, TOL_FWD, "forward")
+    _close(_core.conv2d_forward(x, w, b, st, pd, True, impl), np.maximum(y_ref, 0), TOL_FWD, "conv2d_relu")
+    dx, dw, db = _core.conv2d_backward(g, x, w, st, pd, True, True, impl)
+    _close(dx, dx_ref, TOL_DX, "grad_x")
+    _close(dw, dw_ref, TOL_DW, "grad_weight")
+    _close(db, db_ref, TOL_DW, "grad_bias")
+
+
+def test_config_count():
+    assert len(CONFIGS) >= 50
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "x".join(map(str, c)).replace(" ", ""))
+def test_conv2d_matches_torch(cfg):
+    _check(cfg)
+
+
+SMALL = [c for c in CONFIGS if c[0] * c[1] * c[2] * c[3] * c[4] <= 200_000]
+
+
+@pytest.mark.parametrize("cfg", SMALL[::2], ids=lambda c: "x".join(map(str, c)).replace(" ", ""))
+def test_im2col_gemm_path_matches_torch(cfg):
+    _check(cfg, "gemm")
+
+
+@pytest.mark.parametrize("cfg", [c for c in SMALL if c[0] * c[1] * c[2] * c[3] * c[4] <= 5000][:8])
+def test_reference_loops_match_torch(cfg):
+    _check(cfg, "reference")
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_other_isas(isa):
+    try:
+        prev = _core._set_gemm_isa(isa)
+    except ValueError:
+        pytest.skip(f"CPU lacks {isa}")
+    try:
+        for cfg in [CONFIGS[1], CONFIGS[8], (2, 4, 13, 11, 6, 3, 3, (2, 1), (1, 0)), (2, 13, 6, 6, 70, 3, 3, 1, 1)]:
+            _check(cfg)
+    finally:
+        _core._set_gemm_isa(prev)
+
+
+def test_public_wrappers_and_options():
+    x, w, b, st, pd = _make((3, 4, 9, 8, 6, 3, 3, (2, 1), (1, 2)))
+    y_ref, g, dx_ref, dw_ref, db_ref = _torch_all(x, w, b, st, pd)
+    _close(conv2d(x, w, b, stride=st, padding=pd), y_ref, TOL_FWD, "conv2d")
+    _close(fastmnist.conv2d_relu(x, w, b, stride=st, padding=pd), np.maximum(y_ref, 0), TOL_FWD, "relu")
+    y_nb = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, st, pd).numpy()
+    _close(conv2d(x, w, stride=st, padding=pd), y_nb, TOL_FWD, "conv2d no bias")
+    _close(conv2d(x, w, None, [np.int64(2), 1], (np.int32(1), 2)), y_nb, TOL_FWD, "numpy ints")
+    dx, dw, db = conv2d_backward(g, x, w, stride=st, padding=pd)
+    _close(dx, dx_ref, TOL_DX, "grad_x")
+    _close(dw, dw_ref, TOL_DW, "grad_w")
+    _close(db, db_ref, TOL_DW, "grad_b")
+    dx2, dw2, db2 = conv2d_backward(g, x, w, stride=st, padding=pd, bias=False, input_grad=False)
+    assert dx2 is None and db2 is None
+    np.testing.assert_array_equal(dw2, dw)
+
+
+def test_batch_zero():
+    x = np.zeros((0, 2, 5, 5), np.float32)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    assert conv2d(x, w).shape == (0, 3, 3, 3)
+    dx, dw, db = conv2d_backward(np.zeros((0, 3, 3, 3), np.float32), x, w)
+    assert dx.shape == x.shape and not dw.any() and not db.any()
+
+
+def test_noncontiguous_inputs():
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((6, 3, 30, 20), dtype=np.float32)
+    x = base[::2, :, ::2, :].transpose(0, 1, 3, 2)  # strided + transposed: (3, 3, 20, 15)
+    w = torch.randn(5, 4, 3, 3).permute(0, 3, 2, 1).numpy()[:, :3]  # torch .numpy() view, (5, 3, 3, 4)
+    b = rng.standard_normal(10, dtype=np.float32)[::2]
+    assert not x.flags.c_contiguous and not w.flags.c_contiguous and not b.flags.c_contiguous
+    xc, wc, bc = (np.ascontiguousarray(a) for a in (x, w, b))
+    y_ref, g, dx_ref, dw_ref, db_ref = _torch_all(xc, wc, bc, 1, 1)
+    _close(conv2d(x, w, b, 1, 1), y_ref, TOL_FWD, "forward")
+    g_nc = np.asfortranarray(g)
+    dx, dw, db = conv2d_backward(g_nc, x, w, 1, 1)
+    _close(dx, dx_ref, TOL_DX, "grad_x")
+    _close(dw, dw_ref, TOL_DW, "grad_w")
+    _close(db, db_ref, TOL_DW, "grad_b")
+
+
+@pytest.mark.parametrize("cfg", [(2, 2, 6, 5, 3, 3, 3, 1, 1), (2, 3, 7, 7, 2, 3, 2, 2, (1, 0)),
+                                 (1, 1, 6, 6, 17, 5, 5, 1, 2)])
+def test_finite_difference_gradients(cfg):
+    """Central differences of L = sum(g * conv2d(x, w, b)) through fastmnist's own forward. L is
+    linear in x, w and b, so the difference quotient is exact up to float32 rounding of L."""
+    x, w, b, st, pd = _make(cfg, seed=5)
+    g = np.random.default_rng(6).standard_normal(conv2d(x, w, b, st, pd).shape).astype(np.float32)
+    dx, dw, db = conv2d_backward(g, x, w, st, pd)
+    rng = np.random.default_rng(7)
+    h = 1e-2
+
+    def loss(xx, ww, bb):
+        return float(np.sum(g.astype(np.float64) * conv2d(xx, ww, bb, st, pd)))
+
+    for name, arr, grad in (("x", x, dx), ("w", w, dw), ("b", b, db)):
+        for idx in [tuple(rng.integers(0, s) for s in arr.shape) for _ in range(6)]:
+            plus, minus = arr.copy(), arr.copy()
+            plus[idx] += h
+            minus[idx] -= h
+            args_p = {"x": (plus, w, b), "w": (x, plus, b), "b": (x, w, plus)}[name]
+            args_m = {"x": (minus, w, b), "w": (x, minus, b), "b": (x, w, minus)}[name]
+            fd = (loss(*args_p) - loss(*args_m)) / (2 * h)
+            assert abs(fd - grad[idx]) <= 2e-3 * max(1.0, abs(grad[idx])), (name, idx, fd, grad[idx])
+
+
+def test_weight_gradient_is_deterministic():
+    x, w, b, st, pd = _make((37, 16, 14, 14, 32, 5, 5, 1, 2))
+    g = np.random.default_rng(9).standard_normal((37, 32, 14, 14), dtype=np.float32)
+    r1 = conv2d_backward(g, x, w, st, pd)
+    r2 = conv2d_backward(g, x, w, st, pd)
+    for a1, a2 in zip(r1, r2):
+        np.testing.assert_array_equal(a1, a2)
+
+
+def test_thread_counts_agree():
+    x, w, b, st, pd = _make((9, 16, 14, 14, 32, 3, 3, 1, 1))
+    y_ref, g, dx_ref, dw_ref, db_ref = _torch_all(x, w, b, st, pd)
+    prev = fastmnist.get_num_threads()
+    try:
+        for t in (1, 3):
+            fastmnist.set_num_threads(t)
+            _close(conv2d(x, w, b, st, pd), y_ref, TOL_FWD, f"forward t={t}")
+            dx, dw, db = conv2d_backward(g, x, w, st, pd)
+            _close(dx, dx_ref, TOL_DX, f"grad_x t={t}")
+            _close(dw, dw_ref, TOL_DW, f"grad_w t={t}")
+    finally:
+        fastmnist.set_num_threads(prev)
+
+
+def test_special_values_propagate():
+    x = np.ones((1, 1, 5, 5), np.float32)
+    x[0, 0, 2, 2] = np.nan
+    y = conv2d(x, np.ones((2, 1, 3, 3), np.float32), padding=1)
+    assert np.isnan(y[0, :, 1:4, 1:4]).all() and not np.isnan(y[0, :, 0, :]).any()
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input
+# ----------------------------------------------------------------------------------------------
+
+X = np.zeros((2, 3, 8, 8), np.float32)
+W = np.zeros((4, 3, 3, 3), np.float32)
+G = np.zeros((2, 4, 6, 6), np.float32)
+
+
+@pytest.mark.parametrize("call, exc, pattern", [
+    (lambda: conv2d(X[0], W), ValueError, r"x must have 4 dimensions.*\(3, 8, 8\)"),
+    (lambda: conv2d(X, W[0]), ValueError, r"weight must have 4 dimensions"),
+    (lambda: conv2d(X, np.zeros((4, 2, 3, 3), np.float32)), ValueError, r"in-channels.*\(4, 2, 3, 3\).*\(2, 3, 8, 8\)"),
+    (lambda: conv2d(X, W, np.zeros(5, np.float32)), ValueError, r"bias must have shape \(K,\) = \(4,\).*\(5,\)"),
+    (lambda: conv2d(X, W, np.zeros((4, 1), np.float32)), ValueError, r"bias must have 1 dimensions"),
+    (lambda: conv2d(X, np.zeros((4, 3, 11, 3), np.float32)), ValueError, r"larger than the padded input"),
+    (lambda: conv2d(X, np.zeros((4, 3, 11, 3), np.float32), padding=1), ValueError, r"larger than the padded"),
+    (lambda: conv2d(X, W, padding=-1), ValueError, r"padding must be >= 0"),
+    (lambda: conv2d(X, W, padding=(0, -2)), ValueError, r"padding must be >= 0"),
+    (lambda: conv2d(X, W, stride=0), ValueError, r"stride must be >= 1"),
+    (lambda: conv2d(X, W, stride=(1, -1)), ValueError, r"stride must be >= 1"),
+    (lambda: conv2d(X, W, stride=1.5), TypeError, r"stride must be an int or a pair"),
+    (lambda: conv2d(X, W, padding=(1, 2, 3)), TypeError, r"padding must be an int or a pair"),
+    (lambda: conv2d(X.astype(np.float64), W), TypeError, r"x must be float32"),
+    (lambda: conv2d(X, W.astype(np.float16)), TypeError, r"weight must be float32"),
+    (lambda: conv2d(X, W, np.zeros(4, np.int32)), TypeError, r"bias must be float32"),
+    (lambda: conv2d(X.tolist(), W), TypeError, r"x must be a numpy float32 array"),
+    (lambda: conv2d(np.zeros((2, 3, 0, 8), np.float32), W), ValueError, r"non-empty"),
+    (lambda: conv2d(X, np.zeros((0, 3, 3, 3), np.float32)), ValueError, r"weight must be non-empty"),
+    (lambda: conv2d_relu(X, W, stride=0), ValueError, r"stride must be >= 1"),
+    (lambda: conv2d_backward(G[:, :3], X, W), ValueError, r"grad_y must have the forward output shape.*\(2, 3, 6, 6\)"),
+    (lambda: conv2d_backward(G, X, W, padding=1), ValueError, r"grad_y must have the forward output shape \(N, K, P, Q\) = \(2, 4, 8, 8\)"),
+    (lambda: conv2d_backward(G[0], X, W), ValueError, r"grad_y must have 4 dimensions"),
+    (lambda: conv2d_backward(G.astype(np.float64), X, W), TypeError, r"grad_y must be float32"),
+    (lambda: conv2d_backward(G, X[:, :2], W), ValueError, r"in-channels"),
+    (lambda: conv2d_backward(G, X, W, stride=0), ValueError, r"stride must be >= 1"),
+])
+def test_bad_input(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
