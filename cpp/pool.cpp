@@ -12,6 +12,12 @@
 #include <immintrin.h>
 #define FM_X86 1
 #endif
+// Vectorised loops compiled for AVX-512 / AVX2 / baseline, picked at load time (GCC ifunc).
+#if defined(FM_X86) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define FM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FM_CLONES
+#endif
 
 #include "common.hpp"
 
@@ -22,33 +28,77 @@ namespace {
 constexpr int64_t kParallelMin = 1 << 15;  // input elements below which a call runs on one thread
 
 // PyTorch's update rule: a strictly greater value or any NaN takes over.
-inline bool takes_over(float v, float m) { return v > m || std::isnan(v); }
+inline bool takes_over(float v, float m) { return (v > m) | (v != v); }
 
 // ---------------------------------------------------------------------------------------------
 // forward
 // ---------------------------------------------------------------------------------------------
 
-// One plane, any geometry: x (H,W) -> y (OH,OW), idx (OH,OW) (idx may be null).
-void pool_plane_generic(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+// One output element, any geometry: scan the clipped window in row-major order.
+inline void pool_one(const Pool2dShape& s, const float* x, int64_t oh, int64_t ow, float* y, int64_t* idx) {
   const int64_t H = s.H, W = s.W;
+  int64_t h0 = oh * s.SH - s.PH, h1 = std::min<int64_t>(h0 + s.KH, H);
+  int64_t w0 = ow * s.SW - s.PW, w1 = std::min<int64_t>(w0 + s.KW, W);
+  h0 = std::max<int64_t>(h0, 0);
+  w0 = std::max<int64_t>(w0, 0);
+  float m = -std::numeric_limits<float>::infinity();
+  int64_t mi = h0 * W + w0;
+  for (int64_t ih = h0; ih < h1; ++ih)
+    for (int64_t iw = w0; iw < w1; ++iw) {
+      float v = x[ih * W + iw];
+      if (takes_over(v, m)) {
+        m = v;
+        mi = ih * W + iw;
+      }
+    }
+  y[oh * s.OW + ow] = m;
+  if (idx) idx[oh * s.OW + ow] = mi;
+}
+
+// One plane, any geometry: x (H,W) -> y (OH,OW), idx (OH,OW) (idx may be null). Plain loops.
+void pool_plane_reference(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) pool_one(s, x, oh, ow, y, idx);
+}
+
+// One plane, any geometry, vectorised across each output row: the columns whose windows lie
+// inside the input (no clipping) run window position by window position over all of them at
+// once, with selects instead of branches; the few border columns use pool_one.
+FM_CLONES void pool_plane_generic(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+  const int64_t W = s.W, OW = s.OW, SW = s.SW;
+  // interior columns: ow*SW - PW >= 0 and ow*SW - PW + KW <= W
+  int64_t lo = std::min<int64_t>((s.PW + SW - 1) / SW, OW);
+  int64_t hi = W + s.PW - s.KW >= 0 ? std::min<int64_t>((W + s.PW - s.KW) / SW + 1, OW) : 0;
+  if (hi < lo) hi = lo;
+  constexpr int64_t kChunk = 256;
+  int32_t k[kChunk];
   for (int64_t oh = 0; oh < s.OH; ++oh) {
-    int64_t h0 = oh * s.SH - s.PH, h1 = std::min<int64_t>(h0 + s.KH, H);
+    for (int64_t ow = 0; ow < lo; ++ow) pool_one(s, x, oh, ow, y, idx);
+    for (int64_t ow = hi; ow < OW; ++ow) pool_one(s, x, oh, ow, y, idx);
+    int64_t h0 = oh * s.SH - s.PH, h1 = std::min<int64_t>(h0 + s.KH, s.H);
     h0 = std::max<int64_t>(h0, 0);
-    for (int64_t ow = 0; ow < s.OW; ++ow) {
-      int64_t w0 = ow * s.SW - s.PW, w1 = std::min<int64_t>(w0 + s.KW, W);
-      w0 = std::max<int64_t>(w0, 0);
-      float m = -std::numeric_limits<float>::infinity();
-      int64_t mi = h0 * W + w0;
+    for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
+      const int64_t n = std::min(kChunk, hi - c0);
+      float* yr = y + oh * OW + c0;
+      const int32_t first = int32_t(h0 * W + c0 * SW - s.PW);  // window start of column c0
+      for (int64_t j = 0; j < n; ++j) {
+        yr[j] = -std::numeric_limits<float>::infinity();
+        k[j] = first + int32_t(j * SW);
+      }
       for (int64_t ih = h0; ih < h1; ++ih)
-        for (int64_t iw = w0; iw < w1; ++iw) {
-          float v = x[ih * W + iw];
-          if (takes_over(v, m)) {
-            m = v;
-            mi = ih * W + iw;
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int32_t p0 = int32_t(ih * W + c0 * SW - s.PW + kw);
+          const float* src = x + p0;
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) {
+            float v = src[j * SW], m = yr[j];
+            bool t = (v > m) | (v != v);
+            yr[j] = t ? v : m;
+            k[j] = t ? p0 + int32_t(j * SW) : k[j];
           }
         }
-      y[oh * s.OW + ow] = m;
-      if (idx) idx[oh * s.OW + ow] = mi;
+      if (idx)
+        for (int64_t j = 0; j < n; ++j) idx[oh * OW + c0 + j] = k[j];
     }
   }
 }
@@ -78,7 +128,7 @@ inline void pool_row_2x2(int64_t n, const float* r0, const float* r1, int32_t W,
 }
 
 // One plane, 2x2 window, stride 2, no padding: x (H,W) -> y (H/2,W/2), idx (may be null).
-void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
+FM_CLONES void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
   const int64_t W = s.W, OW = s.OW;
   int32_t k[256];  // window offsets of one row piece
   for (int64_t oh = 0; oh < s.OH; ++oh) {
@@ -251,15 +301,15 @@ void pool_set_simd(bool enabled) { g_simd = enabled; }
 // x (N,C,H,W) -> y (N,C,OH,OW), idx (N,C,OH,OW)
 void max_pool2d_forward_reference(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
-  for (int64_t p = 0; p < P; ++p) pool_plane_generic(s, x + p * HW, y + p * OHW, idx ? idx + p * OHW : nullptr);
+  for (int64_t p = 0; p < P; ++p) pool_plane_reference(s, x + p * HW, y + p * OHW, idx ? idx + p * OHW : nullptr);
 }
 
 // x (N,C,H,W) -> y (N,C,OH,OW), idx (N,C,OH,OW) (idx may be null)
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
-  const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0 &&
-                     s.W < (int64_t(1) << 30) && HW < (int64_t(1) << 31);
-  void (*plane)(const Pool2dShape&, const float*, float*, int64_t*) = pool_plane_generic;
+  const bool small = HW < (int64_t(1) << 31) - 1;  // int32 positions inside a plane
+  const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0 && small;
+  void (*plane)(const Pool2dShape&, const float*, float*, int64_t*) = small ? pool_plane_generic : pool_plane_reference;
   if (is2x2) plane = pool_plane_2x2;
 #ifdef FM_X86
   if (is2x2 && have_avx512()) plane = pool_plane_2x2_avx512;

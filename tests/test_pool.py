@@ -28,6 +28,9 @@ CASES = [
     ((64, 32, 14, 14), 2, 2, 0),
     ((1, 1, 1, 1), 1, 1, 0),
     ((2, 2, 3, 3), 3, 1, 0),
+    ((1, 1, 2, 2), 3, 1, 1),        # no window lies inside the input
+    ((1, 2, 5, 600), 3, 1, 1),      # rows longer than the kernel's column chunk
+    ((1, 2, 6, 1030), 2, 2, 0),
 ]
 
 
