@@ -12,13 +12,8 @@
 #include <immintrin.h>
 #define FM_X86 1
 #endif
-// Vectorised loops compiled for AVX-512 / AVX2 / baseline, picked at load time (GCC ifunc).
-#if defined(FM_X86) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define FM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FM_CLONES
-#endif
 
+#include "activation.hpp"  // FM_CLONES
 #include "common.hpp"
 
 namespace fm {
