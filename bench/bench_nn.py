@@ -34,7 +34,17 @@ def run(ctx):
             f_ms = timeit(lambda: fm.max_pool2d_backward(gy, idx, x.shape), **rep)
             t_ms = timeit(lambda: t_pool_bwd(gyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, ti), **rep)
             ctx.add("max_pool2d bwd", shape, N, f_ms, t_ms)
-            if C == 16:
+            if C == 16:  # the training step as autograd runs it: forward with indices + backward
+                xr = xt.clone().requires_grad_(True)
+
+                def t_step():
+                    return torch.autograd.grad(F.max_pool2d(xr, 2), xr, gyt)
+
+                def f_step():
+                    _, i = fm.max_pool2d(x, 2, return_indices=True)
+                    return fm.max_pool2d_backward(gy, i, x.shape)
+
+                ctx.add("max_pool2d fwd+bwd (autograd)", shape, N, timeit(f_step, **rep), timeit(t_step, **rep))
                 n_ms = timeit(lambda: x.reshape(N, C, H // 2, 2, H // 2, 2).max(axis=(3, 5)), **rep)
                 f_ms = timeit(lambda: fm.max_pool2d(x, 2), **rep)
                 ctx.add("max_pool2d fwd (values)", shape, N, f_ms, n_ms, baseline="numpy")

@@ -105,6 +105,14 @@ def test_mse_one_hot_targets(rng):
     assert fm.one_hot(np.array([2], np.uint8), 3).tolist() == [[0, 0, 1]]
 
 
+def test_softmax_non_finite_rows_match_torch():
+    x = np.array([[np.inf, 1, 2], [-np.inf, -np.inf, -np.inf], [-np.inf, 0, 1], [np.nan, 1, 2], [1e30, -1e30, 0]],
+                 np.float32)
+    xt = torch.from_numpy(x)
+    np.testing.assert_allclose(fm.softmax(x), F.softmax(xt, -1).numpy(), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(fm.log_softmax(x), F.log_softmax(xt, -1).numpy(), rtol=1e-6, equal_nan=True)
+
+
 def test_nan_propagates():
     x = np.array([[np.nan, 1.0, 2.0], [0.0, 1.0, 2.0]], np.float32)
     loss, grad = fm.softmax_cross_entropy(x, np.array([1, 2]))

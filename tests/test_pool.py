@@ -190,3 +190,9 @@ def test_errors(rng):
         fm.max_pool2d_backward(y, idx, (2, 4, 8, 8))
     with pytest.raises(ValueError, match="input_shape"):
         fm.max_pool2d_backward(y, idx, (8, 8))
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        fm.max_pool2d_backward(y, idx, 5)
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        fm.max_pool2d_backward(y, idx, (2, 3, 8, 8.0))
+    np.testing.assert_array_equal(fm.max_pool2d_backward(y, idx, np.array(x.shape)),
+                                  fm.max_pool2d_backward(y, idx, x.shape))

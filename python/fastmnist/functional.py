@@ -86,7 +86,11 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     """Gradient of :func:`max_pool2d`: ``grad_y`` (N, C, OH, OW) scattered to the positions
     ``indices`` (from ``max_pool2d(..., return_indices=True)``) of a zero (N, C, H, W) array
     (``input_shape``); overlapping windows add up. Indices outside [0, H*W) raise ValueError."""
-    return _core.max_pool2d_backward(grad_y, indices, tuple(input_shape))
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        raise TypeError(f"max_pool2d_backward: input_shape must be a tuple of ints, got {input_shape!r}") from None
+    return _core.max_pool2d_backward(grad_y, indices, input_shape)
 
 
 @_export
