@@ -120,6 +120,25 @@ def test_nan_propagates():
     assert np.isnan(fm.softmax(x)[0]).all()
 
 
+def test_same_result_for_any_thread_count(rng):
+    import fastmnist
+
+    logits = rng.standard_normal((20000, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 20000)
+    p = rng.standard_normal((300, 1000)).astype(np.float32)
+    t = rng.standard_normal((300, 1000)).astype(np.float32)
+    before = fastmnist.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2):
+            fastmnist.set_num_threads(n)
+            out.append((*fm.softmax_cross_entropy(logits, labels), *fm.mse_loss(p, t), fm.softmax(logits)))
+    finally:
+        fastmnist.set_num_threads(before)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_errors(rng):
     x = rng.standard_normal((4, 10)).astype(np.float32)
     with pytest.raises(ValueError, match=r"labels\[2\] = 10 is outside \[0, 10\)"):

@@ -154,7 +154,9 @@ def linear(x, weight, bias=None):
 
 @_export
 def linear_relu(x, weight, bias=None):
-    """``relu(linear(x, weight, bias))`` in one call (bias and ReLU fused after the GEMM)."""
+    """``relu(linear(x, weight, bias))`` in one call (bias and ReLU fused after the GEMM).
+    Backward: ``linear_backward(relu_backward(grad_y, y), x, weight)`` with y this output
+    (y > 0 exactly where the pre-activation is)."""
     return _core.linear(x, weight, bias, True)
 
 
