@@ -50,7 +50,7 @@ _LAZY = {
 }
 
 _SUBMODULES = {"data", "functional", "nn", "optim", "augment", "models", "train", "logreg",
-               "features", "metrics", "plots", "report", "cli"}
+               "features", "metrics", "plots", "report", "cli", "roc"}
 
 
 def __getattr__(name: str):
