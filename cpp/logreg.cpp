@@ -213,37 +213,62 @@ void logreg_forward(const float* X, int64_t N, int D, int C, const float* W, con
 // ---- one epoch of mini-batch gradient descent -------------------------------------------------
 
 // X (N, D), y (N,), perm (M,), W (C, D), b (C,) updated in place
+//
+// Synchronisation: ONE barrier per batch. Every thread keeps a private copy of (W, b); after the
+// barrier each thread reduces all threads' partial gradients (in thread order, so every copy gets
+// bit-identical values) and steps its own copy, then goes straight on to the next batch. The
+// partial-gradient buffers are double-buffered by batch parity: a thread writing batch k+1's
+// partials cannot clobber batch k's, which slower threads may still be reading; batch k+2's writes
+// come after batch k+1's barrier, which every thread passes only once done with batch k.
+// (With more than kRedundantMaxThreads threads the O(T^2) redundant reduction would cost more than
+// a second barrier, so then the threads reduce disjoint column slices of the shared W instead.)
+constexpr int kRedundantMaxThreads = 4;
+
 LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* perm, int64_t M,
                               int D, int C, float* W, float* b, const float* mean,
                               const float* scale, float lr, float l2, int batch_size) {
   const int nt_max = max_threads();
   const int64_t nbatches = (M + batch_size - 1) / batch_size;
-  // Workspaces, allocated once: per-thread partial gradients (C x D + C), row buffers, logits.
-  std::vector<float> gpart((size_t)nt_max * C * D), bpart((size_t)nt_max * C);
+  const size_t CD = (size_t)C * D;
+  // Workspaces, allocated once: per-thread partial gradients (x2 parities), private weights,
+  // row buffers, logits.
+  std::vector<float> gpart(2 * (size_t)nt_max * CD), bpart(2 * (size_t)nt_max * C);
   std::vector<float> rowbuf((size_t)nt_max * kRows * D), gbuf((size_t)nt_max * kRows * C);
   std::vector<double> loss_t(nt_max, 0.0);
   std::vector<int64_t> correct_t(nt_max, 0);
+  const bool redundant = nt_max <= kRedundantMaxThreads;
+  std::vector<float> wpriv(redundant ? (size_t)nt_max * (CD + C) : 0);
 
 #pragma omp parallel num_threads(nt_max)
   {
     const int t = thread_id(), T = num_threads();
-    float* Gt = gpart.data() + (size_t)t * C * D;
-    float* gbt = bpart.data() + (size_t)t * C;
     float* buf = rowbuf.data() + (size_t)t * kRows * D;
     float* g = gbuf.data() + (size_t)t * kRows * C;
+    float* Wt = W;
+    float* bt = b;
+    if (redundant) {
+      Wt = wpriv.data() + (size_t)t * (CD + C);
+      bt = Wt + CD;
+      std::memcpy(Wt, W, sizeof(float) * CD);
+      std::memcpy(bt, b, sizeof(float) * C);
+    }
     const float* rows[kRows];
     double loss = 0.0;
     int64_t correct = 0;
-    int64_t d0, d1;
-    split_range(D, t, T, d0, d1);
+    int64_t d0 = 0, d1 = D;
+    if (!redundant) split_range(D, t, T, d0, d1);
 
     for (int64_t bi = 0; bi < nbatches; ++bi) {
       const int64_t start = bi * batch_size;
       const int64_t n = std::min<int64_t>(batch_size, M - start);
       const float inv_n = 1.f / (float)n;
+      float* gp = gpart.data() + (size_t)(bi & 1) * nt_max * CD;  // this batch's partials
+      float* bp = bpart.data() + (size_t)(bi & 1) * nt_max * C;
+      float* Gt = gp + (size_t)t * CD;
+      float* gbt = bp + (size_t)t * C;
       int64_t r0, r1;
       split_range(n, t, T, r0, r1);
-      std::memset(Gt, 0, sizeof(float) * (size_t)C * D);
+      std::memset(Gt, 0, sizeof(float) * CD);
       std::memset(gbt, 0, sizeof(float) * C);
 
       for (int64_t r = r0; r < r1; r += kRows) {
@@ -252,8 +277,8 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
           const int64_t idx = perm[start + r + k];
           rows[k] = prepare_row(X + (size_t)idx * D, mean, scale, D, buf + (size_t)k * D);
           float* z = g + (size_t)k * C;
-          dots(rows[k], W, D, C, z);
-          for (int c = 0; c < C; ++c) z[c] += b[c];
+          dots(rows[k], Wt, D, C, z);
+          for (int c = 0; c < C; ++c) z[c] += bt[c];
           const int yi = (int)y[idx];
           const float zy = z[yi];
           int am;
@@ -269,23 +294,30 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
         ger(rows, g, R, D, C, Gt);
       }
 #pragma omp barrier
-      // Reduce the partial gradients over the threads (fixed order) and step, each thread
-      // owning a slice of the D columns; thread 0 also steps the bias.
+      // Reduce the partial gradients over the threads in a fixed order and step: the whole of the
+      // private copy (redundant mode) or this thread's column slice of the shared W.
       for (int c = 0; c < C; ++c) {
-        float* w = W + (size_t)c * D;
+        float* w = Wt + (size_t)c * D;
+        const float* g0 = gp + (size_t)c * D;
         for (int64_t d = d0; d < d1; ++d) {
-          float s = gpart[(size_t)c * D + d];
-          for (int u = 1; u < T; ++u) s += gpart[((size_t)u * C + c) * D + d];
+          float s = g0[d];
+          for (int u = 1; u < T; ++u) s += g0[(size_t)u * CD + d];
           w[d] -= lr * (s + l2 * w[d]);
         }
       }
-      if (t == 0)
+      if (redundant || t == 0)
         for (int c = 0; c < C; ++c) {
-          float s = bpart[c];
-          for (int u = 1; u < T; ++u) s += bpart[(size_t)u * C + c];
-          b[c] -= lr * s;
+          float s = bp[c];
+          for (int u = 1; u < T; ++u) s += bp[(size_t)u * C + c];
+          bt[c] -= lr * s;
         }
+      if (!redundant) {
 #pragma omp barrier
+      }
+    }
+    if (redundant && t == 0) {
+      std::memcpy(W, Wt, sizeof(float) * CD);
+      std::memcpy(b, bt, sizeof(float) * C);
     }
     loss_t[t] = loss;
     correct_t[t] = correct;

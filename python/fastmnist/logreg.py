@@ -225,7 +225,8 @@ class LogisticRegression:
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels (N,)."""
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        z = self.decision_function(X)
+        return self.classes_[z.argmax(axis=1)]
 
     def score(self, X, y) -> float:
         """Mean accuracy on (X, y)."""
