@@ -39,10 +39,12 @@ FM_CLONES void sigmoid_backward_range(int64_t n, const float* __restrict gy, con
 }
 
 FM_CLONES void bias_relu_range(int64_t r0, int64_t r1, int64_t cols, const float* __restrict b,
-                               float* __restrict y) {
+                               float* __restrict y, bool relu) {
   for (int64_t r = r0; r < r1; ++r) {
     float* yr = y + r * cols;
-    if (b)
+    if (!relu) {
+      for (int64_t j = 0; j < cols; ++j) yr[j] += b[j];
+    } else if (b)
       for (int64_t j = 0; j < cols; ++j) {
         float v = yr[j] + b[j];
         yr[j] = v < 0.f ? 0.f : v;
@@ -74,10 +76,11 @@ void sigmoid_backward(int64_t n, const float* gy, const float* y, float* gx) {
   for_ranges(n, kParallelMin, [&](int64_t b, int64_t e) { sigmoid_backward_range(e - b, gy + b, y + b, gx + b); });
 }
 
-// y (rows, cols) += b (cols), then relu, in place
-void bias_relu_rows(int64_t rows, int64_t cols, const float* b, float* y) {
+// y (rows, cols) += b (cols), then relu if asked, in place
+void bias_relu_rows(int64_t rows, int64_t cols, const float* b, float* y, bool relu) {
+  if (!relu && !b) return;
   const int64_t min_rows = cols > 0 ? (kParallelMin + cols - 1) / cols : rows + 1;
-  for_ranges(rows, min_rows, [&](int64_t r0, int64_t r1) { bias_relu_range(r0, r1, cols, b, y); });
+  for_ranges(rows, min_rows, [&](int64_t r0, int64_t r1) { bias_relu_range(r0, r1, cols, b, y, relu); });
 }
 
 }  // namespace fm

@@ -51,8 +51,8 @@ void sigmoid_forward(int64_t n, const float* x, float* y);
 // gy (n), y (n) (the sigmoid output) -> gx (n): gx = gy * (1 - y) * y.
 void sigmoid_backward(int64_t n, const float* gy, const float* y, float* gx);
 
-// In-place y = max(y + b[j], 0) over rows of (rows, cols); b may be null.
-void bias_relu_rows(int64_t rows, int64_t cols, const float* b, float* y);
+// In-place y = max(y + b[j], 0) (relu) or y + b[j] over rows of (rows, cols); b may be null.
+void bias_relu_rows(int64_t rows, int64_t cols, const float* b, float* y, bool relu = true);
 
 // Run f(begin, end) over [0, n): on the calling thread when n < min_parallel (an OpenMP region
 // costs more than small work), else one contiguous range per OpenMP thread. The loops live in f's
