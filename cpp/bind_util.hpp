@@ -46,7 +46,7 @@ inline farray float_arg(py::handle obj, const char* name, int ndim, const char* 
   if (!py::isinstance<py::array>(obj))
     type_error(name, " must be a numpy float32 array ", expect, ", got ", std::string(py::str(py::type::of(obj).attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<float>()))
+  if (!a.dtype().equal(py::dtype::of<float>()))
     type_error(name, " must be float32 ", expect, ", got dtype ", std::string(py::str(a.dtype())));
   if (ndim >= 0 && a.ndim() != ndim)
     value_error(name, " must have ", ndim, " dimensions ", expect, ", got shape ", shape_str(a));

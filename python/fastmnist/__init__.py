@@ -43,14 +43,25 @@ _LAZY = {
     "roc_curve": "logreg",
     "roc_curve_ovr": "logreg",
     "auc": "logreg",
-    # train.py / nn / optim
+    # metrics.py (issue: figures, metrics and reports)
+    "confusion_matrix": "metrics",
+    "accuracy": "metrics",
+    "accuracy_score": "metrics",
+    "precision_recall_fscore_support": "metrics",
+    "classification_report": "metrics",
+    # parameter.py / optim.py
+    "Parameter": "parameter",
+    "SGD": "optim",
+    "Adam": "optim",
+    "AdamW": "optim",
+    # train.py / nn
     "Trainer": "train",
     "History": "train",
     "fit": "train",
 }
 
-_SUBMODULES = {"data", "functional", "nn", "optim", "augment", "models", "train", "logreg",
-               "features", "metrics", "plots", "report", "cli"}
+_SUBMODULES = {"data", "functional", "nn", "optim", "parameter", "augment", "models", "train", "logreg",
+               "roc", "features", "metrics", "plots", "report", "cli"}
 
 
 def __getattr__(name: str):

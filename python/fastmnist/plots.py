@@ -1,0 +1,776 @@
+"""The figures of the classic MNIST write-ups, drawn with matplotlib's Agg backend (headless-safe:
+no pyplot, no display). Every ``plot_*`` function returns a ``matplotlib.figure.Figure`` laid out with
+constrained layout; ``save_figure`` writes it as a PNG of exactly ``figsize * dpi`` pixels and
+``write_run_figures(run_dir)`` draws every figure a run directory's files allow.
+
+Figures: training curves (one or several models side by side), confusion matrix with per-class
+recall, label distributions, sample and misclassified image grids, CNN feature maps, the hand-run
+convolution / max-pooling demo, and an augmentation preview.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import matplotlib.patches
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib.figure import Figure  # used directly (no pyplot): no GUI backend, no global state
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+__all__ = ["plot_training_curves", "plot_confusion_matrix", "plot_label_distribution", "plot_samples",
+           "plot_misclassified", "plot_feature_maps", "plot_conv_demo", "plot_augmentation_preview",
+           "plot_model_comparison", "save_figure", "write_run_figures"]
+
+_TRAIN_STYLE = dict(linestyle="-", marker="o", markersize=4, linewidth=1.8)
+_VAL_STYLE = dict(linestyle="--", marker="s", markersize=4, linewidth=1.8)
+_RC = {"font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold", "axes.labelsize": 10,
+       "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 13,
+       "figure.titleweight": "bold", "axes.spines.top": False, "axes.spines.right": False}
+
+
+def _figure(figsize) -> Figure:
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=figsize, layout="constrained")
+    return fig
+
+
+def _suptitle(fig, text):
+    fig.suptitle(text, fontsize=13, fontweight="bold")
+
+
+def _style(ax, grid=True):
+    ax.spines[["top", "right"]].set_visible(False)
+    if grid:
+        ax.grid(True, color="#dddddd", linewidth=0.8)
+        ax.set_axisbelow(True)
+
+
+def _image_axes(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def _as_images(name: str, images) -> np.ndarray:
+    a = np.asarray(images)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim == 2 and a.shape[1] == 784:
+        a = a.reshape(-1, 28, 28)
+    if a.ndim != 3:
+        raise ValueError(f"{name} must have shape (N, H, W) (or (N, 1, H, W) / (N, 784)), got {a.shape}")
+    if a.dtype.kind not in "uif":
+        raise TypeError(f"{name} must be numeric images, got dtype {a.dtype}")
+    return a
+
+
+def _as_1d(name: str, y, n=None, kind="i") -> np.ndarray:
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} entries but {n} were expected")
+    if kind == "i" and a.dtype.kind not in "iu":
+        if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+            a = a.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integer class labels, got dtype {a.dtype}")
+    return a
+
+
+def _img_range(a: np.ndarray):
+    return (0, 255) if a.dtype == np.uint8 else (float(np.min(a)), float(np.max(a)) or 1.0)
+
+
+# ----------------------------------------------------------------------------- training curves
+def _history_dict(h) -> dict:
+    if isinstance(h, Mapping):
+        return dict(h)
+    for attr in ("to_dict", "as_dict"):
+        if callable(getattr(h, attr, None)):
+            return dict(getattr(h, attr)())
+    raise TypeError(f"a history must be a dict as in history.json (or have to_dict()), got {type(h).__name__}")
+
+
+def _series(h: dict, key: str, n: int):
+    v = h.get(key)
+    if v is None:
+        return None
+    arr = np.array([np.nan if x is None else x for x in v], dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(f"history[{key!r}] has {arr.size} values but there are {n} epochs")
+    return None if np.all(np.isnan(arr)) else arr
+
+
+def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 4.2)) -> Figure:
+    """Loss (left) and accuracy (right) per epoch, train (solid) and validation (dashed).
+
+    ``histories`` is one history dict as in history.json (keys epoch, train_loss, train_acc,
+    val_loss, val_acc; val_* may hold None) or a dict ``name -> history`` to compare several models
+    on the same axes (one colour per model). Lines are labelled ``"<name> train"`` /
+    ``"<name> validation"`` (just ``"train"`` / ``"validation"`` for a single unnamed history).
+    """
+    if isinstance(histories, Mapping) and "epoch" in histories:
+        histories = {"": histories}
+    elif not isinstance(histories, Mapping):
+        histories = {"": histories}
+    if not histories:
+        raise ValueError("histories is empty")
+    fig = _figure(figsize)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    colors = matplotlib.colormaps["tab10"].colors
+    max_epoch = 1
+    any_acc = False
+    for i, (name, h) in enumerate(histories.items()):
+        h = _history_dict(h)
+        if "epoch" not in h:
+            raise ValueError(f"history {name!r} has no 'epoch' list (keys: {sorted(h)})")
+        epochs = np.asarray(h["epoch"], dtype=np.float64)
+        n = epochs.size
+        max_epoch = max(max_epoch, int(np.nanmax(epochs)) if n else 1)
+        c = colors[i % len(colors)]
+        prefix = f"{name} " if name else ""
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
+            tr, va = _series(h, f"train_{key}", n), _series(h, f"val_{key}", n)
+            if tr is not None:
+                ax.plot(epochs, tr, color=c, label=f"{prefix}train", **_TRAIN_STYLE)
+            if va is not None:
+                ax.plot(epochs, va, color=c, label=f"{prefix}validation", **_VAL_STYLE)
+            if key == "acc" and (tr is not None or va is not None):
+                any_acc = True
+    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy loss")
+    ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
+    for ax in (ax_loss, ax_acc):
+        _style(ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, max_epoch + 0.5)
+        if ax.get_lines():
+            ax.legend(loc="best", frameon=False)
+    if any_acc:
+        ys = np.concatenate([ln.get_ydata() for ln in ax_acc.get_lines()])
+        if np.nanmax(ys) <= 1.0:
+            ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+    _suptitle(fig, title or ("Training curves" if len(histories) == 1 else "Training curves: model comparison"))
+    return fig
+
+
+# ----------------------------------------------------------------------------- confusion matrix
+def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, title: str | None = None,
+                          figsize=(9.0, 7.2)) -> Figure:
+    """Confusion-matrix heatmap (rows: true class, columns: predicted class) with the count in every
+    cell, coloured by the fraction of the true class (square-root scale so that errors show), and a
+    side panel with each class's recall.
+
+    Pass ``y_true`` and ``y_pred`` (class labels), or a precomputed square ``cm`` of counts. The
+    counts are the text of the cells; the image holds the row-normalised fractions.
+    """
+    from .metrics import confusion_matrix
+
+    if cm is None:
+        if y_true is None or y_pred is None:
+            raise ValueError("pass y_true and y_pred, or cm")
+        yt = _as_1d("y_true", y_true)
+        yp = _as_1d("y_pred", y_pred, yt.shape[0])
+        if labels is None:
+            labels = np.union1d(yt, yp)
+        cm = confusion_matrix(yt, yp, labels=labels)
+    else:
+        cm = np.asarray(cm)
+        if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+            raise ValueError(f"cm must be a square matrix, got shape {cm.shape}")
+        if labels is None:
+            labels = np.arange(cm.shape[0])
+    labels = [str(x) for x in np.asarray(labels).tolist()]
+    if len(labels) != cm.shape[0]:
+        raise ValueError(f"{len(labels)} labels for a {cm.shape[0]}x{cm.shape[0]} confusion matrix")
+    k = cm.shape[0]
+    support = cm.sum(axis=1)
+    with np.errstate(all="ignore"):
+        frac = np.where(support[:, None] > 0, cm / np.maximum(support[:, None], 1), 0.0)
+        recall = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    total = cm.sum()
+    acc = np.trace(cm) / total if total else float("nan")
+
+    fig = _figure(figsize)
+    ax, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 1.1]})
+    norm = mcolors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+    im = ax.imshow(frac, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
+    fs = 9 if k <= 10 else max(5, 9 - (k - 10) // 3)
+    for i in range(k):
+        for j in range(k):
+            v = cm[i, j]
+            txt = f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=fs,
+                    color="white" if norm(frac[i, j]) > 0.6 else ("#222222" if v else "#bbbbbb"),
+                    fontweight="bold" if i == j else "normal")
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    ax.set(xlabel="predicted label", ylabel="true label")
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    cb.set_label("fraction of the true class")
+
+    y = np.arange(k)
+    rec = np.nan_to_num(recall, nan=0.0)
+    ax_r.barh(y, rec, color="#4c72b0", height=0.7)
+    lo = max(0.0, math.floor((np.nanmin(recall) if np.any(support) else 0.0) * 20) / 20 - 0.05)
+    ax_r.set_xlim(lo, 1.0)
+    ax_r.set_ylim(k - 0.5, -0.5)
+    ax_r.set_yticks(y, labels)
+    for i in range(k):
+        label = "n/a" if np.isnan(recall[i]) else f"{recall[i] * 100:.1f}%"
+        ax_r.text(lo + 0.01 * (1 - lo), i, label, va="center", ha="left", fontsize=8, color="white"
+                  if rec[i] > lo + 0.35 * (1 - lo) else "#222222")
+    ax_r.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax_r.xaxis.set_major_locator(MaxNLocator(3))
+    ax_r.set(title="recall", xlabel="per true class")
+    _style(ax_r, grid=False)
+    _suptitle(fig, title or f"Confusion matrix  (n = {total:.0f}, accuracy {acc * 100:.2f}%)")
+    return fig
+
+
+# ----------------------------------------------------------------------------- data figures
+def plot_label_distribution(y_train=None, y_test=None, *, sets: Mapping | None = None, num_classes: int = 10,
+                            title: str | None = None, figsize=None) -> Figure:
+    """Histogram (one bar per class) of the labels of each set, side by side.
+
+    ``plot_label_distribution(y_train, y_test)`` or ``sets={"train": y_train, "test": y_test, ...}``;
+    bar heights are ``np.bincount(labels, minlength=num_classes)``.
+    """
+    if sets is None:
+        sets = {}
+        if y_train is not None:
+            sets["train"] = y_train
+        if y_test is not None:
+            sets["test"] = y_test
+    if not sets:
+        raise ValueError("no labels given: pass y_train / y_test or sets={name: labels}")
+    counts = {}
+    for name, y in sets.items():
+        a = _as_1d(f"labels of {name!r}", y)
+        if a.size and (a.min() < 0 or a.max() >= num_classes):
+            raise ValueError(f"labels of {name!r} must lie in [0, {num_classes}), got [{a.min()}, {a.max()}]")
+        counts[name] = np.bincount(a, minlength=num_classes)
+    n = len(counts)
+    fig = _figure(figsize or (5.2 * n, 4.0))
+    axes = np.atleast_1d(fig.subplots(1, n))
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    for i, (ax, (name, c)) in enumerate(zip(axes, counts.items())):
+        bars = ax.bar(np.arange(num_classes), c, color=colors[i % len(colors)], width=0.75)
+        ax.bar_label(bars, labels=[f"{v:,}" for v in c], fontsize=7, padding=2)
+        ax.set_xticks(np.arange(num_classes))
+        ax.set(title=f"{name} set  ({c.sum():,} images)", xlabel="digit", ylabel="images")
+        ax.set_ylim(0, max(1, c.max()) * 1.12)
+        mean = c.sum() / num_classes
+        ax.axhline(mean, color="#555555", linestyle=":", linewidth=1, label=f"uniform ({mean:,.0f})")
+        ax.legend(loc="lower right", frameon=True, framealpha=0.9)
+        _style(ax)
+        ax.grid(axis="x", visible=False)
+    _suptitle(fig, title or "Label distribution")
+    return fig
+
+
+def _grid_shape(n, ncols):
+    ncols = max(1, min(ncols, n))
+    return math.ceil(n / ncols), ncols
+
+
+def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
+                 title: str | None = None) -> Figure:
+    """A grid of ``n`` images (the first ``n``, or a random choice when ``seed`` is given) with their
+    labels above them."""
+    imgs = _as_images("images", images)
+    if labels is not None:
+        labels = _as_1d("labels", labels, imgs.shape[0], kind="any")
+    if imgs.shape[0] == 0:
+        raise ValueError("images is empty")
+    n = min(int(n), imgs.shape[0])
+    idx = (np.arange(n) if seed is None else
+           np.sort(np.random.default_rng(seed).choice(imgs.shape[0], n, replace=False)))
+    rows, cols = _grid_shape(n, ncols)
+    fig = _figure((1.25 * cols + 0.3, 1.45 * rows + 0.5))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    vmin, vmax = _img_range(imgs)
+    for ax, i in zip(axes, idx):
+        ax.imshow(imgs[i], cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+        if labels is not None:
+            ax.set_title(f"label {labels[i]}", fontsize=9, fontweight="normal")
+    for ax in axes:
+        _image_axes(ax)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    _suptitle(fig, title or "Sample images")
+    return fig
+
+
+def plot_misclassified(images, y_true, y_pred, proba=None, *, n: int = 24, ncols: int = 8,
+                       order: str = "confidence", title: str | None = None) -> Figure:
+    """A grid of misclassified images, each titled with the true label, the prediction and the
+    model's confidence in that prediction (``proba[i, y_pred[i]]``).
+
+    ``order``: 'confidence' (the most confident mistakes first) or 'index' (dataset order).
+    """
+    imgs = _as_images("images", images)
+    yt = _as_1d("y_true", y_true, imgs.shape[0])
+    yp = _as_1d("y_pred", y_pred, imgs.shape[0])
+    conf = None
+    if proba is not None:
+        p = np.asarray(proba, dtype=np.float64)
+        if p.ndim != 2 or p.shape[0] != imgs.shape[0]:
+            raise ValueError(f"proba must have shape (N={imgs.shape[0]}, classes), got {p.shape}")
+        if yp.size and yp.max() >= p.shape[1]:
+            raise ValueError(f"y_pred holds class {yp.max()} but proba has {p.shape[1]} columns")
+        conf = p[np.arange(p.shape[0]), yp]
+    if order not in ("confidence", "index"):
+        raise ValueError(f"order must be 'confidence' or 'index', got {order!r}")
+    wrong = np.flatnonzero(yt != yp)
+    if order == "confidence" and conf is not None:
+        wrong = wrong[np.argsort(-conf[wrong], kind="stable")]
+    total_wrong = wrong.size
+    wrong = wrong[: int(n)]
+    if wrong.size == 0:
+        fig = _figure((6, 2))
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no misclassified images among {imgs.shape[0]:,}", ha="center", va="center",
+                fontsize=12)
+        _suptitle(fig, title or "Misclassified test images")
+        return fig
+    rows, cols = _grid_shape(wrong.size, ncols)
+    fig = _figure((1.35 * cols + 0.3, 1.75 * rows + 0.6))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    vmin, vmax = _img_range(imgs)
+    for ax, i in zip(axes, wrong):
+        ax.imshow(imgs[i], cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+        t = f"true {yt[i]}  pred {yp[i]}"
+        if conf is not None:
+            t += f"\n{conf[i] * 100:.1f}% sure"
+        ax.set_title(t, fontsize=8, fontweight="normal", color="#b22222")
+    for ax in axes:
+        _image_axes(ax)
+    for ax in axes[wrong.size:]:
+        ax.set_visible(False)
+    what = "most confident" if (order == "confidence" and conf is not None) else "first"
+    _suptitle(fig, title or f"Misclassified test images: {what} {wrong.size} of {total_wrong:,} "
+                          f"({total_wrong / imgs.shape[0] * 100:.2f}% of {imgs.shape[0]:,})")
+    return fig
+
+
+# ----------------------------------------------------------------------------- CNN internals
+def _as_chw(name, a) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 1:
+        a = a[None, None, :]
+    elif a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"feature map {name!r} must have shape (C, H, W), got {a.shape}")
+    return a
+
+
+def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols: int = 8,
+                      title: str | None = None) -> Figure:
+    """The input image, then up to ``max_channels`` channels of every layer's output for that image
+    (one block per layer, ``ncols`` maps per row, each map on its own colour scale).
+
+    ``layers`` is a list of ``(name, array)`` with arrays of shape (C, H, W) (a 1-D output, e.g. of
+    a linear layer, is drawn as a strip), as stored in feature_maps.npz.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 3 and img.shape[0] == 1:
+        img = img[0]
+    if img.ndim != 2:
+        raise ValueError(f"image must have shape (H, W), got {img.shape}")
+    if isinstance(layers, Mapping):
+        layers = list(layers.items())
+    layers = [(str(nm), _as_chw(nm, a)) for nm, a in layers]
+    if not layers:
+        raise ValueError("layers is empty")
+    blocks = []
+    for nm, a in layers:
+        c = min(a.shape[0], max_channels)
+        strip = a.shape[1] == 1 and a.shape[2] > 4 * a.shape[1]
+        rows = 1 if strip else math.ceil(c / ncols)
+        blocks.append((nm, a, c, rows, strip))
+    heights = [1.6] + [0.35 + 1.05 * r if not b[4] else 0.9 for b, r in zip(blocks, [b[3] for b in blocks])]
+    fig = _figure((1.1 * ncols + 0.4, sum(heights) + 0.5))
+    subs = fig.subfigures(len(blocks) + 1, 1, height_ratios=heights, hspace=0.02)
+    ax = subs[0].subplots()
+    ax.imshow(img, cmap="gray_r", interpolation="nearest")
+    _image_axes(ax)
+    ax.set_title(f"input image ({img.shape[0]}x{img.shape[1]})", fontsize=10)
+    for sf, (nm, a, c, rows, strip) in zip(subs[1:], blocks):
+        shape = "x".join(str(s) for s in a.shape)
+        more = f", first {c} of {a.shape[0]} channels" if c < a.shape[0] else ""
+        sf.suptitle(f"{nm}  ({shape}{more})", fontsize=10, fontweight="bold")
+        if strip:
+            ax = sf.subplots()
+            ax.imshow(a[0], cmap="viridis", aspect="auto", interpolation="nearest")
+            _image_axes(ax)
+            continue
+        axes = np.atleast_1d(sf.subplots(rows, ncols)).ravel()
+        for j, axj in enumerate(axes):
+            _image_axes(axj)
+            if j < c:
+                axj.imshow(a[j], cmap="viridis", interpolation="nearest")
+                axj.set_title(f"ch {j}", fontsize=7, fontweight="normal", pad=2)
+            else:
+                axj.set_visible(False)
+    _suptitle(fig, title or "Feature maps of one test image")
+    return fig
+
+
+def plot_conv_demo(image, kernel, conv, pooled, *, padding: int = 0, stride: int = 1,
+                   filter_name: str = "", title: str | None = None, figsize=(15.0, 4.4)) -> Figure:
+    """The hand-run convolution: the input image (with its zero padding), the filter with its
+    weights written in, the convolved map and the 2x2 max-pooled map, side by side."""
+    img = np.asarray(image, dtype=np.float32)
+    k = np.asarray(kernel, dtype=np.float32)
+    y = np.asarray(conv, dtype=np.float32)
+    p = np.asarray(pooled, dtype=np.float32)
+    for nm, a in (("image", img), ("kernel", k), ("conv", y), ("pooled", p)):
+        if a.ndim != 2:
+            raise ValueError(f"{nm} must be 2-D, got shape {a.shape}")
+    fig = _figure(figsize)
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 0.85, 1, 1]})
+    shown = np.pad(img, padding) if padding else img
+    axes[0].imshow(shown, cmap="gray_r", interpolation="nearest")
+    if padding:
+        h, w = img.shape
+        axes[0].add_patch(matplotlib.patches.Rectangle((padding - 0.5, padding - 0.5), w, h, fill=False,
+                                                       edgecolor="#dd8452", linewidth=1.5, linestyle="--"))
+    axes[0].set_title(f"input {img.shape[0]}x{img.shape[1]}" + (f", zero-padded by {padding}" if padding else ""))
+    lim = float(np.max(np.abs(k))) or 1.0
+    axes[1].imshow(k, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    for (i, j), v in np.ndenumerate(k):
+        axes[1].text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                     color="white" if abs(v) > 0.6 * lim else "#222222")
+    axes[1].set_title(f"{k.shape[0]}x{k.shape[1]} filter" + (f" ({filter_name})" if filter_name else ""))
+    ylim = float(np.max(np.abs(y))) or 1.0
+    im = axes[2].imshow(y, cmap="RdBu_r", vmin=-ylim, vmax=ylim, interpolation="nearest")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03)
+    axes[2].set_title(f"convolved {y.shape[0]}x{y.shape[1]} (stride {stride})")
+    plim = float(np.max(np.abs(p))) or 1.0
+    im = axes[3].imshow(p, cmap="RdBu_r", vmin=-plim, vmax=plim, interpolation="nearest")
+    fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.03)
+    axes[3].set_title(f"2x2 max-pooled {p.shape[0]}x{p.shape[1]}")
+    for ax in axes:
+        _image_axes(ax)
+    _suptitle(fig, title or "A convolution and a max-pooling, by hand")
+    return fig
+
+
+def plot_augmentation_preview(images, transforms: Sequence, *, seed=0, title: str | None = None) -> Figure:
+    """The same digits (rows) before and after each transform (columns).
+
+    ``transforms`` is a list of ``(name, fn)`` with ``fn(x, rng) -> x'`` taking the whole batch ``x``
+    as float32 of shape (N, 28, 28) scaled to [0, 1] and a ``numpy.random.Generator``; the output may
+    be (N, H, W), (N, 1, H, W) or (N, H*W). Every transform gets a generator seeded from ``seed``.
+    """
+    imgs = _as_images("images", images)
+    x = imgs.astype(np.float32)
+    if imgs.dtype == np.uint8:
+        x = x / 255.0
+    if isinstance(transforms, Mapping):
+        transforms = list(transforms.items())
+    transforms = list(transforms)
+    cols = [("original", x)]
+    for t in transforms:
+        if not (isinstance(t, (tuple, list)) and len(t) == 2 and callable(t[1])):
+            raise TypeError(f"each transform must be a (name, callable(x, rng)) pair, got {t!r}")
+        name, fn = t
+        out = np.asarray(fn(x.copy(), np.random.default_rng(seed)), dtype=np.float32)
+        if out.shape[0] != x.shape[0]:
+            raise ValueError(f"transform {name!r} returned {out.shape[0]} images for {x.shape[0]}")
+        cols.append((str(name), _as_images(f"output of {name!r}", out)))
+    n, m = x.shape[0], len(cols)
+    fig = _figure((1.35 * m + 0.4, 1.3 * n + 0.7))
+    axes = np.array(fig.subplots(n, m)).reshape(n, m)
+    for j, (name, arr) in enumerate(cols):
+        for i in range(n):
+            axes[i, j].imshow(arr[i], cmap="gray_r", vmin=0.0, vmax=max(1.0, float(arr[i].max())),
+                              interpolation="nearest")
+            _image_axes(axes[i, j])
+        axes[0, j].set_title(name, fontsize=9)
+    _suptitle(fig, title or "Data augmentation preview")
+    return fig
+
+
+def plot_model_comparison(results: Mapping, *, title: str | None = None) -> Figure:
+    """Bars of each model's test accuracy and training time (``results``: name -> dict with
+    test_accuracy and train_seconds, as in a compare run's summary.json)."""
+    if not results:
+        raise ValueError("results is empty")
+    names = list(results)
+    acc = np.array([float(results[k].get("test_accuracy", np.nan)) for k in names])
+    secs = np.array([float(results[k].get("train_seconds", np.nan) or np.nan) for k in names])
+    fig = _figure((max(8.0, 1.6 * len(names) + 4), 4.0))
+    a1, a2 = fig.subplots(1, 2)
+    colors = [matplotlib.colormaps["tab10"].colors[i % 10] for i in range(len(names))]
+    b = a1.bar(names, acc * 100, color=colors)
+    a1.bar_label(b, labels=[f"{v * 100:.2f}%" for v in acc], fontsize=8, padding=2)
+    lo = np.nanmin(acc) * 100 if np.any(np.isfinite(acc)) else 0
+    a1.set_ylim(max(0, math.floor(lo) - 2), 100.5)
+    a1.set(title="Test accuracy", ylabel="accuracy (%)")
+    b = a2.bar(names, secs, color=colors)
+    a2.bar_label(b, labels=[f"{v:.1f}s" for v in secs], fontsize=8, padding=2)
+    a2.set(title="Training time", ylabel="seconds")
+    for ax in (a1, a2):
+        _style(ax)
+        ax.grid(axis="x", visible=False)
+        ax.tick_params(axis="x", rotation=20 if len(names) > 4 else 0)
+    _suptitle(fig, title or "Model comparison")
+    return fig
+
+
+# ----------------------------------------------------------------------------- files
+def save_figure(fig: Figure, path, *, dpi: int = 100, tight: bool = False) -> Path:
+    """Write ``fig`` as a PNG and close it. The figures here already use constrained (tight) layout,
+    so by default the PNG is exactly ``figsize * dpi`` pixels; ``tight=True`` additionally crops
+    to the drawn content (``bbox_inches='tight'``). Returns the path."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save_figure writes PNG files; {path} does not end in .png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight" if tight else None,
+                facecolor="white", metadata={"Software": "fastmnist"})
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(fig)
+    return path
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+def _load_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+
+
+def _train_labels(settings: Mapping):
+    """The training-set labels from the run's data directory (settings['data'], else
+    $FASTMNIST_DATA / the cache), or None when that file is not there (never downloads)."""
+    from . import data
+
+    cands = [settings.get("data"), settings.get("data_dir")]
+    roots = [Path(d).expanduser() for d in cands if isinstance(d, str) and d] + [data.default_root()]
+    for root in roots:
+        p = data.find_file(root, data.FILES["train_labels"][0])
+        if p is not None:
+            y = data.load_idx(p, expect_ndim=1)
+            return y.astype(np.int64)
+    return None
+
+
+def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, settings: Mapping) -> list[Path]:
+    written = []
+
+    def save(fig, name):
+        written.append(save_figure(fig, out / f"{prefix}{name}.png", dpi=dpi))
+
+    model = f" ({prefix[:-1]})" if prefix else ""
+    hist = run_dir / "history.json"
+    if hist.is_file():
+        h = _read_json(hist)
+        if h.get("epoch"):
+            save(plot_training_curves(h, title=f"Training curves{model}"), "training_curves")
+    pred = run_dir / "predictions.npz"
+    if pred.is_file():
+        z = _load_npz(pred)
+        if "y_true" not in z or "y_pred" not in z:
+            raise ValueError(f"{pred} must hold y_true and y_pred (has {sorted(z)})")
+        yt, yp = z["y_true"], z["y_pred"]
+        labels = np.arange(max(10, int(max(yt.max(initial=0), yp.max(initial=0))) + 1))
+        save(plot_confusion_matrix(yt, yp, labels=labels, title=None if not prefix else
+                                   f"Confusion matrix{model}"), "confusion_matrix")
+        sets = {}
+        ytr = _train_labels(settings)
+        if ytr is not None:
+            sets["train"] = ytr
+        sets["test"] = yt
+        if yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
+            save(plot_label_distribution(sets=sets, num_classes=labels.size), "label_distribution")
+        if "images" in z and z["images"].shape[0] == yt.shape[0]:
+            save(plot_samples(z["images"], yt, n=32, title="Sample test images"), "samples")
+            save(plot_misclassified(z["images"], yt, yp, z.get("proba"),
+                                    title=None if not prefix else f"Misclassified test images{model}"),
+                 "misclassified")
+    fm = run_dir / "feature_maps.npz"
+    if fm.is_file():
+        z = _load_npz(fm)
+        if "image" in z:
+            layers = [(k, z[k]) for k in sorted(z) if k != "image"]
+            if layers:
+                save(plot_feature_maps(z["image"], layers, title=f"Feature maps of one test image{model}"),
+                     "feature_maps")
+    roc = run_dir / "roc.json"
+    plot_roc = globals().get("plot_roc")
+    if roc.is_file() and callable(plot_roc):
+        save(plot_roc(_read_json(roc)), "roc")
+    return written
+
+
+def write_run_figures(run_dir, *, dpi: int = 100) -> list[Path]:
+    """Draw every figure that the files of ``run_dir`` (see the run-directory contract) allow into
+    ``run_dir/figures/`` and return the paths written.
+
+    A train or logreg run gives training curves (history.json), the confusion matrix, label
+    distribution, sample and misclassified grids (predictions.npz), the feature maps
+    (feature_maps.npz) and the ROC curves (roc.json); missing files are skipped. A compare run
+    (summary.json command 'compare', one sub-directory per model) gives the side-by-side training
+    curves, the accuracy/time bars, and every model's own figures prefixed with its name.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} does not exist")
+    summary = {}
+    if (run_dir / "summary.json").is_file():
+        summary = _read_json(run_dir / "summary.json")
+    settings = summary.get("settings") or {}
+    out = run_dir / "figures"
+    written: list[Path] = []
+    models = [d for d in sorted(run_dir.iterdir())
+              if d.is_dir() and d.name != "figures" and ((d / "summary.json").is_file()
+                                                          or (d / "history.json").is_file())]
+    if summary.get("command") == "compare" or (models and not (run_dir / "history.json").is_file()
+                                               and not (run_dir / "predictions.npz").is_file()):
+        results = (summary.get("results") or {}).get("models") or {}
+        order = list(results) + [d.name for d in models if d.name not in results]
+        dirs = {d.name: d for d in models}
+        hists = {}
+        for name in order:
+            h = dirs.get(name, run_dir / name) / "history.json"
+            if h.is_file():
+                hd = _read_json(h)
+                if hd.get("epoch"):
+                    hists[name] = hd
+        if hists:
+            written.append(save_figure(plot_training_curves(hists), out / "training_curves_comparison.png",
+                                       dpi=dpi))
+        if results:
+            written.append(save_figure(plot_model_comparison(results), out / "model_comparison.png", dpi=dpi))
+        for name in order:
+            d = dirs.get(name)
+            if d is None:
+                continue
+            sub = _read_json(d / "summary.json") if (d / "summary.json").is_file() else {}
+            written += _single_run_figures(d, out, f"{name}_", dpi, sub.get("settings") or settings)
+        return written
+    return _single_run_figures(run_dir, out, "", dpi, settings)
+
+
+# --- logistic regression and ROC ---
+
+def _roc_items(curves):
+    """Normalise the accepted curve containers to a list of (label, fpr, tpr, auc or None)."""
+    def one(label, c):
+        if isinstance(c, dict):
+            return (label, np.asarray(c["fpr"], float), np.asarray(c["tpr"], float), c.get("auc"))
+        c = tuple(c)
+        if len(c) < 2:
+            raise ValueError(f"a ROC curve needs (fpr, tpr[, thresholds]); got {len(c)} items for {label!r}")
+        return (label, np.asarray(c[0], float), np.asarray(c[1], float), None)
+
+    if isinstance(curves, dict) and "classes" in curves and isinstance(curves["classes"], dict):
+        curves = {f"class {k}": v for k, v in curves["classes"].items()}
+    if isinstance(curves, dict):
+        if "fpr" in curves and "tpr" in curves:
+            return [one("ROC", curves)]
+        return [one(str(k), v) for k, v in curves.items()]
+    if isinstance(curves, tuple) and len(curves) in (2, 3) and np.ndim(curves[0]) == 1 and np.ndim(curves[1]) == 1 \
+            and not isinstance(curves[0], tuple):
+        return [one("ROC", curves)]
+    if isinstance(curves, (list, tuple)):
+        return [one(f"class {i}", c) for i, c in enumerate(curves)]
+    raise TypeError("curves must be (fpr, tpr[, thr]), a list of those (one per class), a dict "
+                    "{label: (fpr, tpr[, thr]) or {'fpr','tpr','auc'}}, or a roc.json dict")
+
+
+def plot_roc(curves, title: str | None = None, ax=None):
+    """ROC curve(s) with their AUC in the legend.
+
+    ``curves``: one ``(fpr, tpr[, thresholds])`` tuple (e.g. from ``fastmnist.roc_curve``), a list
+    of them (e.g. ``fastmnist.roc_curve_ovr``: one per class, labelled ``class i``), a dict
+    ``{label: curve}`` or a ``roc.json`` dict ``{"classes": {"0": {"fpr", "tpr", "auc"}}}``.
+    Returns the Figure.
+    """
+    from matplotlib.figure import Figure
+
+    from .roc import auc as _auc
+
+    items = _roc_items(curves)
+    if not items:
+        raise ValueError("plot_roc: no curve given")
+    if ax is None:
+        fig = Figure(figsize=(5.5, 5.0), dpi=110)
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    many = len(items) > 1
+    for i, (label, fpr, tpr, a) in enumerate(items):
+        if a is None:
+            a = _auc(fpr, tpr)
+        ax.plot(fpr, tpr, lw=1.4 if many else 2.0, label=f"{label} (AUC = {a:.4f})",
+                color=None if many else "C3", drawstyle="default")
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6", label="chance (AUC = 0.5)")
+    ax.set_xlim(-0.01, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title or ("ROC curves (one vs rest)" if many else "ROC curve"))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7 if many else 9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_logreg_accuracy(history, title: str | None = None):
+    """Train (and validation/test) accuracy per epoch of a LogisticRegression ``history_`` (or a
+    history.json dict / History object with ``epoch``, ``train_acc``, ``val_acc``). Returns the Figure."""
+    from matplotlib.figure import Figure
+
+    def get(k):
+        v = history.get(k) if isinstance(history, dict) else getattr(history, k, None)
+        return list(v) if v is not None else []
+
+    epochs, train, val = get("epoch"), get("train_acc"), get("val_acc")
+    if not epochs:
+        raise ValueError("plot_logreg_accuracy: the history has no epochs")
+    fig = Figure(figsize=(6.0, 4.0), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(epochs, [100 * a for a in train], "o-", label="train (running, during the epoch)")
+    if val and any(v is not None for v in val):
+        ax.plot([e for e, v in zip(epochs, val) if v is not None], [100 * v for v in val if v is not None],
+                "s-", label="test (after the epoch)")
+        best = max(v for v in val if v is not None)
+        ax.axhline(100 * best, ls=":", lw=0.8, color="0.5")
+        ax.annotate(f"best {100 * best:.2f}%", xy=(epochs[0], 100 * best), xytext=(2, 3),
+                    textcoords="offset points", fontsize=8, color="0.3")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "Logistic regression: accuracy per epoch")
+    if len(epochs) < 15:
+        ax.set_xticks(epochs)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig

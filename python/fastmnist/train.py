@@ -1,0 +1,443 @@
+"""Training loop, history and checkpoints.
+
+The whole data set is converted once to a float32 (N, 1, 28, 28) array; each epoch draws a
+permutation from the seed and slices batches from it, so no Python work happens per sample.
+The same seed and thread count give an identical :class:`History`.
+
+Example::
+
+    from fastmnist import models, train
+    model = models.build("cnn", seed=0)
+    opt = fastmnist.optim.Adam(model.parameters(), lr=1e-3)
+    trainer = train.Trainer(model, opt, batch_size=64, epochs=1, seed=0)
+    history = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test)
+    print(trainer.evaluate(x_test, y_test))
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import functional as F
+from . import nn
+from ._progress import progress
+
+__all__ = ["Trainer", "History", "fit", "prepare", "save_checkpoint", "load_checkpoint",
+           "TrainingDiverged", "MNIST_MEAN", "MNIST_STD"]
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite."""
+
+
+def prepare(x, normalize=True) -> np.ndarray:
+    """Images -> float32 (N, 1, 28, 28). uint8 input is scaled to [0, 1]; float input is taken as
+    already in [0, 1]. With ``normalize`` the MNIST mean/std normalisation is applied."""
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[1] == 784:
+        x = x.reshape(-1, 28, 28)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape (N, 28, 28), (N, 784) or (N, 1, 28, 28), got {x.shape}")
+    if x.dtype == np.uint8:
+        out = x.astype(np.float32) * np.float32(1.0 / 255.0)
+    elif np.issubdtype(x.dtype, np.floating):
+        out = np.array(x, dtype=np.float32)
+        if not np.all(np.isfinite(out)):
+            raise ValueError("images contain NaN or infinite values")
+    else:
+        raise TypeError(f"images must be uint8 or floating point, got dtype {x.dtype}")
+    if normalize:
+        out -= np.float32(MNIST_MEAN)
+        out *= np.float32(1.0 / MNIST_STD)
+    return np.ascontiguousarray(out)
+
+
+def _labels(y, n, what="y"):
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"{what} must be a 1-D array of {n} labels, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{what} must hold integer labels, got dtype {y.dtype}")
+    if n and (y.min() < 0 or y.max() > 9):
+        raise ValueError(f"{what} labels must be in 0..9, got range {y.min()}..{y.max()}")
+    return y.astype(np.int64)
+
+
+@dataclass
+class History:
+    """Per-epoch metrics. ``val_*`` hold None where there was no validation set."""
+
+    epoch: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_acc: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    interrupted: bool = False
+
+    COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+
+    def append(self, **row):
+        for c in self.COLUMNS:
+            getattr(self, c).append(row.get(c))
+
+    def to_dict(self) -> dict:
+        return {c: list(getattr(self, c)) for c in self.COLUMNS}
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            _atomic_write_text(Path(path), text)
+        return text
+
+    def to_csv(self, path=None) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.COLUMNS)
+        for i in range(len(self.epoch)):
+            w.writerow(["" if getattr(self, c)[i] is None else getattr(self, c)[i] for c in self.COLUMNS])
+        text = buf.getvalue()
+        if path is not None:
+            _atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d) -> "History":
+        return cls(**{c: list(d.get(c, [])) for c in cls.COLUMNS})
+
+    @classmethod
+    def from_json(cls, path_or_text) -> "History":
+        s = str(path_or_text)
+        text = s if s.lstrip().startswith("{") else Path(s).read_text()
+        return cls.from_dict(json.loads(text))
+
+    def __len__(self):
+        return len(self.epoch)
+
+
+class _StopFlag:
+    """SIGINT handler that lets the current batch finish (installed only in the main thread)."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+
+            def handler(signum, frame):
+                if self.stop:  # second Ctrl-C: give up at once
+                    raise KeyboardInterrupt
+                self.stop = True
+
+            signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class Trainer:
+    """Mini-batch training of a :class:`fastmnist.nn.Sequential`.
+
+    Parameters
+    ----------
+    model, optimizer : the network and an optimizer over ``model.parameters()``.
+    loss : ``"cross_entropy"`` (integer labels) or ``"mse"`` (one-hot targets), or a loss object.
+    batch_size, epochs : as usual; the last partial batch of an epoch is kept.
+    augment : None or a callable ``t(x_batch_float32_in_[0,1], rng) -> x_batch`` (see
+        :mod:`fastmnist.augment`), applied to each training batch before normalisation.
+    scheduler : None or a learning-rate schedule with ``step()``, stepped after every batch.
+    seed : drives the per-epoch permutations, the augmentation and the validation split.
+    normalize : apply the MNIST mean/std normalisation to the inputs.
+    quiet : no progress bar and no per-epoch lines.
+    log : callable receiving one line per epoch (default: ``print`` unless quiet).
+    """
+
+    def __init__(self, model, optimizer, loss="cross_entropy", batch_size=64, epochs=1, augment=None,
+                 scheduler=None, seed=0, normalize=True, quiet=False, log=None):
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if int(epochs) < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        self.model = model
+        self.optimizer = optimizer
+        self.loss = nn.get_loss(loss)
+        self.batch_size = int(batch_size)
+        self.epochs = int(epochs)
+        self.augment = augment
+        self.scheduler = scheduler
+        self.seed = seed
+        self.normalize = bool(normalize)
+        self.quiet = bool(quiet)
+        self.log = log if log is not None else (None if quiet else print)
+        self.history = History()
+        self.train_seconds = 0.0
+
+    # -- data ---------------------------------------------------------------------------------
+    def _inputs(self, x, normalize=None):
+        return prepare(x, self.normalize if normalize is None else normalize)
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, x, y, x_val=None, y_val=None, val_split=0.0) -> History:
+        """Train on images ``x`` (uint8 (N, 28, 28) or float in [0, 1]) and labels ``y``. Validation
+        on (``x_val``, ``y_val``), or on a ``val_split`` fraction held out of the training set.
+        Returns the :class:`History` (also ``self.history``). Ctrl-C stops after the current batch
+        and keeps the model and the history so far (``history.interrupted``)."""
+        rng = np.random.default_rng(self.seed)
+        y = _labels(y, len(x))
+        if val_split and x_val is None:
+            if not 0.0 < val_split < 1.0:
+                raise ValueError(f"val_split must be in (0, 1), got {val_split}")
+            perm = rng.permutation(len(y))
+            nv = int(round(len(y) * val_split))
+            x_val, y_val = x[perm[:nv]], y[perm[:nv]]
+            x, y = x[perm[nv:]], y[perm[nv:]]
+        # augmentation runs on [0, 1] images; normalisation follows it per batch
+        pre_norm = self.normalize and self.augment is None
+        xs = prepare(x, normalize=pre_norm)
+        xv = yv = None
+        if x_val is not None:
+            yv = _labels(y_val, len(x_val), "y_val")
+            xv = self._inputs(x_val)
+        n = len(y)
+        if n == 0:
+            raise ValueError("the training set is empty")
+        bs = self.batch_size
+        nb = (n + bs - 1) // bs
+        mean, inv_std = np.float32(MNIST_MEAN), np.float32(1.0 / MNIST_STD)
+        hist = self.history
+        model, opt, lossf, sched = self.model, self.optimizer, self.loss, self.scheduler
+        start_epoch = len(hist) + 1
+        with _StopFlag() as flag:
+            for ep in range(start_epoch, start_epoch + self.epochs):
+                model.train()
+                t0 = time.perf_counter()
+                perm = rng.permutation(n)
+                tot_loss = 0.0
+                correct = 0
+                seen = 0
+                bar = progress(range(nb), total=nb, desc=f"epoch {ep}", quiet=self.quiet, unit="batch")
+                for b in bar:
+                    idx = perm[b * bs:(b + 1) * bs]
+                    xb = xs[idx]
+                    yb = y[idx]
+                    if self.augment is not None:
+                        xb = np.ascontiguousarray(self.augment(xb, rng), dtype=np.float32)
+                        if self.normalize:
+                            xb -= mean
+                            xb *= inv_std
+                    out = model.forward(xb)
+                    loss, grad = lossf(out, yb)
+                    loss = float(loss)
+                    if not math.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"the loss became {loss} at epoch {ep}, batch {b + 1}/{nb}: the learning rate "
+                            f"({getattr(opt, 'lr', '?')}) is probably too high")
+                    opt.zero_grad()
+                    model.backward(grad)
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                    m = len(yb)
+                    tot_loss += loss * m
+                    correct += int(np.count_nonzero(out.argmax(1) == yb))
+                    seen += m
+                    if b % 20 == 0 or b == nb - 1:
+                        bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+                    if flag.stop:
+                        break
+                bar.close()
+                secs = time.perf_counter() - t0
+                self.train_seconds += secs
+                vl = va = None
+                if xv is not None:
+                    vl, va = self._evaluate_prepared(xv, yv)
+                hist.append(epoch=ep, train_loss=tot_loss / max(seen, 1), train_acc=correct / max(seen, 1),
+                            val_loss=vl, val_acc=va, seconds=secs)
+                if self.log:
+                    line = (f"epoch {ep}/{start_epoch + self.epochs - 1}  loss {tot_loss / max(seen, 1):.4f}  "
+                            f"acc {correct / max(seen, 1):.4f}")
+                    if va is not None:
+                        line += f"  val_loss {vl:.4f}  val_acc {va:.4f}"
+                    line += f"  {secs:.1f}s"
+                    if flag.stop:
+                        line += "  (interrupted)"
+                    self.log(line)
+                if flag.stop:
+                    hist.interrupted = True
+                    break
+        model.eval()
+        return hist
+
+    # -- inference ----------------------------------------------------------------------------
+    def _outputs(self, xp, batch_size=1000):
+        was = self.model.training
+        self.model.eval()
+        try:
+            outs = [self.model.forward(xp[i:i + batch_size]) for i in range(0, len(xp), batch_size)]
+        finally:
+            self.model.train(was)
+        return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
+
+    def _evaluate_prepared(self, xp, y):
+        out = self._outputs(xp)
+        loss, _ = self.loss(out, y)
+        return float(loss), float(np.mean(out.argmax(1) == y))
+
+    def evaluate(self, x, y):
+        """(mean loss, accuracy) on images ``x`` and labels ``y``."""
+        y = _labels(y, len(x))
+        return self._evaluate_prepared(self._inputs(x), y)
+
+    def predict_proba(self, x):
+        """Class probabilities (N, 10) float32 (softmax of the network output)."""
+        return self.loss.probabilities(self._outputs(self._inputs(x)))
+
+    def predict(self, x):
+        """Predicted digits (N,) int64."""
+        return self._outputs(self._inputs(x)).argmax(1).astype(np.int64)
+
+
+def fit(model, x, y, optimizer=None, lr=1e-3, x_val=None, y_val=None, **kw):
+    """Shortcut: build an Adam optimizer unless given, train, return (trainer, history)."""
+    if optimizer is None:
+        from .optim import Adam
+
+        optimizer = Adam(model.parameters(), lr=lr)
+    trainer = Trainer(model, optimizer, **kw)
+    hist = trainer.fit(x, y, x_val=x_val, y_val=y_val)
+    return trainer, hist
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+def _default_mode(path):
+    """mkstemp creates 0600 files; give the final file the usual umask-based mode."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def _atomic_write_text(path: Path, text: str):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        _default_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _flatten_state(prefix, obj, out, meta):
+    """Arrays of a (nested) optimizer state dict -> npz entries; everything else -> JSON meta."""
+    if isinstance(obj, dict):
+        m = {}
+        for k, v in obj.items():
+            sub = _flatten_state(f"{prefix}/{k}", v, out, {})
+            m[str(k)] = sub
+        return {"__dict__": m}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__": [_flatten_state(f"{prefix}/{i}", v, out, {}) for i, v in enumerate(obj)]}
+    if isinstance(obj, np.ndarray):
+        out[prefix] = obj
+        return {"__array__": prefix}
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if obj is None or isinstance(obj, (int, float, str, bool)):
+        return obj
+    return repr(obj)
+
+
+def _unflatten_state(spec, arrays):
+    if isinstance(spec, dict):
+        if "__dict__" in spec:
+            return {k: _unflatten_state(v, arrays) for k, v in spec["__dict__"].items()}
+        if "__list__" in spec:
+            return [_unflatten_state(v, arrays) for v in spec["__list__"]]
+        if "__array__" in spec:
+            return arrays[spec["__array__"]]
+    return spec
+
+
+def save_checkpoint(path, model, optimizer=None, meta=None) -> Path:
+    """Write ``model``'s parameters (and ``optimizer.state_dict()`` when given) to a ``.npz`` file,
+    atomically (temporary file + ``os.replace``). ``meta`` (JSON-serialisable) is stored too, with
+    the model's build spec so that :func:`load_checkpoint` can rebuild it."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    info = {"format": "fastmnist-checkpoint-1", "spec": getattr(model, "spec", None), "meta": meta or {}}
+    if optimizer is not None and hasattr(optimizer, "state_dict"):
+        info["optimizer"] = _flatten_state("optim", optimizer.state_dict(), arrays, {})
+        info["optimizer_type"] = type(optimizer).__name__
+    arrays["__info__"] = np.array(json.dumps(info))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        _default_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path, model=None):
+    """Read a checkpoint written by :func:`save_checkpoint`. Returns ``(model, info)`` where
+    ``model`` is the given one (loaded in place) or rebuilt from the stored spec, and ``info`` holds
+    ``meta``, ``spec`` and, when saved, ``optimizer_state``."""
+    path = Path(path)
+    if not path.exists():
+        raise OSError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{str(path)!r} is not a fastmnist checkpoint (.npz): {e}") from None
+    if "__info__" not in arrays:
+        raise ValueError(f"{str(path)!r} is not a fastmnist checkpoint (no __info__ entry)")
+    info = json.loads(str(arrays.pop("__info__")))
+    state = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    if model is None:
+        spec = info.get("spec")
+        if not spec:
+            raise ValueError(f"{str(path)!r} does not record which model it holds; pass model=")
+        from . import models
+
+        model = models.build(spec["name"], seed=spec.get("seed", 0), **spec.get("options", {}))
+    model.load_state_dict(state)
+    model.eval()
+    out = {"meta": info.get("meta", {}), "spec": info.get("spec")}
+    if "optimizer" in info:
+        out["optimizer_state"] = _unflatten_state(info["optimizer"], arrays)
+        out["optimizer_type"] = info.get("optimizer_type")
+    return model, out

@@ -1,0 +1,63 @@
+"""The package itself: thread control, build information, `fastmnist info`, torch beside fastmnist."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fastmnist
+
+
+def _py(code: str, **env) -> str:
+    e = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True).stdout
+
+
+def test_threads_roundtrip():
+    n = fastmnist.get_num_threads()
+    try:
+        fastmnist.set_num_threads(1)
+        assert fastmnist.get_num_threads() == 1
+        fastmnist.set_num_threads(3)
+        assert fastmnist.get_num_threads() == 3
+    finally:
+        fastmnist.set_num_threads(n)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        fastmnist.set_num_threads(0)
+
+
+def test_omp_num_threads_honoured():
+    assert _py("import fastmnist; print(fastmnist.get_num_threads())", OMP_NUM_THREADS="3").strip() == "3"
+
+
+@pytest.mark.parametrize("order", ["torch first", "fastmnist first"])
+def test_torch_and_fastmnist_in_one_process(order):
+    # two OpenMP runtimes (torch bundles its own) must coexist; conv2d must agree with torch after both load
+    imports = "import torch, fastmnist" if order == "torch first" else "import fastmnist, torch"
+    code = f"""{imports}
+import numpy as np
+torch.set_num_threads(2); fastmnist.set_num_threads(2)
+a = np.random.default_rng(0).standard_normal((64, 33)).astype(np.float32)
+b = np.random.default_rng(1).standard_normal((33, 17)).astype(np.float32)
+c = fastmnist._core._sgemm(a, b)
+print(float(np.abs(c - (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()).max()))
+"""
+    assert float(_py(code)) < 1e-4
+
+
+def test_build_info_and_info_command():
+    b = fastmnist.build_info()
+    assert b["version"] == fastmnist.__version__ != ""
+    assert "-O3" in b["build_flags"]
+    out = subprocess.run([sys.executable, "-m", "fastmnist", "info", "--threads", "3"], capture_output=True,
+                         text=True, check=True).stdout
+    assert f"fastmnist {fastmnist.__version__}" in out
+    assert "OpenMP: yes" in out and "threads: 3" in out
+    assert "torch:" in out and "compiler:" in out
+
+
+def test_unknown_attribute():
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        fastmnist.nonexistent  # noqa: B018

@@ -1,0 +1,352 @@
+"""Figures drawn from real outputs: a small NumPy softmax regression trained here on real MNIST (its
+history, predictions and probabilities) and the feature maps of a real PyTorch CNN. Each figure is
+saved and checked: the PNG exists with the expected pixel size, is not blank, and the data drawn
+equal the inputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+
+from fastmnist import plots  # noqa: E402
+
+N_TRAIN, N_TEST = 3000, 1000
+
+
+# ----------------------------------------------------------------------------- a real run
+def train_softmax(x_train, y_train, x_test, y_test, epochs=6, lr=0.5, seed=0):
+    """Multinomial logistic regression by full-batch gradient descent in NumPy; returns the history
+    (as in history.json) and (y_pred, proba) on the test set."""
+    rng = np.random.default_rng(seed)
+    xtr = x_train.reshape(len(x_train), -1).astype(np.float64) / 255.0
+    xte = x_test.reshape(len(x_test), -1).astype(np.float64) / 255.0
+    W = rng.normal(0, 0.01, (784, 10))
+    b = np.zeros(10)
+
+    def forward(x):
+        z = x @ W + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def loss_acc(x, y):
+        p = forward(x)
+        return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean()), float((p.argmax(1) == y).mean())
+
+    hist = {"epoch": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": [], "seconds": []}
+    onehot = np.eye(10)[y_train]
+    for ep in range(1, epochs + 1):
+        for _ in range(5):
+            p = forward(xtr)
+            g = (p - onehot) / len(xtr)
+            W -= lr * xtr.T @ g
+            b -= lr * g.sum(axis=0)
+        tl, ta = loss_acc(xtr, y_train)
+        vl, va = loss_acc(xte, y_test)
+        for k, v in zip(hist, (ep, tl, ta, vl, va, 0.01 * ep)):
+            hist[k].append(v)
+    proba = forward(xte).astype(np.float32)
+    return hist, proba.argmax(1).astype(np.int64), proba
+
+
+def torch_feature_maps(image):
+    """Layer outputs of a small (seeded, untrained) PyTorch CNN for one image, in layer order."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    layers = [("conv1", torch.nn.Conv2d(1, 8, 5)), ("relu1", torch.nn.ReLU()), ("pool1", torch.nn.MaxPool2d(2)),
+              ("conv2", torch.nn.Conv2d(8, 16, 5)), ("relu2", torch.nn.ReLU()), ("pool2", torch.nn.MaxPool2d(2))]
+    x = torch.from_numpy(image[None, None].astype(np.float32))
+    out = []
+    with torch.no_grad():
+        for i, (name, layer) in enumerate(layers):
+            x = layer(x)
+            out.append((f"{i:02d}_{name}", x[0].numpy().copy()))
+    return out
+
+
+def build_run_dir(path, mnist, *, with_images=True, with_feature_maps=True, command="train",
+                  model="softmax", data_dir=None):
+    """Write a train run directory following the run-directory contract from a real run."""
+    x_train, y_train, x_test, y_test = mnist
+    xtr, ytr = x_train[:N_TRAIN], y_train[:N_TRAIN].astype(np.int64)
+    xte, yte = x_test[:N_TEST], y_test[:N_TEST].astype(np.int64)
+    hist, y_pred, proba = train_softmax(xtr, ytr, xte, yte)
+    path.mkdir(parents=True, exist_ok=True)
+    acc = float((y_pred == yte).mean())
+    settings = {"model": model, "epochs": len(hist["epoch"]), "lr": 0.5, "batch_size": N_TRAIN,
+                "seed": 0, "train_size": N_TRAIN, "test_size": N_TEST}
+    if data_dir is not None:
+        settings["data"] = str(data_dir)
+    summary = {"command": command, "model": model, "settings": settings,
+               "results": {"test_accuracy": acc, "train_seconds": 0.06, "final_train_loss": hist["train_loss"][-1]},
+               "fastmnist_version": "test", "threads": 1}
+    (path / "summary.json").write_text(json.dumps(summary, indent=1))
+    (path / "history.json").write_text(json.dumps(hist))
+    arrays = {"y_true": yte, "y_pred": y_pred, "proba": proba}
+    if with_images:
+        arrays["images"] = xte
+    np.savez(path / "predictions.npz", **arrays)
+    if with_feature_maps:
+        img = xte[0].astype(np.float32) / 255.0
+        fm = {"image": img}
+        fm.update(dict(torch_feature_maps(img)))
+        np.savez(path / "feature_maps.npz", **fm)
+    return path, hist, yte, y_pred, proba
+
+
+@pytest.fixture(scope="module")
+def run(mnist, tmp_path_factory):
+    path, hist, yt, yp, proba = build_run_dir(tmp_path_factory.mktemp("run") / "softmax", mnist)
+    return {"dir": path, "hist": hist, "y_true": yt, "y_pred": yp, "proba": proba,
+            "images": mnist[2][:N_TEST]}
+
+
+# ----------------------------------------------------------------------------- helpers
+def read_png(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"), dtype=np.float64)
+
+
+def check_png(fig, path, dpi=80):
+    w_in, h_in = fig.get_size_inches()
+    out = plots.save_figure(fig, path, dpi=dpi)
+    assert out == path and path.is_file()
+    px = read_png(path)
+    assert px.shape[:2] == (round(h_in * dpi), round(w_in * dpi))
+    assert px.std() > 10, "the figure is (nearly) blank"
+    # not a single colour anywhere near everywhere: a real drawing covers a fair share of pixels
+    assert (np.abs(px - 255).sum(axis=2) > 30).mean() > 0.01
+    return px
+
+
+# ----------------------------------------------------------------------------- figures
+def test_training_curves_single(run, tmp_path):
+    h = run["hist"]
+    fig = plots.plot_training_curves(h)
+    ax_loss, ax_acc = fig.axes[:2]
+    lines = {ln.get_label(): ln for ln in ax_loss.get_lines()}
+    np.testing.assert_array_equal(lines["train"].get_xdata(), h["epoch"])
+    np.testing.assert_allclose(lines["train"].get_ydata(), h["train_loss"])
+    np.testing.assert_allclose(lines["validation"].get_ydata(), h["val_loss"])
+    lines = {ln.get_label(): ln for ln in ax_acc.get_lines()}
+    np.testing.assert_allclose(lines["train"].get_ydata(), h["train_acc"])
+    np.testing.assert_allclose(lines["validation"].get_ydata(), h["val_acc"])
+    # the softmax model really learned: loss falls, accuracy rises
+    assert h["train_loss"][-1] < h["train_loss"][0] and h["val_acc"][-1] > 0.8
+    check_png(fig, tmp_path / "curves.png")
+
+
+def test_training_curves_comparison_and_missing_validation(run, tmp_path):
+    h = run["hist"]
+    h2 = dict(h, val_loss=[None] * len(h["epoch"]), val_acc=[None] * len(h["epoch"]),
+              train_loss=[v * 1.5 for v in h["train_loss"]])
+    fig = plots.plot_training_curves({"softmax": h, "other": h2})
+    ax_loss, ax_acc = fig.axes[:2]
+    labels = [ln.get_label() for ln in ax_loss.get_lines()]
+    assert labels == ["softmax train", "softmax validation", "other train"]
+    np.testing.assert_allclose(ax_loss.get_lines()[2].get_ydata(), h2["train_loss"])
+    # the two models get different colours
+    assert ax_loss.get_lines()[0].get_color() != ax_loss.get_lines()[2].get_color()
+    assert ax_loss.get_legend() is not None
+    check_png(fig, tmp_path / "cmp.png")
+
+
+def test_confusion_matrix_heatmap(run, tmp_path):
+    from sklearn.metrics import confusion_matrix, recall_score
+
+    yt, yp = run["y_true"], run["y_pred"]
+    fig = plots.plot_confusion_matrix(yt, yp, labels=np.arange(10))
+    ax, ax_r = fig.axes[0], fig.axes[1]
+    want = confusion_matrix(yt, yp, labels=np.arange(10))
+    texts = [t for t in ax.texts]
+    assert len(texts) == 100
+    got = np.zeros((10, 10), dtype=np.int64)
+    for t in texts:
+        x, y = t.get_position()
+        got[int(round(y)), int(round(x))] = int(t.get_text())
+    np.testing.assert_array_equal(got, want)
+    assert got.sum() == N_TEST
+    # the image holds the row-normalised fractions
+    np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), want / want.sum(1, keepdims=True))
+    # per-class recall bars
+    widths = np.array([p.get_width() for p in ax_r.patches])
+    np.testing.assert_allclose(widths, recall_score(yt, yp, average=None, labels=np.arange(10)))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(10)]
+    check_png(fig, tmp_path / "cm.png")
+
+
+def test_label_distribution(mnist, tmp_path):
+    y_train, y_test = mnist[1], mnist[3]
+    fig = plots.plot_label_distribution(y_train, y_test)
+    a_tr, a_te = fig.axes[:2]
+    np.testing.assert_array_equal([p.get_height() for p in a_tr.patches], np.bincount(y_train, minlength=10))
+    np.testing.assert_array_equal([p.get_height() for p in a_te.patches], np.bincount(y_test, minlength=10))
+    assert sum(p.get_height() for p in a_tr.patches) == 60000
+    check_png(fig, tmp_path / "labels.png")
+
+
+def test_sample_grid(mnist, tmp_path):
+    x, y = mnist[2], mnist[3]
+    fig = plots.plot_samples(x, y, n=20, ncols=10)
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.images]
+    assert len(shown) == 20
+    for i, ax in enumerate(shown):
+        np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), x[i])
+        assert ax.get_title() == f"label {y[i]}"
+    check_png(fig, tmp_path / "samples.png")
+
+
+def test_misclassified_grid(run, tmp_path):
+    yt, yp, proba, x = run["y_true"], run["y_pred"], run["proba"], run["images"]
+    fig = plots.plot_misclassified(x, yt, yp, proba, n=12)
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.images]
+    wrong = np.flatnonzero(yt != yp)
+    assert len(shown) == min(12, wrong.size) and wrong.size > 12
+    conf = proba[np.arange(len(yp)), yp]
+    order = wrong[np.argsort(-conf[wrong], kind="stable")][:12]
+    for ax, i in zip(shown, order):
+        np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), x[i])
+        assert ax.get_title() == f"true {yt[i]}  pred {yp[i]}\n{conf[i] * 100:.1f}% sure"
+        assert yt[i] != yp[i]
+    check_png(fig, tmp_path / "wrong.png")
+    # no mistakes: an explicit message rather than an empty grid
+    fig = plots.plot_misclassified(x[:5], yt[:5], yt[:5])
+    assert "no misclassified" in fig.axes[0].texts[0].get_text()
+
+
+def test_feature_maps(run, tmp_path):
+    img = run["images"][0].astype(np.float32) / 255.0
+    layers = torch_feature_maps(img)
+    fig = plots.plot_feature_maps(img, layers, max_channels=8)
+    imgs = [ax.images[0] for ax in fig.axes if ax.get_visible() and ax.images]
+    np.testing.assert_allclose(np.asarray(imgs[0].get_array()), img)
+    expected = [a[c] for _, a in layers for c in range(min(8, a.shape[0]))]
+    assert len(imgs) == 1 + len(expected)
+    for im, want in zip(imgs[1:], expected):
+        np.testing.assert_allclose(np.asarray(im.get_array()), want)
+    titles = [sf._suptitle.get_text() for sf in fig.subfigs[1:]]
+    assert titles[0].startswith("00_conv1  (8x24x24") and titles[-1].startswith("05_pool2  (16x4x4")
+    check_png(fig, tmp_path / "fmaps.png")
+
+
+def test_augmentation_preview(mnist, tmp_path):
+    x = mnist[2][:4]
+
+    def shift(b, rng):
+        return np.roll(b, int(rng.integers(1, 3)), axis=2)
+
+    def noise(b, rng):
+        return np.clip(b + rng.normal(0, 0.2, b.shape), 0, 1)
+
+    fig = plots.plot_augmentation_preview(x, [("shift", shift), ("noise", noise)], seed=3)
+    axes = [ax for ax in fig.axes if ax.images]
+    assert len(axes) == 4 * 3
+    assert [ax.get_title() for ax in axes[:3]] == ["original", "shift", "noise"]
+    grid = np.array(axes).reshape(4, 3)
+    xf = x.astype(np.float32) / 255
+    want_noise = np.clip(xf + np.random.default_rng(3).normal(0, 0.2, xf.shape), 0, 1)
+    for i in range(4):
+        np.testing.assert_allclose(np.asarray(grid[i, 0].images[0].get_array()), xf[i])
+        np.testing.assert_allclose(np.asarray(grid[i, 2].images[0].get_array()), want_noise[i], rtol=1e-6)
+    check_png(fig, tmp_path / "aug.png")
+    with pytest.raises(TypeError, match="transform"):
+        plots.plot_augmentation_preview(x, [("bad", 3)])
+
+
+def test_conv_demo_matches_torch(mnist, tmp_path):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from fastmnist.commands.demo_conv import conv2d_by_hand, make_filter, max_pool_by_hand
+
+    img = mnist[2][7].astype(np.float32) / 255.0
+    for kind, padding, stride in (("edge", 0, 1), ("blur", 2, 1), ("random", 1, 2), ("edge", 3, 3)):
+        k = make_filter(kind, seed=1)
+        assert k.shape == (5, 5)
+        got = conv2d_by_hand(img, k, padding=padding, stride=stride)
+        want = F.conv2d(torch.from_numpy(img)[None, None], torch.from_numpy(k)[None, None],
+                        padding=padding, stride=stride)[0, 0].numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        pooled = max_pool_by_hand(got)
+        np.testing.assert_array_equal(pooled, F.max_pool2d(torch.from_numpy(got)[None, None], 2)[0, 0].numpy())
+    assert abs(make_filter("blur").sum() - 1) < 1e-6
+    with pytest.raises(ValueError, match="filter"):
+        make_filter("sharpen")
+    with pytest.raises(ValueError, match="stride"):
+        conv2d_by_hand(img, k, stride=0)
+    k = make_filter("edge")
+    conv = conv2d_by_hand(img, k, padding=2)
+    pooled = max_pool_by_hand(conv)
+    fig = plots.plot_conv_demo(img, k, conv, pooled, padding=2, stride=1, filter_name="edge")
+    ims = [ax.images[0] for ax in fig.axes if ax.images]
+    np.testing.assert_allclose(np.asarray(ims[0].get_array()), np.pad(img, 2))
+    np.testing.assert_allclose(np.asarray(ims[2].get_array()), conv)
+    np.testing.assert_allclose(np.asarray(ims[3].get_array()), pooled)
+    check_png(fig, tmp_path / "conv.png")
+
+
+def test_demo_conv_command(mnist_dir, tmp_path):
+    from fastmnist.cli import main
+
+    out = tmp_path / "demo.png"
+    rc = main(["demo-conv", "--data", str(mnist_dir), "--index", "3", "--padding", "1", "--stride", "2",
+               "--filter", "blur", "--out", str(out)])
+    assert rc == 0 and read_png(out).std() > 10
+    assert main(["demo-conv", "--data", str(mnist_dir), "--index", "99999", "--out", str(out)]) == 1
+
+
+def test_write_run_figures(run, tmp_path, mnist_dir):
+    import shutil
+
+    d = tmp_path / "r"
+    shutil.copytree(run["dir"], d)
+    s = json.loads((d / "summary.json").read_text())
+    s["settings"]["data"] = str(mnist_dir)
+    (d / "summary.json").write_text(json.dumps(s))
+    paths = plots.write_run_figures(d)
+    names = sorted(p.name for p in paths)
+    assert names == sorted(["training_curves.png", "confusion_matrix.png", "label_distribution.png",
+                            "samples.png", "misclassified.png", "feature_maps.png"])
+    for p in paths:
+        assert p.parent == d / "figures" and read_png(p).std() > 10
+
+
+def test_write_run_figures_tolerates_missing_files(run, tmp_path):
+    d = tmp_path / "sparse"
+    d.mkdir()
+    # feature-based run: predictions without images, no history, no feature maps
+    z = np.load(run["dir"] / "predictions.npz")
+    np.savez(d / "predictions.npz", y_true=z["y_true"], y_pred=z["y_pred"], proba=z["proba"])
+    (d / "summary.json").write_text(json.dumps({"command": "logreg", "model": "logreg", "settings": {},
+                                                "results": {"test_accuracy": 0.9}}))
+    names = sorted(p.name for p in plots.write_run_figures(d))
+    assert names == ["confusion_matrix.png", "label_distribution.png"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert plots.write_run_figures(empty) == []
+    with pytest.raises(ValueError, match="does not exist"):
+        plots.write_run_figures(tmp_path / "nope")
+    (empty / "history.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        plots.write_run_figures(empty)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="square"):
+        plots.plot_confusion_matrix(cm=np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="y_pred has 3 entries"):
+        plots.plot_confusion_matrix([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match=r"images must have shape \(N, H, W\)"):
+        plots.plot_samples(np.zeros((28, 28)))
+    with pytest.raises(ValueError, match="must lie in"):
+        plots.plot_label_distribution([0, 11])
+    with pytest.raises(ValueError, match="epochs"):
+        plots.plot_training_curves({"epoch": [1, 2], "train_loss": [1.0]})
+    with pytest.raises(TypeError, match="Figure"):
+        plots.save_figure("not a figure", "x.png")
