@@ -158,6 +158,10 @@ inline void ger(const float* const* rows, const float* g, int R, int D, int C, f
   ger_generic(rows, g, R, D, C, G);
 }
 
+inline void prefetch_row(const float* x, int D) {
+  for (int d = 0; d < D; d += 16) __builtin_prefetch(x + d, 0, 1);
+}
+
 // (x - mean) * scale into buf, or x itself when not standardising.
 inline const float* prepare_row(const float* x, const float* mean, const float* scale, int D,
                                 float* buf) {
@@ -275,6 +279,9 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
         const int R = (int)std::min<int64_t>(kRows, r1 - r);
         for (int k = 0; k < R; ++k) {
           const int64_t idx = perm[start + r + k];
+          // software prefetch of the row kRows ahead: the rows are random in a large X, so the
+          // hardware prefetcher only catches on within a row
+          if (r + k + kRows < r1) prefetch_row(X + (size_t)perm[start + r + k + kRows] * D, D);
           rows[k] = prepare_row(X + (size_t)idx * D, mean, scale, D, buf + (size_t)k * D);
           float* z = g + (size_t)k * C;
           dots(rows[k], Wt, D, C, z);
