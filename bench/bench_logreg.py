@@ -4,7 +4,7 @@ Rows:
 - ``logreg epoch``: one epoch of mini-batch GD (batch 128) on (N, 2048) float32 features, 10
   classes; fastmnist's single C++ call against the same loop in PyTorch (index, linear, cross-entropy,
   backward, SGD step per batch). N = 60,000 (10,000 with --quick).
-- ``logreg fit``: fit time on MNIST pixels (N = 60,000; 10,000 with --quick) to a similar test
+- ``logreg fit``: fit time on MNIST pixels (N = 60,000; 5,000 with --quick) to a similar test
   accuracy: fastmnist (3 epochs, batch 100, lr 0.5) against sklearn's LogisticRegression (lbfgs);
   both accuracies are in the row.
 - ``roc_curve``: fastmnist.roc_curve against sklearn.metrics.roc_curve on n random float32 scores,
@@ -84,13 +84,14 @@ def bench_fit(ctx):
     except ImportError:
         print("  logreg fit: scikit-learn not installed; skipped", file=sys.stderr)
         return
-    N = 10_000 if ctx.quick else 60_000
+    N = 5_000 if ctx.quick else 60_000
     data = _mnist_pixels(N)
     if data is None:
         return
     X, y, Xt, yt = data
     ours = fastmnist.LogisticRegression(lr=0.5, batch_size=100, epochs=3, standardize=False)
     fm = timeit(lambda: ours.fit(X, y), repeat=3, warmup=1)
+    # sklearn: lbfgs with its default max_iter=100 (about where its test accuracy levels off)
     acc_fm = ours.score(Xt, yt)
     sk = SkLR(max_iter=100, tol=1e-4)
     import warnings
