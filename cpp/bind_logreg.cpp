@@ -172,12 +172,18 @@ void bind_logreg(py::module_& m) {
         std::vector<fm::RocCurve> curves(C);
         std::vector<fm::RocStatus> status(C, fm::ROC_OK);
         {
+          // one class per thread (each sort serial inside)
           py::gil_scoped_release nogil;
-          std::vector<uint8_t> pos(n);
-          for (int64_t c = 0; c < C; ++c) {
-            for (int64_t i = 0; i < n; ++i) pos[i] = y.data()[i] == c;
-            status[c] = f32 ? fm::roc_curve(pf.data() + c, C, pos.data(), n, drop_intermediate, curves[c])
-                            : fm::roc_curve(pd.data() + c, C, pos.data(), n, drop_intermediate, curves[c]);
+          const int64_t* yp = y.data();
+#pragma omp parallel
+          {
+            std::vector<uint8_t> pos(n);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t c = 0; c < C; ++c) {
+              for (int64_t i = 0; i < n; ++i) pos[i] = yp[i] == c;
+              status[c] = f32 ? fm::roc_curve(pf.data() + c, C, pos.data(), n, drop_intermediate, curves[c], false)
+                              : fm::roc_curve(pd.data() + c, C, pos.data(), n, drop_intermediate, curves[c], false);
+            }
           }
         }
         py::list out;

@@ -25,25 +25,28 @@ namespace fm {
 
 namespace {
 
-constexpr int kRows = 4;  // rows per backward block
+constexpr int kRows = 4;     // rows per backward register block
+constexpr int kSub = 64;     // rows gathered per sub-block (64 x D floats: 512 KB at D = 2048, in L2)
+constexpr int kChunk = 512;  // columns per D-block (C x 512 floats of W or G: 20 KB, in L1)
 
 // ---- generic row kernels ------------------------------------------------------------------
 
-// x (D,), W (C, D) -> z (C,)
-void dots_generic(const float* x, const float* W, int D, int C, float* z) {
+// x (L,), W (C, L) with row stride ld -> z (C,) += W x
+void dots_generic(const float* x, const float* W, int ld, int L, int C, float* z) {
   for (int c = 0; c < C; ++c) {
-    const float* w = W + (size_t)c * D;
+    const float* w = W + (size_t)c * ld;
     float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
-    for (int d = 0; d < D; ++d) acc += w[d] * x[d];
-    z[c] = acc;
+    for (int d = 0; d < L; ++d) acc += w[d] * x[d];
+    z[c] += acc;
   }
 }
 
-// rows[r] (D,) for r < R, g (R, C) -> G (C, D) += g^T rows
-void ger_generic(const float* const* rows, const float* g, int R, int D, int C, float* G) {
+// rows[r] (L,) for r < R, g (R, C) -> G (C, L) with row stride ld += g^T rows
+void ger_generic(const float* const* rows, const float* g, int R, int L, int C, float* G, int ld) {
+  const int D = L;
   for (int c = 0; c < C; ++c) {
-    float* Gc = G + (size_t)c * D;
+    float* Gc = G + (size_t)c * ld;
     for (int r = 0; r < R; ++r) {
       const float gr = g[r * C + c];
       const float* x = rows[r];
@@ -64,48 +67,48 @@ __attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
 
 // x (D,), W rows c0..c0+G-1 -> z[0..G)
 template <int G>
-__attribute__((target("avx2,fma"))) void dots_avx2_group(const float* x, const float* W, int D,
-                                                         float* z) {
+__attribute__((target("avx2,fma"))) void dots_avx2_group(const float* x, const float* W, int ld,
+                                                         int D, float* z) {
   __m256 acc[G];
   for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
   int d = 0;
   for (; d + 8 <= D; d += 8) {
     const __m256 xv = _mm256_loadu_ps(x + d);
     for (int g = 0; g < G; ++g)
-      acc[g] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)g * D + d), xv, acc[g]);
+      acc[g] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)g * ld + d), xv, acc[g]);
   }
   for (int g = 0; g < G; ++g) {
     float s = hsum8(acc[g]);
-    for (int e = d; e < D; ++e) s += W[(size_t)g * D + e] * x[e];
-    z[g] = s;
+    for (int e = d; e < D; ++e) s += W[(size_t)g * ld + e] * x[e];
+    z[g] += s;
   }
 }
 
-__attribute__((target("avx2,fma"))) void dots_avx2(const float* x, const float* W, int D, int C,
-                                                   float* z) {
+__attribute__((target("avx2,fma"))) void dots_avx2(const float* x, const float* W, int ld, int D,
+                                                   int C, float* z) {
   int c = 0;
   while (c < C) {
-    const float* w = W + (size_t)c * D;
+    const float* w = W + (size_t)c * ld;
     switch (std::min(C - c, 10)) {
-      case 10: dots_avx2_group<10>(x, w, D, z + c); c += 10; break;
-      case 9: dots_avx2_group<9>(x, w, D, z + c); c += 9; break;
-      case 8: dots_avx2_group<8>(x, w, D, z + c); c += 8; break;
-      case 7: dots_avx2_group<7>(x, w, D, z + c); c += 7; break;
-      case 6: dots_avx2_group<6>(x, w, D, z + c); c += 6; break;
-      case 5: dots_avx2_group<5>(x, w, D, z + c); c += 5; break;
-      case 4: dots_avx2_group<4>(x, w, D, z + c); c += 4; break;
-      case 3: dots_avx2_group<3>(x, w, D, z + c); c += 3; break;
-      case 2: dots_avx2_group<2>(x, w, D, z + c); c += 2; break;
-      default: dots_avx2_group<1>(x, w, D, z + c); c += 1; break;
+      case 10: dots_avx2_group<10>(x, w, ld, D, z + c); c += 10; break;
+      case 9: dots_avx2_group<9>(x, w, ld, D, z + c); c += 9; break;
+      case 8: dots_avx2_group<8>(x, w, ld, D, z + c); c += 8; break;
+      case 7: dots_avx2_group<7>(x, w, ld, D, z + c); c += 7; break;
+      case 6: dots_avx2_group<6>(x, w, ld, D, z + c); c += 6; break;
+      case 5: dots_avx2_group<5>(x, w, ld, D, z + c); c += 5; break;
+      case 4: dots_avx2_group<4>(x, w, ld, D, z + c); c += 4; break;
+      case 3: dots_avx2_group<3>(x, w, ld, D, z + c); c += 3; break;
+      case 2: dots_avx2_group<2>(x, w, ld, D, z + c); c += 2; break;
+      default: dots_avx2_group<1>(x, w, ld, D, z + c); c += 1; break;
     }
   }
 }
 
 template <int R>
 __attribute__((target("avx2,fma"))) void ger_avx2_rows(const float* const* rows, const float* g,
-                                                       int D, int C, float* G) {
+                                                       int D, int C, float* G, int ld) {
   for (int c = 0; c < C; ++c) {
-    float* Gc = G + (size_t)c * D;
+    float* Gc = G + (size_t)c * ld;
     __m256 gv[R];
     for (int r = 0; r < R; ++r) gv[r] = _mm256_set1_ps(g[r * C + c]);
     int d = 0;
@@ -123,13 +126,13 @@ __attribute__((target("avx2,fma"))) void ger_avx2_rows(const float* const* rows,
 }
 
 __attribute__((target("avx2,fma"))) void ger_avx2(const float* const* rows, const float* g, int R,
-                                                  int D, int C, float* G) {
+                                                  int D, int C, float* G, int ld) {
   switch (R) {
-    case 4: ger_avx2_rows<4>(rows, g, D, C, G); break;
-    case 3: ger_avx2_rows<3>(rows, g, D, C, G); break;
-    case 2: ger_avx2_rows<2>(rows, g, D, C, G); break;
+    case 4: ger_avx2_rows<4>(rows, g, D, C, G, ld); break;
+    case 3: ger_avx2_rows<3>(rows, g, D, C, G, ld); break;
+    case 2: ger_avx2_rows<2>(rows, g, D, C, G, ld); break;
     default:
-      for (int r = 0; r < R; ++r) ger_avx2_rows<1>(rows + r, g + (size_t)r * C, D, C, G);
+      for (int r = 0; r < R; ++r) ger_avx2_rows<1>(rows + r, g + (size_t)r * C, D, C, G, ld);
   }
 }
 
@@ -144,18 +147,24 @@ bool use_avx2() {
 bool use_avx2() { return false; }
 #endif
 
-inline void dots(const float* x, const float* W, int D, int C, float* z) {
+// z (C,) += W[:, :L] x, W (C, ld)
+inline void dots(const float* x, const float* W, int ld, int L, int C, float* z) {
 #if FM_X86
-  if (use_avx2()) return dots_avx2(x, W, D, C, z);
+  if (use_avx2()) return dots_avx2(x, W, ld, L, C, z);
 #endif
-  dots_generic(x, W, D, C, z);
+  dots_generic(x, W, ld, L, C, z);
 }
 
-inline void ger(const float* const* rows, const float* g, int R, int D, int C, float* G) {
+// G[:, :L] (C, ld) += g^T rows, rows R x (L,)
+inline void ger(const float* const* rows, const float* g, int R, int L, int C, float* G, int ld) {
 #if FM_X86
-  if (use_avx2()) return ger_avx2(rows, g, R, D, C, G);
+  if (use_avx2()) return ger_avx2(rows, g, R, L, C, G, ld);
 #endif
-  ger_generic(rows, g, R, D, C, G);
+  ger_generic(rows, g, R, L, C, G, ld);
+}
+
+inline void prefetch_row(const float* x, int D) {
+  for (int d = 0; d < D; d += 16) __builtin_prefetch(x + d, 0, 1);
 }
 
 // (x - mean) * scale into buf, or x itself when not standardising.
@@ -200,8 +209,8 @@ void logreg_forward(const float* X, int64_t N, int D, int C, const float* W, con
     for (int64_t i = 0; i < N; ++i) {
       const float* x = prepare_row(X + (size_t)i * D, mean, scale, D, buf.data());
       float* z = out + (size_t)i * C;
-      dots(x, W, D, C, z);
-      for (int c = 0; c < C; ++c) z[c] += b[c];
+      for (int c = 0; c < C; ++c) z[c] = b[c];
+      dots(x, W, D, D, C, z);
       if (softmax) {
         int am;
         softmax_inplace(z, C, &am);
@@ -233,7 +242,7 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
   // Workspaces, allocated once: per-thread partial gradients (x2 parities), private weights,
   // row buffers, logits.
   std::vector<float> gpart(2 * (size_t)nt_max * CD), bpart(2 * (size_t)nt_max * C);
-  std::vector<float> rowbuf((size_t)nt_max * kRows * D), gbuf((size_t)nt_max * kRows * C);
+  std::vector<float> rowbuf((size_t)nt_max * kSub * D), gbuf((size_t)nt_max * kSub * C);
   std::vector<double> loss_t(nt_max, 0.0);
   std::vector<int64_t> correct_t(nt_max, 0);
   const bool redundant = nt_max <= kRedundantMaxThreads;
@@ -242,8 +251,8 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
 #pragma omp parallel num_threads(nt_max)
   {
     const int t = thread_id(), T = num_threads();
-    float* buf = rowbuf.data() + (size_t)t * kRows * D;
-    float* g = gbuf.data() + (size_t)t * kRows * C;
+    float* xs = rowbuf.data() + (size_t)t * kSub * D;  // gathered (standardised) rows
+    float* g = gbuf.data() + (size_t)t * kSub * C;     // logits -> p - onehot, per row
     float* Wt = W;
     float* bt = b;
     if (redundant) {
@@ -271,15 +280,29 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
       std::memset(Gt, 0, sizeof(float) * CD);
       std::memset(gbt, 0, sizeof(float) * C);
 
-      for (int64_t r = r0; r < r1; r += kRows) {
-        const int R = (int)std::min<int64_t>(kRows, r1 - r);
-        for (int k = 0; k < R; ++k) {
-          const int64_t idx = perm[start + r + k];
-          rows[k] = prepare_row(X + (size_t)idx * D, mean, scale, D, buf + (size_t)k * D);
+      // Sub-blocks of up to kSub rows: gather them (random rows of X) into xs, where they stay
+      // in L2 for both passes; run the forward and the gradient in D-blocks of kChunk columns so
+      // the slice of W (forward) or of the partial gradient (backward) stays in L1.
+      for (int64_t sb = r0; sb < r1; sb += kSub) {
+        const int nb = (int)std::min<int64_t>(kSub, r1 - sb);
+        for (int k = 0; k < nb; ++k) {
+          const float* src = X + (size_t)perm[start + sb + k] * D;
+          float* dst = xs + (size_t)k * D;
+          if (mean) {
+#pragma omp simd
+            for (int d = 0; d < D; ++d) dst[d] = (src[d] - mean[d]) * scale[d];
+          } else {
+            std::memcpy(dst, src, sizeof(float) * D);
+          }
+          for (int c = 0; c < C; ++c) g[(size_t)k * C + c] = bt[c];
+        }
+        for (int d0 = 0; d0 < D; d0 += kChunk) {
+          const int L = std::min(kChunk, D - d0);
+          for (int k = 0; k < nb; ++k) dots(xs + (size_t)k * D + d0, Wt + d0, D, L, C, g + (size_t)k * C);
+        }
+        for (int k = 0; k < nb; ++k) {
           float* z = g + (size_t)k * C;
-          dots(rows[k], Wt, D, C, z);
-          for (int c = 0; c < C; ++c) z[c] += bt[c];
-          const int yi = (int)y[idx];
+          const int yi = (int)y[perm[start + sb + k]];
           const float zy = z[yi];
           int am;
           const float lse = softmax_inplace(z, C, &am);
@@ -291,7 +314,14 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
             gbt[c] += z[c];
           }
         }
-        ger(rows, g, R, D, C, Gt);
+        for (int d0 = 0; d0 < D; d0 += kChunk) {
+          const int L = std::min(kChunk, D - d0);
+          for (int k = 0; k < nb; k += kRows) {
+            const int R = std::min(kRows, nb - k);
+            for (int j = 0; j < R; ++j) rows[j] = xs + (size_t)(k + j) * D + d0;
+            ger(rows, g + (size_t)k * C, R, L, C, Gt + d0, D);
+          }
+        }
       }
 #pragma omp barrier
       // Reduce the partial gradients over the threads in a fixed order and step: the whole of the

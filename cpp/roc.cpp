@@ -46,45 +46,32 @@ inline double from_key(typename KeyOf<T>::K k) {
   return (double)v;
 }
 
-// a (n,) unsigned keys -> sorted ascending; tmp (n,) workspace. LSD radix sort, 8-bit digits,
-// passes whose digit is the same for every key skipped; parallel histogram + stable scatter.
+// a (n,) unsigned keys -> sorted ascending; tmp (n,) workspace; hist (sizeof(K), 256): the counts
+// of every 8-bit digit of the keys (order-independent, so they are gathered while the keys are
+// built). Serial LSD radix sort: passes whose digit is the same for every key are skipped.
+// Parallelism is coarse instead (positives and negatives, or the classes of one-vs-rest, sorted by
+// different threads): no barrier inside a sort, which keeps it fast on a busy machine.
 template <class K>
-void radix_sort(K* a, K* tmp, int64_t n) {
-  if (n < (1 << 14)) {
+void radix_sort(K* a, K* tmp, int64_t n, const int64_t* hist) {
+  if (n < (1 << 12)) {
     std::sort(a, a + n);
     return;
   }
-  const K first = a[0];
-  K diff = 0;
-#pragma omp parallel for reduction(| : diff) schedule(static)
-  for (int64_t i = 0; i < n; ++i) diff |= (a[i] ^ first);
-  const int T = (int)std::max<int64_t>(1, std::min<int64_t>(max_threads(), n / 65536));
-  std::vector<int64_t> hist((size_t)T * 256);
   K* src = a;
   K* dst = tmp;
+  int64_t off[256];
   for (int p = 0; p < (int)sizeof(K); ++p) {
     const int shift = 8 * p;
-    if (((diff >> shift) & 0xff) == 0) continue;
-#pragma omp parallel num_threads(T)
-    {
-      const int t = thread_id(), nt = num_threads();
-      int64_t b, e;
-      split_range(n, t, nt, b, e);
-      int64_t* h = hist.data() + (size_t)t * 256;
-      std::fill(h, h + 256, 0);
-      for (int64_t i = b; i < e; ++i) ++h[(src[i] >> shift) & 0xff];
-#pragma omp barrier
-#pragma omp single
-      {
-        int64_t sum = 0;
-        for (int dgt = 0; dgt < 256; ++dgt)
-          for (int u = 0; u < nt; ++u) {
-            int64_t c = hist[(size_t)u * 256 + dgt];
-            hist[(size_t)u * 256 + dgt] = sum;
-            sum += c;
-          }
-      }
-      for (int64_t i = b; i < e; ++i) dst[h[(src[i] >> shift) & 0xff]++] = src[i];
+    const int64_t* h = hist + 256 * p;
+    if (h[(a[0] >> shift) & 0xff] == n) continue;  // one digit value only
+    int64_t sum = 0;
+    for (int d = 0; d < 256; ++d) {
+      off[d] = sum;
+      sum += h[d];
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const K k = src[i];
+      dst[off[(k >> shift) & 0xff]++] = k;
     }
     std::swap(src, dst);
   }
@@ -140,58 +127,50 @@ struct CurveBuilder {
 
 template <class T>
 RocStatus roc_impl(const T* scores, int64_t stride, const uint8_t* positive, int64_t n,
-                   bool drop_intermediate, RocCurve& out) {
+                   bool drop_intermediate, RocCurve& out, bool parallel) {
   using K = typename KeyOf<T>::K;
-  // 1. count positives per chunk, check finiteness
-  const int T_ = (int)std::max<int64_t>(1, std::min<int64_t>(max_threads(), n / 65536));
-  std::vector<int64_t> npos_t(T_ + 1, 0), nneg_t(T_ + 1, 0);
-  int bad = 0;
-#pragma omp parallel num_threads(T_)
-  {
-    const int t = thread_id(), nt = num_threads();
-    int64_t b, e;
-    split_range(n, t, nt, b, e);
-    int64_t c = 0;
-    for (int64_t i = b; i < e; ++i) c += positive[i] != 0;
-    npos_t[t + 1] = c;
-    nneg_t[t + 1] = (e - b) - c;
-  }
-  for (int t = 0; t < T_; ++t) {
-    npos_t[t + 1] += npos_t[t];
-    nneg_t[t + 1] += nneg_t[t];
-  }
-  const int64_t np = npos_t[T_], nn = nneg_t[T_];
-  // 2. keys of positives and negatives, separately
+  constexpr int P = sizeof(K);
+  // 1. count the positives
+  int64_t np = 0;
+  for (int64_t i = 0; i < n; ++i) np += positive[i] != 0;
+  const int64_t nn = n - np;
+  // 2. keys of positives and negatives into separate arrays, with their digit histograms
   std::unique_ptr<K[]> kp_(new K[np > 0 ? np : 1]), kn_(new K[nn > 0 ? nn : 1]);
   K* kp = kp_.get();
   K* kn = kn_.get();
-#pragma omp parallel num_threads(T_) reduction(| : bad)
+  std::vector<int64_t> hp(P * 256, 0), hn(P * 256, 0);
   {
-    const int t = thread_id(), nt = num_threads();
-    int64_t b, e;
-    split_range(n, t, nt, b, e);
-    K* op = kp + npos_t[t];
-    K* on = kn + nneg_t[t];
-    int flag = 0;
-    for (int64_t i = b; i < e; ++i) {
+    int bad = 0;
+    K* op = kp;
+    K* on = kn;
+    for (int64_t i = 0; i < n; ++i) {
       bool ok;
       const K k = to_key<T>(scores[i * stride], ok);
-      flag |= !ok;
-      if (positive[i])
+      bad |= !ok;
+      int64_t* h;
+      if (positive[i]) {
         *op++ = k;
-      else
+        h = hp.data();
+      } else {
         *on++ = k;
+        h = hn.data();
+      }
+      for (int p = 0; p < P; ++p) ++h[256 * p + ((k >> (8 * p)) & 0xff)];
     }
-    bad |= flag;
+    if (bad) return ROC_NONFINITE;
   }
-  if (bad) return ROC_NONFINITE;
   if (np == 0) return ROC_NO_POSITIVE;
   if (nn == 0) return ROC_NO_NEGATIVE;
-  // 3. sort both ascending
+  // 3. sort both ascending (two threads when it pays)
   {
-    std::unique_ptr<K[]> tmp(new K[std::max(np, nn)]);
-    radix_sort(kp, tmp.get(), np);
-    radix_sort(kn, tmp.get(), nn);
+    std::unique_ptr<K[]> tp_(new K[np]), tn_(new K[nn]);
+    const bool two = parallel && n >= (1 << 17) && max_threads() > 1;
+#pragma omp parallel num_threads(2) if (two)
+    {
+      const int t = thread_id(), nt = num_threads();
+      if (t == 0) radix_sort(kp, tp_.get(), np, hp.data());
+      if (t == nt - 1) radix_sort(kn, tn_.get(), nn, hn.data());
+    }
   }
   // 4. sweep from the top: one point per distinct score
   CurveBuilder<T> cb(out, drop_intermediate, n);
@@ -215,13 +194,13 @@ RocStatus roc_impl(const T* scores, int64_t stride, const uint8_t* positive, int
 }  // namespace
 
 RocStatus roc_curve(const float* scores, int64_t stride, const uint8_t* positive, int64_t n,
-                    bool drop_intermediate, RocCurve& out) {
-  return roc_impl<float>(scores, stride, positive, n, drop_intermediate, out);
+                    bool drop_intermediate, RocCurve& out, bool parallel) {
+  return roc_impl<float>(scores, stride, positive, n, drop_intermediate, out, parallel);
 }
 
 RocStatus roc_curve(const double* scores, int64_t stride, const uint8_t* positive, int64_t n,
-                    bool drop_intermediate, RocCurve& out) {
-  return roc_impl<double>(scores, stride, positive, n, drop_intermediate, out);
+                    bool drop_intermediate, RocCurve& out, bool parallel) {
+  return roc_impl<double>(scores, stride, positive, n, drop_intermediate, out, parallel);
 }
 
 RocStatus roc_curve_reference(const double* scores, const uint8_t* positive, int64_t n,
