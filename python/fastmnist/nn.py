@@ -5,8 +5,9 @@ Every layer works on float32 NCHW numpy arrays. ``forward`` caches what ``backwa
 the optimizer's ``zero_grad`` clears them) and returns the gradient with respect to the input.
 
 :class:`Sequential` chains layers and fuses neighbours: a ``Conv2d`` followed by a ``ReLU`` runs as
-one ``conv2d_relu`` kernel, and ``Conv2d -> MaxPool2d -> ReLU`` runs as ``conv2d_relu -> max_pool2d``
-(max and ReLU commute exactly, so the result is bit-identical); ``Linear -> ReLU`` runs as
+one ``conv2d_relu`` kernel, and ``Conv2d -> MaxPool2d -> ReLU`` (or ``Conv2d -> ReLU -> MaxPool2d``)
+runs as ``conv2d_relu -> max_pool2d`` (max and ReLU commute exactly, so the result is bit-identical;
+the ReLU mask is applied to the 4x smaller pooled gradient); ``Linear -> ReLU`` runs as
 ``linear_relu``. The input gradient of the first
 layer with parameters is never computed.
 
@@ -120,10 +121,12 @@ class Conv2d(Module):
         self._relu = False
 
     def forward(self, x, relu=False):
+        """``relu``: False; True (fused conv2d_relu, masked in backward); or "deferred" (fused, and
+        the following MaxPool2d applies the ReLU mask to its smaller output gradient instead)."""
         b = None if self.bias is None else self.bias.data
         if relu:
             y = F.conv2d_relu(x, self.weight.data, b, self.stride, self.padding)
-            self._y = y
+            self._y = y if relu is True else None
         else:
             y = F.conv2d(x, self.weight.data, b, self.stride, self.padding)
             self._y = None
@@ -133,7 +136,7 @@ class Conv2d(Module):
     def backward(self, grad_y, input_grad=True):
         if self._x is None:
             raise RuntimeError("Conv2d.backward called before forward")
-        if self._relu:
+        if self._relu is True:
             grad_y = F.relu_backward(grad_y, self._y)
         gx, gw, gb = F.conv2d_backward(grad_y, self._x, self.weight.data, self.stride, self.padding,
                                        bias=self.bias is not None, input_grad=input_grad)
@@ -198,16 +201,22 @@ class MaxPool2d(Module):
         self.kernel_size = int(kernel_size)
         self.stride = None if stride is None else int(stride)
         self.padding = int(padding)
-        self._idx = self._shape = None
+        self._idx = self._shape = self._y = None
 
-    def forward(self, x):
+    def forward(self, x, relu_mask=False):
+        """``relu_mask``: the input is a ReLU output (fused into the conv before): backward masks the
+        output gradient where the pooled value is 0, which equals masking the (4x larger) input
+        gradient, since each output gradient lands on its argmax."""
         y, self._idx = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, return_indices=True)
         self._shape = x.shape
+        self._y = y if relu_mask else None
         return y
 
     def backward(self, grad_y, input_grad=True):
         if not input_grad:
             return None
+        if self._y is not None:
+            grad_y = F.relu_backward(grad_y, self._y)
         return F.max_pool2d_backward(grad_y, self._idx, self._shape)
 
     def extra_repr(self):
@@ -319,9 +328,9 @@ class Sequential(Module):
 
     # -- plan: which kernels run, in which order ----------------------------------------------
     def _build_plan(self):
-        """A list of (layer, fused_relu) steps. Conv2d+ReLU -> one conv2d_relu step (Linear+ReLU
-        -> linear_relu);
-        Conv2d+MaxPool2d+ReLU -> conv2d_relu then max_pool2d (ReLU and max commute)."""
+        """A list of (layer, mode) steps. Conv2d+ReLU -> one conv2d_relu step (Linear+ReLU ->
+        linear_relu); Conv2d+ReLU+MaxPool2d and Conv2d+MaxPool2d+ReLU -> conv2d_relu then
+        max_pool2d (ReLU and max commute), with the ReLU mask applied to the pooled gradient."""
         ls = list(self.layers.values())
         plan, i = [], 0
         while i < len(ls):
@@ -331,14 +340,17 @@ class Sequential(Module):
                 i += 2
                 continue
             if self.fuse and isinstance(layer, Conv2d):
-                if i + 1 < len(ls) and isinstance(ls[i + 1], ReLU):
+                nxt = ls[i + 1:i + 3]
+                kinds = [type(l) for l in nxt]
+                if kinds in ([ReLU, MaxPool2d], [MaxPool2d, ReLU]):
+                    pool = nxt[0] if kinds[0] is MaxPool2d else nxt[1]
+                    if pool.padding == 0:
+                        plan += [(layer, "deferred"), (pool, "mask")]
+                        i += 3
+                        continue
+                if kinds[:1] == [ReLU]:
                     plan.append((layer, True))
                     i += 2
-                    continue
-                if (i + 2 < len(ls) and isinstance(ls[i + 1], MaxPool2d) and isinstance(ls[i + 2], ReLU)
-                        and ls[i + 1].padding == 0):
-                    plan += [(layer, True), (ls[i + 1], False)]
-                    i += 3
                     continue
             plan.append((layer, False))
             i += 1
@@ -347,8 +359,13 @@ class Sequential(Module):
         self._first_param_step = first
 
     def forward(self, x):
-        for layer, relu in self._plan:
-            x = layer.forward(x, relu=True) if relu else layer.forward(x)
+        for layer, mode in self._plan:
+            if mode is False:
+                x = layer.forward(x)
+            elif mode == "mask":
+                x = layer.forward(x, relu_mask=True)
+            else:
+                x = layer.forward(x, relu=mode)
         return x
 
     def backward(self, grad_y, input_grad=False):

@@ -228,6 +228,8 @@ class Trainer:
         hist = self.history
         model, opt, lossf, sched = self.model, self.optimizer, self.loss, self.scheduler
         start_epoch = len(hist) + 1
+        # one batch buffer for the whole run: batches are gathered into it (no per-batch allocation)
+        xbuf = np.empty((min(bs, n),) + xs.shape[1:], np.float32)
         with _StopFlag() as flag:
             for ep in range(start_epoch, start_epoch + self.epochs):
                 model.train()
@@ -239,7 +241,7 @@ class Trainer:
                 bar = progress(range(nb), total=nb, desc=f"epoch {ep}", quiet=self.quiet, unit="batch")
                 for b in bar:
                     idx = perm[b * bs:(b + 1) * bs]
-                    xb = xs[idx]
+                    xb = np.take(xs, idx, axis=0, out=xbuf[:len(idx)])
                     yb = y[idx]
                     if self.augment is not None:
                         xb = np.ascontiguousarray(self.augment(xb, rng), dtype=np.float32)

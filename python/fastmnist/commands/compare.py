@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from .train import add_common_options, load_data, train_model
+from .train import add_common_options, check_augment, load_data, train_model
 
 
 def add_parser(sub):
@@ -101,6 +101,7 @@ def resolve_recipe_from(base, args):
                      momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss)
     if args.augment is not None:
         r.augment = None if args.augment.lower() in ("none", "off", "") else args.augment
+        check_augment(r.augment)
     if args.scheduler is not None:
         r.scheduler = None if args.scheduler == "none" else args.scheduler
     return r

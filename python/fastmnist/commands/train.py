@@ -56,12 +56,26 @@ def add_common_options(p, with_model_defaults=True):
     o.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def augment_help():
+    try:
+        from ..augment import SPEC_HELP
+    except ImportError:  # pragma: no cover
+        return ""
+    text = "\n".join(l for l in SPEC_HELP.splitlines() if not l.startswith("example"))
+    return ("\n--augment " + text.replace("\n", "\n  ") +
+            "\n  (the trainer normalises after augmentation: leave 'normalize' out)\n")
+
+
 def add_parser(sub):
     p = sub.add_parser(
         "train", help="train a named model and write a run directory",
         description="Train one of the classic MNIST models with the fastmnist kernels, print the "
                     "per-epoch metrics and the final test accuracy, and write a run directory.",
-        epilog=MODEL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=MODEL_HELP + augment_help() + "\nexamples:\n  fastmnist train cnn\n"
+               "  fastmnist train cnn --augment rotate:10,perspective:0.2 --epochs 3\n"
+               "  fastmnist train mlp-scratch --option arch=cnn --option activation=relu --loss cross_entropy\n"
+               "  fastmnist train fast --threads 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="logreg, fnn, cnn, cnn5, mlp-scratch, mlp or fast")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. dropout=0.5 (cnn5), activation=relu / arch=cnn / "
@@ -105,9 +119,16 @@ def resolve_recipe(name, args):
                   momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss)
     if aug is not None:
         r.augment = aug or None
+    check_augment(r.augment)
     if sched is not None:
         r.scheduler = sched or None
     return r
+
+
+def check_augment(spec):
+    if spec and any(t.split(":")[0].strip().lower() == "normalize" for t in spec.split(",")):
+        raise ValueError(f"--augment {spec!r}: leave out 'normalize' (the trainer normalises the inputs "
+                         "after augmentation)")
 
 
 def load_data(args):
