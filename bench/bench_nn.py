@@ -1,7 +1,9 @@
 """Pooling, activations, linear and losses: fastmnist against PyTorch (and NumPy) at batch 64 and 256.
 
 Max-pool rows time the training path on both sides: forward WITH indices (what autograd needs)
-and the backward scatter from those indices."""
+and the backward from those indices (torch: the aten kernels directly, no autograd overhead);
+"(compact)" rows use fastmnist's uint8 window-offset argmax instead of int64 indices, against the
+same torch rows; "compact/autograd" is a whole forward+backward against torch autograd."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +16,7 @@ from _util import timeit
 
 def run(ctx):
     rng = np.random.default_rng(0)
-    rep = dict(repeat=5 if ctx.quick else 11, warmup=2, min_time=0.02 if ctx.quick else 0.05)
+    rep = dict(repeat=5 if ctx.quick else 11, warmup=1 if ctx.quick else 2, min_time=0.01 if ctx.quick else 0.05)
     batches = [64, 256]
 
     # torch ops used directly (aten) so that no autograd bookkeeping is timed
@@ -25,8 +27,8 @@ def run(ctx):
             xt = torch.from_numpy(x)
             shape = f"({N},{C},{H},{H}) 2x2"
             f_ms = timeit(lambda: fm.max_pool2d(x, 2, return_indices=True), **rep)
-            t_ms = timeit(lambda: F.max_pool2d(xt, 2, return_indices=True), **rep)
-            ctx.add("max_pool2d fwd", shape, N, f_ms, t_ms)
+            t_fwd = timeit(lambda: F.max_pool2d(xt, 2, return_indices=True), **rep)
+            ctx.add("max_pool2d fwd", shape, N, f_ms, t_fwd)
             y, idx = fm.max_pool2d(x, 2, return_indices=True)
             gy = rng.standard_normal(y.shape).astype(np.float32)
             ty, ti = F.max_pool2d(xt, 2, return_indices=True)
@@ -34,7 +36,22 @@ def run(ctx):
             f_ms = timeit(lambda: fm.max_pool2d_backward(gy, idx, x.shape), **rep)
             t_ms = timeit(lambda: t_pool_bwd(gyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, ti), **rep)
             ctx.add("max_pool2d bwd", shape, N, f_ms, t_ms)
-            if C == 16:
+            # the same two steps with the compact uint8 argmax (max_pool2d_compact)
+            _, a = fm.max_pool2d_compact(x, 2)
+            ctx.add("max_pool2d fwd (compact)", shape, N, timeit(lambda: fm.max_pool2d_compact(x, 2), **rep), t_fwd)
+            ctx.add("max_pool2d bwd (compact)", shape, N,
+                    timeit(lambda: fm.max_pool2d_compact_backward(gy, a, x.shape, 2), **rep), t_ms)
+            if C == 16:  # the training step as autograd runs it: forward with indices + backward
+                xr = xt.clone().requires_grad_(True)
+
+                def t_step():
+                    return torch.autograd.grad(F.max_pool2d(xr, 2), xr, gyt)
+
+                def f_step():
+                    _, i = fm.max_pool2d_compact(x, 2)
+                    return fm.max_pool2d_compact_backward(gy, i, x.shape, 2)
+
+                ctx.add("max_pool2d fwd+bwd compact/autograd", shape, N, timeit(f_step, **rep), timeit(t_step, **rep))
                 n_ms = timeit(lambda: x.reshape(N, C, H // 2, 2, H // 2, 2).max(axis=(3, 5)), **rep)
                 f_ms = timeit(lambda: fm.max_pool2d(x, 2), **rep)
                 ctx.add("max_pool2d fwd (values)", shape, N, f_ms, n_ms, baseline="numpy")

@@ -30,62 +30,114 @@ void same_shape(const py::array& a, const char* an, const py::array& b, const ch
 
 // ---- pooling --------------------------------------------------------------------------------
 
-py::object max_pool2d(py::handle x_obj, py::handle k_obj, py::handle s_obj, py::handle p_obj, bool return_indices) {
-  const bool is_arr = py::isinstance<py::array>(x_obj);
-  const int nd = is_arr ? int(py::reinterpret_borrow<py::array>(x_obj).ndim()) : -1;
-  if (is_arr && nd != 3 && nd != 4)
-    fm::value_error("max_pool2d: x must have 4 dimensions (N, C, H, W) or 3 (C, H, W), got shape ",
-                    fm::shape_str(py::reinterpret_borrow<py::array>(x_obj)));
-  farray x = fm::float_arg(x_obj, "x", nd == 3 ? 3 : 4, "(N, C, H, W)");
+// Kernel geometry (int or pair arguments, as torch) for an input (N, C, H, W); validates and
+// computes the output size. `shape_desc` names the input in messages.
+fm::Pool2dShape pool_geometry(const char* fn, int64_t N, int64_t C, int64_t H, int64_t W, const std::string& shape_desc,
+                              py::handle k_obj, py::handle s_obj, py::handle p_obj) {
   auto [KH, KW] = fm::pair_arg(k_obj, "kernel_size");
   auto [SH, SW] = s_obj.is_none() ? std::pair<int, int>{KH, KW} : fm::pair_arg(s_obj, "stride");
   auto [PH, PW] = fm::pair_arg(p_obj, "padding");
-  if (KH <= 0 || KW <= 0) fm::value_error("max_pool2d: kernel_size must be positive, got (", KH, ", ", KW, ")");
-  if (SH <= 0 || SW <= 0) fm::value_error("max_pool2d: stride must be positive, got (", SH, ", ", SW, ")");
-  if (PH < 0 || PW < 0) fm::value_error("max_pool2d: padding must be non-negative, got (", PH, ", ", PW, ")");
+  if (KH <= 0 || KW <= 0) fm::value_error(fn, ": kernel_size must be positive, got (", KH, ", ", KW, ")");
+  if (SH <= 0 || SW <= 0) fm::value_error(fn, ": stride must be positive, got (", SH, ", ", SW, ")");
+  if (PH < 0 || PW < 0) fm::value_error(fn, ": padding must be non-negative, got (", PH, ", ", PW, ")");
   if (PH > KH / 2 || PW > KW / 2)
-    fm::value_error("max_pool2d: padding (", PH, ", ", PW, ") must be at most half of kernel_size (", KH, ", ", KW, ")");
+    fm::value_error(fn, ": padding (", PH, ", ", PW, ") must be at most half of kernel_size (", KH, ", ", KW, ")");
+  if (H + 2 * PH < KH || W + 2 * PW < KW)
+    fm::value_error(fn, ": kernel_size (", KH, ", ", KW, ") with padding (", PH, ", ", PW,
+                    ") is larger than the input of shape ", shape_desc);
   fm::Pool2dShape s{};
-  const int off = nd == 3 ? 1 : 0;
-  s.N = nd == 3 ? 1 : x.shape(0);
-  s.C = x.shape(1 - off);
-  s.H = x.shape(2 - off);
-  s.W = x.shape(3 - off);
+  s.N = N, s.C = C, s.H = H, s.W = W;
   s.KH = KH, s.KW = KW, s.SH = SH, s.SW = SW, s.PH = PH, s.PW = PW;
-  if (s.H + 2 * PH < KH || s.W + 2 * PW < KW)
-    fm::value_error("max_pool2d: kernel_size (", KH, ", ", KW, ") with padding (", PH, ", ", PW,
-                    ") is larger than the input of shape ", fm::shape_str(x));
-  s.OH = (s.H + 2 * PH - KH) / SH + 1;
-  s.OW = (s.W + 2 * PW - KW) / SW + 1;
+  s.OH = (H + 2 * PH - KH) / SH + 1;
+  s.OW = (W + 2 * PW - KW) / SW + 1;
+  return s;
+}
+
+// mode 0: values only, 1: int64 torch indices, 2: compact uint8 window offsets
+py::object max_pool2d_impl(const char* fn, py::handle x_obj, py::handle k_obj, py::handle s_obj, py::handle p_obj,
+                           int mode) {
+  const bool is_arr = py::isinstance<py::array>(x_obj);
+  const int nd = is_arr ? int(py::reinterpret_borrow<py::array>(x_obj).ndim()) : -1;
+  if (is_arr && nd != 3 && nd != 4)
+    fm::value_error(fn, ": x must have 4 dimensions (N, C, H, W) or 3 (C, H, W), got shape ",
+                    fm::shape_str(py::reinterpret_borrow<py::array>(x_obj)));
+  farray x = fm::float_arg(x_obj, "x", nd == 3 ? 3 : 4, "(N, C, H, W)");
+  const int off = nd == 3 ? 1 : 0;
+  fm::Pool2dShape s = pool_geometry(fn, nd == 3 ? 1 : x.shape(0), x.shape(1 - off), x.shape(2 - off),
+                                    x.shape(3 - off), fm::shape_str(x), k_obj, s_obj, p_obj);
+  if (mode == 2 && s.KH * s.KW > 256)
+    fm::value_error(fn, ": compact indices need kernel_size area <= 256, got (", s.KH, ", ", s.KW, ")");
   std::vector<py::ssize_t> oshape = {s.N, s.C, s.OH, s.OW};
   if (nd == 3) oshape.erase(oshape.begin());
   farray y(oshape);
-  larray idx = return_indices ? larray(oshape) : larray();
+  larray idx = mode == 1 ? larray(oshape) : larray();
+  py::array_t<uint8_t> code = mode == 2 ? py::array_t<uint8_t>(oshape) : py::array_t<uint8_t>();
   {
     py::gil_scoped_release nogil;
-    fm::max_pool2d_forward(s, x.data(), y.mutable_data(), return_indices ? idx.mutable_data() : nullptr);
+    fm::max_pool2d_forward(s, x.data(), y.mutable_data(), mode == 1 ? idx.mutable_data() : nullptr,
+                           mode == 2 ? code.mutable_data() : nullptr);
   }
-  if (return_indices) return py::make_tuple(y, idx);
+  if (mode == 1) return py::make_tuple(y, idx);
+  if (mode == 2) return py::make_tuple(y, code);
   return std::move(y);
 }
 
-farray max_pool2d_backward(py::handle gy_obj, py::handle idx_obj, py::handle shape_obj) {
+py::object max_pool2d(py::handle x_obj, py::handle k_obj, py::handle s_obj, py::handle p_obj, bool return_indices) {
+  return max_pool2d_impl("max_pool2d", x_obj, k_obj, s_obj, p_obj, return_indices ? 1 : 0);
+}
+
+std::vector<int64_t> shape_arg(py::handle shape_obj, const char* fn) {
   std::vector<int64_t> ishape;
   try {
     for (auto v : py::reinterpret_borrow<py::iterable>(shape_obj)) ishape.push_back(py::reinterpret_borrow<py::object>(v).cast<int64_t>());
   } catch (py::error_already_set&) {
-    fm::type_error("max_pool2d_backward: input_shape must be a tuple of ints, got ", std::string(py::repr(shape_obj)));
+    fm::type_error(fn, ": input_shape must be a tuple of ints, got ", std::string(py::repr(shape_obj)));
   } catch (py::cast_error&) {
-    fm::type_error("max_pool2d_backward: input_shape must be a tuple of ints, got ", std::string(py::repr(shape_obj)));
+    fm::type_error(fn, ": input_shape must be a tuple of ints, got ", std::string(py::repr(shape_obj)));
   }
   if (ishape.size() != 4 && ishape.size() != 3)
-    fm::value_error("max_pool2d_backward: input_shape must be (N, C, H, W) or (C, H, W), got ", shape_str(ishape));
+    fm::value_error(fn, ": input_shape must be (N, C, H, W) or (C, H, W), got ", shape_str(ishape));
+  for (int64_t v : ishape)
+    if (v < 0) fm::value_error(fn, ": input_shape must be non-negative, got ", shape_str(ishape));
+  return ishape;
+}
+
+farray max_pool2d_compact_backward(py::handle gy_obj, py::handle code_obj, py::handle shape_obj, py::handle k_obj,
+                                   py::handle s_obj, py::handle p_obj) {
+  const char* fn = "max_pool2d_compact_backward";
+  std::vector<int64_t> ishape = shape_arg(shape_obj, fn);
+  const int nd = int(ishape.size()), off = nd == 3 ? 1 : 0;
+  fm::Pool2dShape s = pool_geometry(fn, nd == 3 ? 1 : ishape[0], ishape[1 - off], ishape[2 - off], ishape[3 - off],
+                                    shape_str(ishape), k_obj, s_obj, p_obj);
+  std::vector<int64_t> oshape = {s.N, s.C, s.OH, s.OW};
+  if (nd == 3) oshape.erase(oshape.begin());
+  farray gy = fm::float_arg(gy_obj, "grad_y", nd, nd == 4 ? "(N, C, OH, OW)" : "(C, OH, OW)");
+  if (!py::isinstance<py::array>(code_obj) || !py::reinterpret_borrow<py::array>(code_obj).dtype().is(py::dtype::of<uint8_t>()))
+    fm::type_error(fn, ": argmax must be the uint8 array from max_pool2d_compact, got ",
+                   py::isinstance<py::array>(code_obj) ? "dtype " + std::string(py::str(py::reinterpret_borrow<py::array>(code_obj).dtype()))
+                                                       : std::string(py::str(py::type::of(code_obj).attr("__name__"))));
+  auto code = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(code_obj);
+  if (shape_of(gy) != std::vector<py::ssize_t>(oshape.begin(), oshape.end()) || shape_of(code) != shape_of(gy))
+    fm::value_error(fn, ": grad_y and argmax must have shape ", shape_str(oshape), " for input_shape ", shape_str(ishape),
+                    " and this kernel_size/stride/padding, got ", fm::shape_str(gy), " and ", fm::shape_str(code));
+  farray gx(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
+  bool ok;
+  {
+    py::gil_scoped_release nogil;
+    ok = fm::max_pool2d_backward_compact(s, gy.data(), code.data(), gx.mutable_data());
+  }
+  if (!ok)
+    fm::value_error(fn, ": argmax holds a window offset outside the kernel_size (", s.KH, ", ", s.KW,
+                    ") window or inside the padding");
+  return gx;
+}
+
+farray max_pool2d_backward(py::handle gy_obj, py::handle idx_obj, py::handle shape_obj) {
+  std::vector<int64_t> ishape = shape_arg(shape_obj, "max_pool2d_backward");
   const int nd = int(ishape.size());
   farray gy = fm::float_arg(gy_obj, "grad_y", nd, nd == 4 ? "(N, C, OH, OW)" : "(C, OH, OW)");
   larray idx = fm::int_arg(idx_obj, "indices", nd, nd == 4 ? "(N, C, OH, OW)" : "(C, OH, OW)");
   same_shape(gy, "grad_y", idx, "indices", "max_pool2d_backward");
-  for (int64_t v : ishape)
-    if (v < 0) fm::value_error("max_pool2d_backward: input_shape must be non-negative, got ", shape_str(ishape));
   const int off = nd == 3 ? 1 : 0;
   fm::Pool2dShape s{};
   s.N = nd == 3 ? 1 : ishape[0];
@@ -257,6 +309,12 @@ void bind_nn(py::module_& m) {
   m.def("max_pool2d", &max_pool2d, py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
         py::arg("padding") = 0, py::arg("return_indices") = false);
   m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("grad_y"), py::arg("indices"), py::arg("input_shape"));
+  m.def(
+      "max_pool2d_compact",
+      [](py::handle x, py::handle k, py::handle s, py::handle p) { return max_pool2d_impl("max_pool2d_compact", x, k, s, p, 2); },
+      py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
+  m.def("max_pool2d_compact_backward", &max_pool2d_compact_backward, py::arg("grad_y"), py::arg("argmax"),
+        py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
 
   m.def("relu", &unary<fm::relu_forward>, py::arg("x"));
   m.def("sigmoid", &unary<fm::sigmoid_forward>, py::arg("x"));
@@ -285,7 +343,8 @@ void bind_nn(py::module_& m) {
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"), py::arg("grad") = true);
   m.def("mse_loss", &mse_loss, py::arg("pred"), py::arg("target"), py::arg("grad") = true);
 
-  // Plain-loop references, for tests.
+  // Testing hooks: switch the AVX-512 paths off/on; plain-loop references.
+  m.def("_pool_set_simd", &fm::pool_set_simd, py::arg("enabled"));
   m.def(
       "_max_pool2d_reference",
       [](py::handle x_obj, int KH, int KW, int SH, int SW, int PH, int PW) {

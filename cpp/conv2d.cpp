@@ -1,15 +1,26 @@
 // 2-D convolution: forward, backward_input, backward_weight (+ bias).
 //
-// Three implementations of each op:
-// - reference: plain loops with double accumulation (tests).
+// Implementations (conv2d_forward etc. pick one; ConvImpl forces one for tests):
+// - reference: plain loops with double accumulation.
 // - gemm: im2col + fm::sgemm per image, col2im for the input gradient (any ISA, any stride).
-// - fast (AVX-512): "broadcast-x" register tiles. The image is copied once into a zero-padded
-//   per-thread buffer xp (C, H+2ph, W+2pw); a tile holds MR output pixels x 16*NV output channels
-//   in zmm registers, and every step of the C*R*S reduction broadcasts MR pixels of xp (addressed
-//   through an offset table, so no im2col matrix is ever built and any stride works) against one
-//   packed weight row. The input gradient with stride 1 is the same kernel run on dy with the
-//   flipped, transposed weights; the weight gradient is the same tile with the roles of pixels
-//   and channels exchanged (reduction over output pixels, dy transposed per image).
+// - fast, AVX-512 (chosen at run time):
+//   * stride-1 forward ("flat" kernel): the image is expanded once into S-shifted planes
+//     xs[c*S+t][h][q] = xpad[c][h][q+t], so that tap (c,r,t) at the flattened output pixel
+//     j = p*Q+q is xs[c*S+t][r*Q + j] -- contiguous in j. A register tile is 8 output channels x
+//     48 output pixels; each tap is 3 vector loads, 8 weight broadcasts and 24 FMAs, the output is
+//     stored straight into NCHW with bias (and ReLU) applied in registers. No im2col matrix, no
+//     transposes. The stride-1 input gradient is the same kernel on dy with the flipped,
+//     transposed weights.
+//   * other strides ("broadcast-x" kernel): a tile holds MR output pixels x 16*NV channels; every
+//     step of the C*R*S reduction broadcasts MR pixels of a zero-padded image copy (addressed
+//     through offset tables, so any stride works) against one packed weight row.
+//   * weight gradient: the broadcast-x tile with pixels and channels exchanged (reduction over the
+//     output pixels, dy transposed per image in 16 x 16 register blocks, bias sums on the way);
+//     for few input channels (the first layer) a flat kernel keeps KB channels x R*S taps in zmm
+//     accumulators across a chunk of images.
+// - fast, AVX2 + FMA: the stride-1 flat forward / input-gradient kernel (6 channels x 16 pixels)
+//   and the broadcast-x weight-gradient tile (6 taps x 16 channels) in ymm registers; other
+//   strides use im2col + SGEMM.
 // OpenMP runs over the batch; each thread owns whole images and allocates its workspaces once per
 // call. Weight gradients go to per-thread partial buffers summed in thread order (no atomics), so
 // results depend only on the thread count.
@@ -19,7 +30,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
 #include <immintrin.h>
 #define FM_X86 1
 #else
@@ -199,6 +210,178 @@ __attribute__((target("avx512f"))) static void fwd_block_avx512(
   }
 }
 
+// ---- stride-1 kernels on S-shifted planes --------------------------------------------------
+// xs (C*S, Hp, Q): xs[c*S+t][h][q] = xpad[c][h][q+t] (xpad = x zero-padded by ph, pw). A tap
+// (c,r,t) at the flattened output pixel j = p*Q+q reads xs[c*S+t][p+r][q] = plane + r*Q + j, which
+// is contiguous in j: 16 output pixels are one vector load, with no lanes lost at row ends.
+// Which entries of xs are zero depends only on the geometry, so a thread zeroes its buffer once and
+// build_planes writes only the entries that come from x.
+
+// pstride: floats between consecutive planes (>= Hp*Q).
+__attribute__((target("avx512f"))) static void build_planes_avx512(const ConvShape& s, int Q, size_t pstride,
+                                                                    const float* x, float* xs) {
+  for (int c = 0; c < s.C; ++c)
+    for (int t = 0; t < s.S; ++t) {
+      const int q0 = std::max(0, s.pw - t), q1 = std::min(Q, s.W + s.pw - t);
+      if (q1 <= q0) continue;
+      const int n = q1 - q0;
+      const float* src = x + (size_t)c * s.H * s.W + q0 + t - s.pw;
+      float* dst = xs + (size_t)(c * s.S + t) * pstride + (size_t)s.ph * Q + q0;
+      for (int h = 0; h < s.H; ++h, src += s.W, dst += Q)
+        for (int i = 0; i < n; i += 16) {
+          const __mmask16 m = (__mmask16)((1u << std::min(16, n - i)) - 1);
+          _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+        }
+    }
+}
+
+// y tile: MK output channels x 16*NJ flattened output pixels starting at j0.
+// xs planes, toff[T] plane offsets of the taps, wp (T, MK) packed weights of this channel block,
+// bias (MK) -> y rows (kn of them, row stride PQ). `last` masks the final vector of the tile.
+template <int MK, int NJ>
+__attribute__((target("avx512f"))) static inline void fwd_flat_tile(
+    const float* xs, const int* toff, int T, const float* wp, const float* bias, int j0, __mmask16 last,
+    int kn, int PQ, float* y, bool relu) {
+  __m512 acc[MK][NJ];
+#pragma GCC unroll 16
+  for (int m = 0; m < MK; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v) acc[m][v] = _mm512_set1_ps(bias[m]);
+  const float* xb = xs + j0;
+  for (int t = 0; t < T; ++t, wp += MK) {
+    const float* xt = xb + toff[t];
+    __m512 xv[NJ];
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v)
+      xv[v] = v == NJ - 1 ? _mm512_maskz_loadu_ps(last, xt + 16 * v) : _mm512_loadu_ps(xt + 16 * v);
+#pragma GCC unroll 16
+    for (int m = 0; m < MK; ++m) {
+      const __m512 a = _mm512_set1_ps(wp[m]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NJ; ++v) acc[m][v] = _mm512_fmadd_ps(a, xv[v], acc[m][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MK; ++m) {
+    if (m >= kn) break;
+    float* yr = y + (size_t)m * PQ + j0;
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v) {
+      __m512 o = relu ? _mm512_max_ps(acc[m][v], _mm512_setzero_ps()) : acc[m][v];
+      if (v == NJ - 1)
+        _mm512_mask_storeu_ps(yr + 16 * v, last, o);
+      else
+        _mm512_storeu_ps(yr + 16 * v, o);
+    }
+  }
+}
+
+// The same planes for the AVX2 path (plain row copies).
+static void build_planes_generic(const ConvShape& s, int Q, size_t pstride, const float* x, float* xs) {
+  for (int c = 0; c < s.C; ++c)
+    for (int t = 0; t < s.S; ++t) {
+      const int q0 = std::max(0, s.pw - t), q1 = std::min(Q, s.W + s.pw - t);
+      if (q1 <= q0) continue;
+      const float* src = x + (size_t)c * s.H * s.W + q0 + t - s.pw;
+      float* dst = xs + (size_t)(c * s.S + t) * pstride + (size_t)s.ph * Q + q0;
+      for (int h = 0; h < s.H; ++h, src += s.W, dst += Q) std::memcpy(dst, src, sizeof(float) * (q1 - q0));
+    }
+}
+
+// AVX2 + FMA version of fwd_flat_tile: MK output channels x 8*NJ output pixels (16 ymm registers).
+// `lastn` (1..8) lanes of the final vector are valid.
+template <int MK, int NJ>
+__attribute__((target("avx2,fma"))) static inline void fwd_flat_tile_avx2(
+    const float* xs, const int* toff, int T, const float* wp, const float* bias, int j0, int lastn, int kn,
+    int PQ, float* y, bool relu) {
+  const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(lastn), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 acc[MK][NJ];
+#pragma GCC unroll 8
+  for (int m = 0; m < MK; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v) acc[m][v] = _mm256_broadcast_ss(bias + m);
+  const float* xb = xs + j0;
+  for (int t = 0; t < T; ++t, wp += MK) {
+    const float* xt = xb + toff[t];
+    __m256 xv[NJ];
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v)
+      xv[v] = v == NJ - 1 ? _mm256_maskload_ps(xt + 8 * v, lm) : _mm256_loadu_ps(xt + 8 * v);
+#pragma GCC unroll 8
+    for (int m = 0; m < MK; ++m) {
+      const __m256 a = _mm256_broadcast_ss(wp + m);
+#pragma GCC unroll 4
+      for (int v = 0; v < NJ; ++v) acc[m][v] = _mm256_fmadd_ps(a, xv[v], acc[m][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MK; ++m) {
+    if (m >= kn) break;
+    float* yr = y + (size_t)m * PQ + j0;
+#pragma GCC unroll 4
+    for (int v = 0; v < NJ; ++v) {
+      __m256 o = relu ? _mm256_max_ps(acc[m][v], _mm256_setzero_ps()) : acc[m][v];
+      if (v == NJ - 1)
+        _mm256_maskstore_ps(yr + 8 * v, lm, o);
+      else
+        _mm256_storeu_ps(yr + 8 * v, o);
+    }
+  }
+}
+
+// Stride-1 forward (and, with flipped weights, input gradient) on AVX-512 or AVX2:
+// x (N,C,H,W), w (K,C,R,S), b (K,) or null -> y (N,K,P,Q).
+static void forward_flat(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
+                         bool relu, bool avx512) {
+  const int MK = avx512 ? 8 : 6;
+  const int P = s.P(), Q = s.Q(), PQ = P * Q, T = s.C * s.R * s.S;
+  const int Hp = s.H + 2 * s.ph;
+  const int nkt = (s.K + MK - 1) / MK;
+  std::vector<float> wp((size_t)nkt * T * MK, 0.f), bp((size_t)nkt * MK, 0.f);
+  for (int k = 0; k < s.K; ++k)
+    for (int i = 0; i < T; ++i) wp[((size_t)(k / MK) * T + i) * MK + k % MK] = w[(size_t)k * T + i];
+  if (b) std::copy(b, b + s.K, bp.begin());
+  std::vector<int> toff(T);
+  for (int c = 0; c < s.C; ++c)
+    for (int r = 0; r < s.R; ++r)
+      for (int t = 0; t < s.S; ++t) toff[(c * s.R + r) * s.S + t] = ((c * s.S + t) * Hp + r) * Q;
+  const size_t plane = (size_t)s.C * s.S * Hp * Q;
+#pragma omp parallel
+  {
+    std::vector<float> xs(plane, 0.f);
+#pragma omp for schedule(static)
+    for (int n = 0; n < s.N; ++n) {
+      const float* xn = x + (size_t)n * s.C * s.H * s.W;
+      if (avx512)
+        build_planes_avx512(s, Q, (size_t)Hp * Q, xn, xs.data());
+      else
+        build_planes_generic(s, Q, (size_t)Hp * Q, xn, xs.data());
+      float* yn = y + (size_t)n * s.K * PQ;
+      for (int kt = 0; kt < nkt; ++kt) {
+        const float* wk = wp.data() + (size_t)kt * T * MK;
+        const float* bk = bp.data() + (size_t)kt * MK;
+        const int kn = std::min(MK, s.K - kt * MK);
+        float* yk = yn + (size_t)kt * MK * PQ;
+        int j = 0;
+        if (avx512) {
+          constexpr int NJ = 3;
+          for (; j + 16 * NJ <= PQ; j += 16 * NJ)
+            fwd_flat_tile<8, NJ>(xs.data(), toff.data(), T, wk, bk, j, (__mmask16)0xFFFF, kn, PQ, yk, relu);
+          for (; j < PQ; j += 16)
+            fwd_flat_tile<8, 1>(xs.data(), toff.data(), T, wk, bk, j,
+                                (__mmask16)((1u << std::min(16, PQ - j)) - 1), kn, PQ, yk, relu);
+        } else {
+          constexpr int NJ = 2;
+          for (; j + 8 * NJ <= PQ; j += 8 * NJ)
+            fwd_flat_tile_avx2<6, NJ>(xs.data(), toff.data(), T, wk, bk, j, 8, kn, PQ, yk, relu);
+          for (; j < PQ; j += 8)
+            fwd_flat_tile_avx2<6, 1>(xs.data(), toff.data(), T, wk, bk, j, std::min(8, PQ - j), kn, PQ, yk, relu);
+        }
+      }
+    }
+  }
+}
+
 // Shared driver for forward (and stride-1 input gradient): x (N,C,H,W), w (K,C,R,S) -> y.
 static void forward_avx512(const ConvShape& s, const float* x, const float* w, const float* b,
                            float* y, bool relu) {
@@ -248,7 +431,12 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   if (s.N <= 0) return;
   if (impl == ConvImpl::reference) return conv2d_forward_reference(s, x, w, b, y, relu);
 #if FM_X86
-  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) return forward_avx512(s, x, w, b, y, relu);
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
+    if (s.sh == 1 && s.sw == 1) return forward_flat(s, x, w, b, y, relu, true);
+    return forward_avx512(s, x, w, b, y, relu);
+  }
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2 && s.sh == 1 && s.sw == 1)
+    return forward_flat(s, x, w, b, y, relu, false);
 #endif
   forward_gemm(s, x, w, b, y, relu);
 }
@@ -302,7 +490,7 @@ void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, 
   if (impl == ConvImpl::reference) return conv2d_backward_input_reference(s, dy, w, dx);
 #if FM_X86
   const int qh = s.R - 1 - s.ph, qw = s.S - 1 - s.pw;
-  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512 && s.sh == 1 && s.sw == 1 && qh >= 0 && qw >= 0) {
+  if (impl == ConvImpl::fast && gemm_isa() != Isa::generic && s.sh == 1 && s.sw == 1 && qh >= 0 && qw >= 0) {
     // Stride 1: dx = conv(dy padded by R-1-ph, w flipped in R,S and transposed to (C,K,R,S)).
     ConvShape t{s.N, s.K, s.P(), s.Q(), s.C, s.R, s.S, 1, 1, qh, qw};
     std::vector<float> wf((size_t)s.C * s.K * s.R * s.S);
@@ -312,7 +500,7 @@ void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, 
           for (int u = 0; u < s.S; ++u)
             wf[(((size_t)c * s.K + k) * s.R + (s.R - 1 - r)) * s.S + (s.S - 1 - u)] =
                 w[(((size_t)k * s.C + c) * s.R + r) * s.S + u];
-    return forward_avx512(t, dy, wf.data(), nullptr, dx, false);
+    return forward_flat(t, dy, wf.data(), nullptr, dx, false, gemm_isa() == Isa::avx512);
   }
 #endif
   backward_input_gemm(s, dy, w, dx);
@@ -435,11 +623,90 @@ struct AlignedBuf {  // 64-byte aligned, zero-initialised scratch (no allocation
   }
 };
 
-static void backward_weight_avx512(const ConvShape& s, const float* dy, const float* x, float* dw,
-                                   float* db) {
+// dy_n (K, PQ) -> dyt [K/KW][PQ][KW] (KW = 16 or 32; channels beyond K stay zero) in 16 x 16
+// blocks, and pb[k] += sum over PQ of dy_n[k] (the bias gradient).
+__attribute__((target("avx512f"))) static void transpose_dy_avx512(const float* dyn, int K, int PQ, int KW,
+                                                                    float* dyt, double* pb) {
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    const int kn = std::min(16, K - k0);
+    float* base = dyt + (size_t)(k0 / KW) * PQ * KW + k0 % KW;
+    __m512 bsum = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < PQ; j0 += 16) {
+      const int jn = std::min(16, PQ - j0);
+      const __mmask16 mj = (__mmask16)((1u << jn) - 1);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < kn ? _mm512_maskz_loadu_ps(mj, dyn + (size_t)(k0 + i) * PQ + j0) : _mm512_setzero_ps();
+      detail::transpose16_avx512(r);
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        if (i >= jn) break;
+        bsum = _mm512_add_ps(bsum, r[i]);
+        _mm512_storeu_ps(base + (size_t)(j0 + i) * KW, r[i]);
+      }
+    }
+    alignas(64) float b[16];
+    _mm512_store_ps(b, bsum);
+    for (int i = 0; i < kn; ++i) pb[k0 + i] += b[i];
+  }
+}
+
+// AVX2 + FMA version of bwdw_block_avx512 with 16 channels (two ymm) per row of the tile.
+template <int MR>
+__attribute__((target("avx2,fma"))) static void bwdw_block_avx2(
+    const float* xp, const int* koff, int CRS, const int* pqoff, int PQ, const float* dyt, float* part) {
+  constexpr int KW = 16;
+  for (int i0 = 0; i0 < CRS; i0 += MR) {
+    const float* ptr[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) ptr[i] = xp + koff[std::min(i0 + i, CRS - 1)];
+    float* pr = part + (size_t)i0 * KW;
+    __m256 c[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      c[i][0] = _mm256_loadu_ps(pr + i * KW);
+      c[i][1] = _mm256_loadu_ps(pr + i * KW + 8);
+    }
+    const float* g = dyt;
+    for (int j = 0; j < PQ; ++j, g += KW) {
+      const int o = pqoff[j];
+      const __m256 g0 = _mm256_loadu_ps(g), g1 = _mm256_loadu_ps(g + 8);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m256 a = _mm256_broadcast_ss(ptr[i] + o);
+        c[i][0] = _mm256_fmadd_ps(a, g0, c[i][0]);
+        c[i][1] = _mm256_fmadd_ps(a, g1, c[i][1]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      _mm256_storeu_ps(pr + i * KW, c[i][0]);
+      _mm256_storeu_ps(pr + i * KW + 8, c[i][1]);
+    }
+  }
+}
+
+// dy_n (K, PQ) -> dyt [K/KW][PQ][KW] and pb[k] += sum of dy_n[k] (scalar, for the AVX2 path).
+static void transpose_dy_generic(const float* dyn, int K, int PQ, int KW, float* dyt, double* pb) {
+  for (int k = 0; k < K; ++k) {
+    const float* src = dyn + (size_t)k * PQ;
+    float* dst = dyt + (size_t)(k / KW) * PQ * KW + k % KW;
+    float a = 0.f;
+    for (int j = 0; j < PQ; ++j) {
+      dst[(size_t)j * KW] = src[j];
+      a += src[j];
+    }
+    pb[k] += a;
+  }
+}
+
+// Weight gradient, any stride, AVX-512 or AVX2: dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S), db.
+static void backward_weight_bx(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                               bool avx512) {
   const int P = s.P(), Q = s.Q(), PQ = P * Q, CRS = s.C * s.R * s.S;
   const int Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
-  const int NV = s.K <= 16 ? 1 : 2, KW = 16 * NV, MR = NV == 1 ? 12 : 8;
+  const int NV = (s.K <= 16 || !avx512) ? 1 : 2, KW = 16 * NV, MR = !avx512 ? 6 : NV == 1 ? 12 : 8;
   const int nkb = (s.K + KW - 1) / KW;
   const int CRSp = (CRS + MR - 1) / MR * MR;
   std::vector<int> koff(CRS), pqoff(PQ);
@@ -463,20 +730,16 @@ static void backward_weight_avx512(const ConvShape& s, const float* dy, const fl
     for (int n = 0; n < s.N; ++n) {
       pad_image(s, x + (size_t)n * s.C * s.H * s.W, xp.data());
       const float* dyn = dy + (size_t)n * s.K * PQ;
-      for (int k = 0; k < s.K; ++k) {  // transpose dy_n (K, PQ) -> dyt [kb][PQ][KW]
-        const float* src = dyn + (size_t)k * PQ;
-        float* dst = dyt.p + (size_t)(k / KW) * PQ * KW + k % KW;
-        float a = 0.f;
-        for (int j = 0; j < PQ; ++j) {
-          dst[(size_t)j * KW] = src[j];
-          a += src[j];
-        }
-        pb[k] += a;
-      }
+      if (avx512)
+        transpose_dy_avx512(dyn, s.K, PQ, KW, dyt.p, pb);
+      else
+        transpose_dy_generic(dyn, s.K, PQ, KW, dyt.p, pb);
       for (int kb = 0; kb < nkb; ++kb) {
         const float* g = dyt.p + (size_t)kb * PQ * KW;
         float* pk = pw + (size_t)kb * CRSp * KW;
-        if (NV == 1)
+        if (!avx512)
+          bwdw_block_avx2<6>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
+        else if (NV == 1)
           bwdw_block_avx512<12, 1>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
         else
           bwdw_block_avx512<8, 2>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
@@ -497,6 +760,141 @@ static void backward_weight_avx512(const ConvShape& s, const float* dy, const fl
       db[k] = (float)a;
     }
 }
+
+// Weight gradient for few input channels, stride 1 (the first layer of an MNIST net), on the
+// S-shifted planes, PLANE floats apart (a compile-time stride, so every tap's address is a register
+// plus an immediate and 25 taps need no 25 pointer registers; not a multiple of 4 KiB to avoid L1
+// set conflicts): dW[k][c][r][t] = sum_j dy[k][j] * xs[c*S+t][r*Q + j], db[k] = sum_j dy[k][j].
+// Vectors run along the flattened output pixels j (16 lanes, only the last vector masked); KB
+// output channels x R*S taps are zmm accumulators over a chunk of images, then added to the
+// per-thread vector accumulators vacc [K][C][R*S (+1 for the bias)][16], reduced once at the end.
+// xs: nimg images of planes (plane floats each), dy: the same nimg images (nimg, K, P*Q).
+constexpr int PLANE = 1040;
+
+// One vector of 16 output pixels j0.. for taps r in [R0, R1), all t < S, KB output channels.
+template <int R0, int R1, int S, int KB, bool FULL>
+__attribute__((target("avx512f"), always_inline)) static inline void bwdw_flat_step(
+    __m512 (&acc)[KB][(R1 - R0) * S], __m512 (&bacc)[KB], const float* xc, const float* g0, int Q, int PQ,
+    int j0, __mmask16 m) {
+  __m512 g[KB];
+#pragma GCC unroll 4
+  for (int j = 0; j < KB; ++j) {
+    const float* gp = g0 + (size_t)j * PQ + j0;
+    g[j] = FULL ? _mm512_loadu_ps(gp) : _mm512_maskz_loadu_ps(m, gp);
+    if (R0 == 0) bacc[j] = _mm512_add_ps(bacc[j], g[j]);
+  }
+#pragma GCC unroll 8
+  for (int r = R0; r < R1; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < S; ++t) {
+      const float* xp = xc + (size_t)t * PLANE + (size_t)r * Q + j0;
+      __m512 xv = FULL ? _mm512_loadu_ps(xp) : _mm512_maskz_loadu_ps(m, xp);
+      if (KB > 1) asm("" : "+v"(xv));  // load once into a register, not once per FMA operand
+#pragma GCC unroll 4
+      for (int j = 0; j < KB; ++j)
+        acc[j][(r - R0) * S + t] = _mm512_fmadd_ps(g[j], xv, acc[j][(r - R0) * S + t]);
+    }
+}
+
+// One pass over a chunk of images for KB output channels kb.., input channel c, taps r in [R0, R1).
+template <int R, int S, int KB, int R0, int R1>
+__attribute__((target("avx512f"))) static void bwdw_flat_pass(
+    const float* xs, size_t plane, int nimg, int C, int c, int kb, int Q, int PQ, int K, const float* dy,
+    float* vacc) {
+  constexpr int RS = R * S, NT = (R1 - R0) * S;
+  __m512 acc[KB][NT], bacc[KB];
+#pragma GCC unroll 4
+  for (int j = 0; j < KB; ++j) {
+    const float* va = vacc + ((size_t)(kb + j) * C + c) * (RS + 1) * 16 + R0 * S * 16;
+#pragma GCC unroll 32
+    for (int i = 0; i < NT; ++i) acc[j][i] = _mm512_loadu_ps(va + i * 16);
+    bacc[j] = _mm512_loadu_ps(vacc + (((size_t)(kb + j) * C + c) * (RS + 1) + RS) * 16);
+  }
+  for (int n = 0; n < nimg; ++n) {
+    const float* xc = xs + n * plane + (size_t)c * S * PLANE;
+    const float* g0 = dy + ((size_t)n * K + kb) * PQ;
+    // full vectors with plain loads, then the masked tail
+    int j0 = 0;
+    for (; j0 + 16 <= PQ; j0 += 16) bwdw_flat_step<R0, R1, S, KB, true>(acc, bacc, xc, g0, Q, PQ, j0, 0xFFFF);
+    if (j0 < PQ)
+      bwdw_flat_step<R0, R1, S, KB, false>(acc, bacc, xc, g0, Q, PQ, j0, (__mmask16)((1u << (PQ - j0)) - 1));
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < KB; ++j) {
+    float* va = vacc + ((size_t)(kb + j) * C + c) * (RS + 1) * 16 + R0 * S * 16;
+#pragma GCC unroll 32
+    for (int i = 0; i < NT; ++i) _mm512_storeu_ps(va + i * 16, acc[j][i]);
+    if (R0 == 0 && c == 0) _mm512_storeu_ps(vacc + (((size_t)(kb + j) * C + c) * (RS + 1) + RS) * 16, bacc[j]);
+  }
+}
+
+// A chunk of images: every channel block kb (KB channels) and input channel c, the taps split
+// into passes of RP rows of the kernel so that KB * RP * S accumulators fit in the registers.
+template <int R, int S, int KB, int RP>
+__attribute__((target("avx512f"))) static void bwdw_flat_chunk(
+    const float* xs, size_t plane, int nimg, int C, int Q, int PQ, int K, const float* dy, float* vacc) {
+  static_assert(R <= 3 * RP, "at most three passes");
+  for (int kb = 0; kb < K; kb += KB)
+    for (int c = 0; c < C; ++c) {
+      bwdw_flat_pass<R, S, KB, 0, std::min(R, RP)>(xs, plane, nimg, C, c, kb, Q, PQ, K, dy, vacc);
+      if constexpr (R > RP)
+        bwdw_flat_pass<R, S, KB, RP, std::min(R, 2 * RP)>(xs, plane, nimg, C, c, kb, Q, PQ, K, dy, vacc);
+      if constexpr (R > 2 * RP)
+        bwdw_flat_pass<R, S, KB, 2 * RP, R>(xs, plane, nimg, C, c, kb, Q, PQ, K, dy, vacc);
+    }
+}
+
+using bwdw_flat_fn = void (*)(const float*, size_t, int, int, int, int, int, const float*, float*);
+
+static bwdw_flat_fn pick_bwdw_flat(const ConvShape& s) {
+  if (s.sh != 1 || s.sw != 1 || s.C > 4 || (s.H + 2 * s.ph) * s.Q() > PLANE) return nullptr;
+  if (s.R == 3 && s.S == 3) return s.K % 2 == 0 ? &bwdw_flat_chunk<3, 3, 2, 3> : &bwdw_flat_chunk<3, 3, 1, 3>;
+  if (s.R == 5 && s.S == 5) return s.K % 2 == 0 ? &bwdw_flat_chunk<5, 5, 2, 2> : &bwdw_flat_chunk<5, 5, 1, 5>;
+  return nullptr;
+}
+
+static void backward_weight_flat(const ConvShape& s, bwdw_flat_fn fn, const float* dy, const float* x,
+                                 float* dw, float* db) {
+  constexpr int CHUNK = 8;  // images whose planes stay in L2 while every channel block passes over them
+  const int P = s.P(), Q = s.Q(), PQ = P * Q, RS = s.R * s.S, CRS = s.C * RS;
+  const size_t plane = (size_t)s.C * s.S * PLANE;
+  const size_t vsz = (size_t)s.K * s.C * (RS + 1) * 16;
+  const int T = max_threads();
+  std::vector<float> vacc((size_t)T * vsz, 0.f);
+#pragma omp parallel num_threads(T)
+  {
+    const int t = thread_id(), nt = num_threads();
+    int64_t n0, n1;
+    split_range(s.N, t, nt, n0, n1);
+    AlignedBuf<float> xsb((size_t)CHUNK * plane);
+    float* xs = xsb.p;
+    float* va = vacc.data() + (size_t)t * vsz;
+    for (int64_t c0 = n0; c0 < n1; c0 += CHUNK) {
+      const int cn = (int)std::min<int64_t>(CHUNK, n1 - c0);
+      for (int i = 0; i < cn; ++i)
+        build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
+      fn(xs, plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
+    }
+  }
+  // reduce: lanes in order, then threads in order
+  for (int k = 0; k < s.K; ++k) {
+    double bsum = 0.0;
+    for (int c = 0; c < s.C; ++c)
+      for (int i = 0; i <= RS; ++i) {
+        if (i == RS && c != 0) continue;
+        float a = 0.f;
+        for (int t = 0; t < T; ++t) {
+          const float* v = vacc.data() + (size_t)t * vsz + (((size_t)k * s.C + c) * (RS + 1) + i) * 16;
+          float l = 0.f;
+          for (int u = 0; u < 16; ++u) l += v[u];
+          a += l;
+        }
+        if (i < RS) dw[(size_t)k * CRS + c * RS + i] = a;
+        else bsum = a;
+      }
+    if (db) db[k] = (float)bsum;
+  }
+}
 #endif
 
 void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
@@ -508,7 +906,11 @@ void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x,
     return;
   }
 #if FM_X86
-  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) return backward_weight_avx512(s, dy, x, dw, db);
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
+    if (auto fn = pick_bwdw_flat(s)) return backward_weight_flat(s, fn, dy, x, dw, db);
+    return backward_weight_bx(s, dy, x, dw, db, true);
+  }
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2) return backward_weight_bx(s, dy, x, dw, db, false);
 #endif
   backward_weight_gemm(s, dy, x, dw, db);
 }

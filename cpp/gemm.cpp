@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
 #include <immintrin.h>
 #define FM_X86 1
 #else
@@ -289,13 +289,69 @@ static void pack_b(bool tb, const float* B, int ldb, int k0, int kc, int j0, int
   }
 }
 
+#if FM_X86
+// AVX-512 packing for the two layouts that need a transpose (row-major A into k-major MR = 8
+// panels; B^T into k-major NR = 32 panels), 16 x 16 blocks transposed in registers.
+__attribute__((target("avx512f"))) static void pack_a_rows_avx512(const float* A, int lda, int i0, int m, int k0,
+                                                                   int kc, float alpha, float* dst) {
+  constexpr int MR = 8;
+  const __m512 va = _mm512_set1_ps(alpha);
+  for (int ip = 0; ip < m; ip += MR) {
+    const int mr = std::min(MR, m - ip);
+    for (int kb = 0; kb < kc; kb += 16) {
+      const int kn = std::min(16, kc - kb);
+      const __mmask16 mk = (__mmask16)((1u << kn) - 1);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < mr ? _mm512_mul_ps(va, _mm512_maskz_loadu_ps(mk, A + (size_t)(i0 + ip + i) * lda + k0 + kb))
+                      : _mm512_setzero_ps();
+      detail::transpose16_avx512(r);
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) {
+        if (k >= kn) break;
+        _mm256_storeu_ps(dst + (size_t)(kb + k) * MR, _mm512_castps512_ps256(r[k]));
+      }
+    }
+    dst += (size_t)MR * kc;
+  }
+}
+
+__attribute__((target("avx512f"))) static void pack_bt_avx512(const float* B, int ldb, int k0, int kc, int j0, int n,
+                                                              float* dst) {
+  constexpr int NR = 32;
+  for (int jp = 0; jp < n; jp += NR) {
+    const int nr = std::min(NR, n - jp);
+    for (int kb = 0; kb < kc; kb += 16) {
+      const int kn = std::min(16, kc - kb);
+      const __mmask16 mk = (__mmask16)((1u << kn) - 1);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+          r[i] = 16 * h + i < nr ? _mm512_maskz_loadu_ps(mk, B + (size_t)(j0 + jp + 16 * h + i) * ldb + k0 + kb)
+                                 : _mm512_setzero_ps();
+        detail::transpose16_avx512(r);
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; ++k) {
+          if (k >= kn) break;
+          _mm512_storeu_ps(dst + (size_t)(kb + k) * NR + 16 * h, r[k]);
+        }
+      }
+    }
+    dst += (size_t)NR * kc;
+  }
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // driver
 // ---------------------------------------------------------------------------------------------
 
-constexpr int KC = 256;  // rows of a packed B panel (B micro-panel KC x NR stays in L1)
-constexpr int MC = 96;   // rows of packed A per block (multiple of 8, 6 and 4)
-constexpr int NC = 512;  // columns of packed B per block (fits L2)
+constexpr int KC = 128;  // rows of a packed B panel (the KC x NR micro-panel stays in L1)
+constexpr int MC = 192;   // rows of packed A per block (multiple of 8, 6 and 4; the block stays in L2)
+constexpr int NC = 1024;  // columns of packed B per block (fits L2)
 
 // Per-thread packing buffers, grown on demand and kept between calls.
 static float* pack_buffer(int which, size_t n) {
@@ -335,10 +391,20 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
     for (int pc = 0; pc < K; pc += KC) {
       int kc = std::min(KC, K - pc);
       bool acc = pc > 0 || first_acc;
-      pack_b(tb, B, ldb, pc, kc, jc, nc, NR, bp);
+#if FM_X86
+      if (tb && kr.isa == Isa::avx512)
+        pack_bt_avx512(B, ldb, pc, kc, jc, nc, bp);
+      else
+#endif
+        pack_b(tb, B, ldb, pc, kc, jc, nc, NR, bp);
       for (int ic = 0; ic < M; ic += MC) {
         int mc = std::min(MC, M - ic);
-        pack_a(ta, A, lda, ic, mc, pc, kc, alpha, MR, ap);
+#if FM_X86
+        if (!ta && kr.isa == Isa::avx512)
+          pack_a_rows_avx512(A, lda, ic, mc, pc, kc, alpha, ap);
+        else
+#endif
+          pack_a(ta, A, lda, ic, mc, pc, kc, alpha, MR, ap);
         for (int jr = 0; jr < nc; jr += NR) {
           int nr = std::min(NR, nc - jr);
           const float* bpanel = bp + (size_t)(jr / NR) * NR * kc;

@@ -15,7 +15,9 @@ struct Pool2dShape {
 // x (N,C,H,W) -> y (N,C,OH,OW), idx (N,C,OH,OW) int64 flat index ih*W+iw into each input plane
 // (idx may be null: values only). First maximum in row-major window order wins; a NaN in the
 // window propagates (the index is that of the last NaN), exactly as PyTorch's CPU kernel.
-void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* idx);
+// With code non-null, also (or instead) writes the compact argmax: code (N,C,OH,OW) uint8 = the
+// offset dh*KW + dw of the maximum inside its unclipped window (needs KH*KW <= 256).
+void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code = nullptr);
 void max_pool2d_forward_reference(const Pool2dShape& s, const float* x, float* y, int64_t* idx);
 
 // grad_y (N,C,OH,OW), idx (N,C,OH,OW) -> grad_x (N,C,H,W): grad_x[plane][idx] += grad_y.
@@ -23,5 +25,14 @@ void max_pool2d_forward_reference(const Pool2dShape& s, const float* x, float* y
 // outside [0, H*W).
 bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
 bool max_pool2d_backward_reference(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
+
+// grad_y (N,C,OH,OW), code (N,C,OH,OW) compact argmax -> grad_x (N,C,H,W); uses the full
+// geometry of `s`. Returns false (grad_x unspecified) on a code outside its window or pointing
+// into the padding.
+bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx);
+
+// Use the AVX-512 paths where the CPU has them (default true). Tests turn them off to check the
+// portable paths on the same machine.
+void pool_set_simd(bool enabled);
 
 }  // namespace fm

@@ -47,6 +47,8 @@ CONFIGS = [
     # batch 1 and single pixels
     (1, 1, 1, 1, 1, 1, 1, 1, 0), (1, 3, 1, 1, 2, 1, 1, 1, 0), (1, 2, 1, 1, 3, 3, 3, 1, 1),
     (5, 1, 7, 7, 1, 3, 3, 1, 1), (1, 32, 14, 14, 16, 3, 3, 1, 1),
+    # a first layer on an image too large for the fixed-stride weight-gradient planes
+    (2, 1, 40, 40, 8, 3, 3, 1, 1), (2, 2, 33, 30, 6, 5, 5, 1, 2),
 ]
 
 

@@ -117,6 +117,26 @@ def test_finite_difference_mlp(rng):
         np.testing.assert_allclose(analytic, num, rtol=2e-2, atol=2e-3)
 
 
+def test_same_result_for_any_thread_count(rng):
+    """Weight/bias gradients are reduced in a fixed order (no atomics): bitwise equal for 1 and 2
+    threads."""
+    import fastmnist
+
+    x = rng.standard_normal((256, 784)).astype(np.float32)
+    w = (rng.standard_normal((256, 784)) / 28).astype(np.float32)
+    gy = rng.standard_normal((256, 256)).astype(np.float32)
+    before = fastmnist.get_num_threads()
+    try:
+        out = []
+        for t in (1, 2):
+            fastmnist.set_num_threads(t)
+            out.append((fm.linear(x, w), *fm.linear_backward(gy, x, w)))
+    finally:
+        fastmnist.set_num_threads(before)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_errors(rng):
     x = rng.standard_normal((4, 5)).astype(np.float32)
     w = rng.standard_normal((3, 5)).astype(np.float32)

@@ -105,11 +105,38 @@ def test_mse_one_hot_targets(rng):
     assert fm.one_hot(np.array([2], np.uint8), 3).tolist() == [[0, 0, 1]]
 
 
+def test_softmax_non_finite_rows_match_torch():
+    x = np.array([[np.inf, 1, 2], [-np.inf, -np.inf, -np.inf], [-np.inf, 0, 1], [np.nan, 1, 2], [1e30, -1e30, 0]],
+                 np.float32)
+    xt = torch.from_numpy(x)
+    np.testing.assert_allclose(fm.softmax(x), F.softmax(xt, -1).numpy(), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(fm.log_softmax(x), F.log_softmax(xt, -1).numpy(), rtol=1e-6, equal_nan=True)
+
+
 def test_nan_propagates():
     x = np.array([[np.nan, 1.0, 2.0], [0.0, 1.0, 2.0]], np.float32)
     loss, grad = fm.softmax_cross_entropy(x, np.array([1, 2]))
     assert np.isnan(loss) and np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
     assert np.isnan(fm.softmax(x)[0]).all()
+
+
+def test_same_result_for_any_thread_count(rng):
+    import fastmnist
+
+    logits = rng.standard_normal((20000, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 20000)
+    p = rng.standard_normal((300, 1000)).astype(np.float32)
+    t = rng.standard_normal((300, 1000)).astype(np.float32)
+    before = fastmnist.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2):
+            fastmnist.set_num_threads(n)
+            out.append((*fm.softmax_cross_entropy(logits, labels), *fm.mse_loss(p, t), fm.softmax(logits)))
+    finally:
+        fastmnist.set_num_threads(before)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_errors(rng):

@@ -28,6 +28,9 @@ CASES = [
     ((64, 32, 14, 14), 2, 2, 0),
     ((1, 1, 1, 1), 1, 1, 0),
     ((2, 2, 3, 3), 3, 1, 0),
+    ((1, 1, 2, 2), 3, 1, 1),        # no window lies inside the input
+    ((1, 2, 5, 600), 3, 1, 1),      # rows longer than the kernel's column chunk
+    ((1, 2, 6, 1030), 2, 2, 0),
 ]
 
 
@@ -76,6 +79,27 @@ def test_nan_propagates(shape, k, s, p, rng):
     assert np.isnan(y).any()
     np.testing.assert_array_equal(y, ty)  # NaN == NaN for assert_array_equal
     np.testing.assert_array_equal(idx, ti)
+
+
+@pytest.fixture
+def portable():
+    """Run with the AVX-512 paths switched off (the portable build's code), then restore them."""
+    _core._pool_set_simd(False)
+    yield
+    _core._pool_set_simd(True)
+
+
+@pytest.mark.parametrize("shape,k,s,p", [CASES[1], CASES[2], CASES[3], CASES[6], CASES[13]])
+def test_portable_paths(shape, k, s, p, rng, portable):
+    check(rng.standard_normal(shape).astype(np.float32), k, s, p, rng)
+    check(rng.integers(0, 3, shape).astype(np.float32), k, s, p, rng)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < 0.05] = np.nan
+    y, idx = fm.max_pool2d(x, k, s, p, return_indices=True)
+    ty, ti, _ = torch_pool(x, k, s, p)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(idx, ti)
+    test_backward_indices_outside_2x2_windows(rng)
 
 
 def test_reference_matches_fast(rng):
@@ -166,3 +190,94 @@ def test_errors(rng):
         fm.max_pool2d_backward(y, idx, (2, 4, 8, 8))
     with pytest.raises(ValueError, match="input_shape"):
         fm.max_pool2d_backward(y, idx, (8, 8))
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        fm.max_pool2d_backward(y, idx, 5)
+    with pytest.raises(TypeError, match="input_shape must be a tuple of ints"):
+        fm.max_pool2d_backward(y, idx, (2, 3, 8, 8.0))
+    np.testing.assert_array_equal(fm.max_pool2d_backward(y, idx, np.array(x.shape)),
+                                  fm.max_pool2d_backward(y, idx, x.shape))
+
+
+# ---- compact argmax ---------------------------------------------------------------------------
+
+
+def compact_to_torch(a, x_shape, y_shape, k, s, p):
+    """PyTorch's flat indices from window offsets (independent NumPy arithmetic)."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    s = k if s is None else s
+    sh, sw = (s, s) if isinstance(s, int) else s
+    ph, pw = (p, p) if isinstance(p, int) else p
+    oh = np.arange(y_shape[-2])[:, None]
+    ow = np.arange(y_shape[-1])[None, :]
+    a = a.astype(np.int64)
+    return (oh * sh - ph + a // kw) * x_shape[-1] + (ow * sw - pw + a % kw)
+
+
+@pytest.mark.parametrize("shape,k,s,p", CASES)
+def test_compact_matches_torch(shape, k, s, p, rng):
+    for x in [rng.standard_normal(shape).astype(np.float32), rng.integers(0, 3, shape).astype(np.float32)]:
+        y, a = fm.max_pool2d_compact(x, k, s, p)
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        ty, ti, tgx = torch_pool(x, k, s, p, gy)
+        assert a.dtype == np.uint8 and a.shape == ty.shape
+        np.testing.assert_array_equal(y, ty)
+        np.testing.assert_array_equal(compact_to_torch(a, x.shape, y.shape, k, s, p), ti)
+        gx = fm.max_pool2d_compact_backward(gy, a, x.shape, k, s, p)
+        np.testing.assert_allclose(gx, tgx, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape,k,s,p", [CASES[1], CASES[2], CASES[3], CASES[6], CASES[13]])
+def test_compact_portable_and_nan(shape, k, s, p, rng, portable):
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < 0.05] = np.nan
+    y, a = fm.max_pool2d_compact(x, k, s, p)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    ty, ti, tgx = torch_pool(x, k, s, p, gy)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(compact_to_torch(a, x.shape, y.shape, k, s, p), ti)
+    np.testing.assert_allclose(fm.max_pool2d_compact_backward(gy, a, x.shape, k, s, p), tgx, rtol=1e-6, atol=1e-7)
+
+
+def test_compact_simd_equals_portable(rng):
+    x = rng.standard_normal((8, 4, 28, 27)).astype(np.float32)
+    y, a = fm.max_pool2d_compact(x, 2)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    g = fm.max_pool2d_compact_backward(gy, a, x.shape, 2)
+    _core._pool_set_simd(False)
+    try:
+        y2, a2 = fm.max_pool2d_compact(x, 2)
+        g2 = fm.max_pool2d_compact_backward(gy, a, x.shape, 2)
+    finally:
+        _core._pool_set_simd(True)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(a, a2)
+    np.testing.assert_array_equal(g, g2)
+
+
+@pytest.mark.parametrize("simd", [True, False])
+def test_compact_errors(rng, simd):
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y, a = fm.max_pool2d_compact(x, 2)
+    _core._pool_set_simd(simd)
+    try:
+        bad = a.copy()
+        bad[1, 2, 3, 3] = 4
+        with pytest.raises(ValueError, match="window offset outside"):
+            fm.max_pool2d_compact_backward(y, bad, x.shape, 2)
+        _, a3 = fm.max_pool2d_compact(x, 3, 2, 1)
+        bad3 = a3.copy()
+        bad3[0, 0, 0, 0] = 0  # top-left of the first window is padding
+        with pytest.raises(ValueError, match="inside the padding"):
+            fm.max_pool2d_compact_backward(np.ones(a3.shape, np.float32), bad3, x.shape, 3, 2, 1)
+    finally:
+        _core._pool_set_simd(True)
+    with pytest.raises(TypeError, match="argmax must be the uint8 array"):
+        fm.max_pool2d_compact_backward(y, a.astype(np.int64), x.shape, 2)
+    with pytest.raises(ValueError, match=r"must have shape \(2, 3, 2, 2\).*got \(2, 3, 4, 4\)"):
+        fm.max_pool2d_compact_backward(y, a, x.shape, 3)
+    with pytest.raises(ValueError, match="kernel_size area <= 256"):
+        fm.max_pool2d_compact(np.zeros((1, 1, 20, 20), np.float32), 17)
+    with pytest.raises(ValueError, match="stride must be positive"):
+        fm.max_pool2d_compact(x, 2, 0)
+    with pytest.raises(TypeError, match="x must be float32"):
+        fm.max_pool2d_compact(x.astype(np.float64), 2)

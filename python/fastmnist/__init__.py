@@ -61,7 +61,7 @@ _LAZY = {
 }
 
 _SUBMODULES = {"data", "functional", "nn", "optim", "parameter", "augment", "models", "train", "logreg",
-               "features", "metrics", "plots", "report", "cli"}
+               "roc", "features", "metrics", "plots", "report", "cli"}
 
 
 def __getattr__(name: str):

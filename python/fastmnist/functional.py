@@ -86,7 +86,38 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     """Gradient of :func:`max_pool2d`: ``grad_y`` (N, C, OH, OW) scattered to the positions
     ``indices`` (from ``max_pool2d(..., return_indices=True)``) of a zero (N, C, H, W) array
     (``input_shape``); overlapping windows add up. Indices outside [0, H*W) raise ValueError."""
-    return _core.max_pool2d_backward(grad_y, indices, tuple(input_shape))
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        raise TypeError(f"max_pool2d_backward: input_shape must be a tuple of ints, got {input_shape!r}") from None
+    return _core.max_pool2d_backward(grad_y, indices, input_shape)
+
+
+@_export
+def max_pool2d_compact(x, kernel_size, stride=None, padding=0):
+    """:func:`max_pool2d` returning ``(y, argmax)`` with a compact argmax for training loops:
+    argmax is uint8 (N, C, OH, OW) holding the offset ``dh * kW + dw`` of each maximum inside its
+    (unclipped, padded) window instead of PyTorch's int64 flat index. Same values, same ties
+    (first maximum wins) and NaN rule as :func:`max_pool2d`; 8x less index memory, and the
+    backward (:func:`max_pool2d_compact_backward`) needs no validation scatter. Needs
+    kernel area <= 256.
+
+    Convert to PyTorch's indices: ``(oh*sH - pH + a // kW) * W + (ow*sW - pW + a % kW)``.
+    """
+    return _core.max_pool2d_compact(x, kernel_size, stride, padding)
+
+
+@_export
+def max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride=None, padding=0):
+    """Gradient of :func:`max_pool2d_compact`: ``grad_y`` (N, C, OH, OW) placed at the window
+    offsets ``argmax`` (uint8, from :func:`max_pool2d_compact` with the same ``kernel_size``,
+    ``stride``, ``padding``) of a zero (N, C, H, W) array (``input_shape``); overlapping windows
+    add up. An offset outside the window or inside the padding raises ValueError."""
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        raise TypeError(f"max_pool2d_compact_backward: input_shape must be a tuple of ints, got {input_shape!r}") from None
+    return _core.max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride, padding)
 
 
 @_export
@@ -123,7 +154,9 @@ def linear(x, weight, bias=None):
 
 @_export
 def linear_relu(x, weight, bias=None):
-    """``relu(linear(x, weight, bias))`` in one call (bias and ReLU fused after the GEMM)."""
+    """``relu(linear(x, weight, bias))`` in one call (bias and ReLU fused after the GEMM).
+    Backward: ``linear_backward(relu_backward(grad_y, y), x, weight)`` with y this output
+    (y > 0 exactly where the pre-activation is)."""
     return _core.linear(x, weight, bias, True)
 
 
