@@ -31,7 +31,8 @@ fast           Our CPU take on tuomaso/train_mnist_fast (0.76 s to 99% on a GPU)
                preloaded, Conv5x5(1->24) -> MaxPool2 -> ReLU -> Conv3x3(24->32) -> MaxPool2 -> ReLU
                -> Flatten -> Linear(800, 256) -> ReLU -> Linear(256, 10); Adam lr 0.01,
                betas (0.7, 0.9) (kept fixed: no momentum cycling), one-cycle schedule, batch 256,
-               1 epoch: 99.1% test accuracy.
+               1 epoch: 99.0-99.1% test accuracy over seeds 0-2 (PyTorch running the same
+               recipe from the same weights: 99.03%).
 =============  =================================================================================
 """
 from __future__ import annotations
