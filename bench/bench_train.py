@@ -148,7 +148,7 @@ def fast_rows(ctx):
     ys = torch.from_numpy(y_train.astype(np.int64))
     topt = torch.optim.Adam(tm.parameters(), lr=r.lr, betas=tuple(r.betas))
     sched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=r.lr, total_steps=steps * r.epochs,
-                                                cycle_momentum=False)
+                                                pct_start=r.pct_start, cycle_momentum=False)
     g = torch.Generator().manual_seed(0)
     for _ in range(r.epochs):
         perm = torch.randperm(len(ys), generator=g)

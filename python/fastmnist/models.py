@@ -30,9 +30,9 @@ mlp            One hidden layer of 100 ReLU units; Adam lr 0.01, Gaussian noise 
 fast           Our CPU take on tuomaso/train_mnist_fast (0.76 s to 99% on a GPU): the whole set
                preloaded, Conv5x5(1->24) -> MaxPool2 -> ReLU -> Conv3x3(24->32) -> MaxPool2 -> ReLU
                -> Flatten -> Linear(800, 256) -> ReLU -> Linear(256, 10); Adam lr 0.01,
-               betas (0.7, 0.9) (kept fixed: no momentum cycling), one-cycle schedule, batch 256,
-               1 epoch: 99.0-99.1% test accuracy over seeds 0-2 (PyTorch running the same
-               recipe from the same weights: 99.03%).
+               betas (0.7, 0.9) (kept fixed: no momentum cycling), one-cycle schedule warming up
+               over the first 15% of the steps, batch 256, 1 epoch: 99.03-99.15% test accuracy over
+               seeds 0-2 in about 4 s of training with 2 threads.
 =============  =================================================================================
 """
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Recipe:
     betas: tuple = (0.9, 0.999)
     momentum: float = 0.0
     weight_decay: float = 0.0
+    pct_start: float = 0.3
     normalize: bool = True
     options: dict = field(default_factory=dict)
 
@@ -146,7 +147,8 @@ MODELS = {
     "mlp-scratch": (_mlp_scratch, Recipe(optimizer="sgd", lr=0.5, epochs=10, batch_size=32, loss="mse",
                                          normalize=False)),
     "mlp": (_mlp, Recipe(lr=0.01, epochs=30, batch_size=512, augment="noise:0.0616,hflip:0.7")),
-    "fast": (_fast, Recipe(lr=0.01, betas=(0.7, 0.9), epochs=1, batch_size=256, scheduler="onecycle")),
+    "fast": (_fast, Recipe(lr=0.01, betas=(0.7, 0.9), epochs=1, batch_size=256, scheduler="onecycle",
+                           pct_start=0.15)),
 }
 
 _CNNS = {"cnn", "cnn5", "fast"}
@@ -215,7 +217,8 @@ def make_scheduler(r: Recipe, optimizer, steps_per_epoch: int):
     if name == "onecycle":
         # the optimizer's momentum / betas stay as the recipe sets them (torch cycles them by default:
         # for `fast` that costs ~0.3 points of accuracy after one epoch)
-        return optim.OneCycleLR(optimizer, max_lr=r.lr, total_steps=total, cycle_momentum=False)
+        return optim.OneCycleLR(optimizer, max_lr=r.lr, total_steps=total, pct_start=r.pct_start,
+                                cycle_momentum=False)
     if name == "cosine":
         return optim.CosineAnnealingLR(optimizer, T_max=total)
     if name == "step":
