@@ -21,9 +21,11 @@
 // - fast, AVX2 + FMA: the stride-1 flat forward / input-gradient kernel (6 channels x 16 pixels)
 //   and the broadcast-x weight-gradient tile (6 taps x 16 channels) in ymm registers; other
 //   strides use im2col + SGEMM.
-// OpenMP runs over the batch; each thread owns whole images and allocates its workspaces once per
-// call. Weight gradients go to per-thread partial buffers summed in thread order (no atomics), so
-// results depend only on the thread count.
+// OpenMP runs over the batch (dynamic schedule: a thread that the OS stalls does not hold up the
+// others); each thread allocates its workspaces once per call. The fast weight gradients sum into
+// one partial buffer per fixed group of 16 images, reduced in group order (no atomics), so they do
+// not depend on the thread count at all; the gemm path uses per-thread partials (depends only on
+// the thread count).
 #include "conv2d.hpp"
 
 #include <algorithm>
@@ -135,7 +137,7 @@ static void forward_gemm(const ConvShape& s, const float* x, const float* w, con
 #pragma omp parallel
   {
     std::vector<float> col((size_t)CRS * PQ);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
     for (int n = 0; n < s.N; ++n) {
       im2col(s, x + (size_t)n * s.C * s.H * s.W, col.data());
       float* yn = y + (size_t)n * s.K * PQ;
@@ -349,7 +351,7 @@ static void forward_flat(const ConvShape& s, const float* x, const float* w, con
 #pragma omp parallel
   {
     std::vector<float> xs(plane, 0.f);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
     for (int n = 0; n < s.N; ++n) {
       const float* xn = x + (size_t)n * s.C * s.H * s.W;
       if (avx512)
@@ -407,7 +409,7 @@ static void forward_avx512(const ConvShape& s, const float* x, const float* w, c
 #pragma omp parallel
   {
     std::vector<float> xp((size_t)s.C * Hp * Wp, 0.f);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
     for (int n = 0; n < s.N; ++n) {
       pad_image(s, x + (size_t)n * s.C * s.H * s.W, xp.data());
       float* yn = y + (size_t)n * s.K * PQ;
@@ -475,7 +477,7 @@ static void backward_input_gemm(const ConvShape& s, const float* dy, const float
 #pragma omp parallel
   {
     std::vector<float> col((size_t)CRS * PQ);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
     for (int n = 0; n < s.N; ++n) {
       // col (CRS, PQ) = w^T (CRS, K) * dy_n (K, PQ)
       sgemm(true, false, CRS, PQ, s.K, 1.f, w, CRS, dy + (size_t)n * s.K * PQ, PQ, 0.f, col.data(), PQ);
@@ -715,34 +717,39 @@ static void backward_weight_bx(const ConvShape& s, const float* dy, const float*
       for (int t = 0; t < s.S; ++t) koff[(c * s.R + r) * s.S + t] = (c * Hp + r) * Wp + t;
   for (int p = 0; p < P; ++p)
     for (int q = 0; q < Q; ++q) pqoff[p * Q + q] = p * s.sh * Wp + q * s.sw;
-  const int T = max_threads();
+  // Partial sums per fixed group of G images (not per thread), reduced in group order: the result
+  // does not depend on the thread count or on which thread ran which group, and a stalled thread's
+  // groups are taken over by the others (dynamic schedule).
+  constexpr int G = 16;
+  const int ng = (s.N + G - 1) / G;
   const size_t part_sz = (size_t)nkb * CRSp * KW;
-  AlignedBuf<float> part((size_t)T * part_sz);
-  std::vector<double> dbp((size_t)T * s.K, 0.0);
-#pragma omp parallel num_threads(T)
+  AlignedBuf<float> part((size_t)ng * part_sz);
+  std::vector<double> dbp((size_t)ng * s.K, 0.0);
+#pragma omp parallel
   {
-    const int t = thread_id();
     std::vector<float> xp((size_t)s.C * Hp * Wp, 0.f);
     AlignedBuf<float> dyt((size_t)nkb * PQ * KW);
-    float* pw = part.p + (size_t)t * part_sz;
-    double* pb = dbp.data() + (size_t)t * s.K;
-#pragma omp for schedule(static)
-    for (int n = 0; n < s.N; ++n) {
-      pad_image(s, x + (size_t)n * s.C * s.H * s.W, xp.data());
-      const float* dyn = dy + (size_t)n * s.K * PQ;
-      if (avx512)
-        transpose_dy_avx512(dyn, s.K, PQ, KW, dyt.p, pb);
-      else
-        transpose_dy_generic(dyn, s.K, PQ, KW, dyt.p, pb);
-      for (int kb = 0; kb < nkb; ++kb) {
-        const float* g = dyt.p + (size_t)kb * PQ * KW;
-        float* pk = pw + (size_t)kb * CRSp * KW;
-        if (!avx512)
-          bwdw_block_avx2<6>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
-        else if (NV == 1)
-          bwdw_block_avx512<12, 1>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
+#pragma omp for schedule(dynamic, 1)
+    for (int gi = 0; gi < ng; ++gi) {
+      float* pw = part.p + (size_t)gi * part_sz;
+      double* pb = dbp.data() + (size_t)gi * s.K;
+      for (int n = gi * G; n < std::min(s.N, (gi + 1) * G); ++n) {
+        pad_image(s, x + (size_t)n * s.C * s.H * s.W, xp.data());
+        const float* dyn = dy + (size_t)n * s.K * PQ;
+        if (avx512)
+          transpose_dy_avx512(dyn, s.K, PQ, KW, dyt.p, pb);
         else
-          bwdw_block_avx512<8, 2>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
+          transpose_dy_generic(dyn, s.K, PQ, KW, dyt.p, pb);
+        for (int kb = 0; kb < nkb; ++kb) {
+          const float* g = dyt.p + (size_t)kb * PQ * KW;
+          float* pk = pw + (size_t)kb * CRSp * KW;
+          if (!avx512)
+            bwdw_block_avx2<6>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
+          else if (NV == 1)
+            bwdw_block_avx512<12, 1>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
+          else
+            bwdw_block_avx512<8, 2>(xp.data(), koff.data(), CRS, pqoff.data(), PQ, g, pk);
+        }
       }
     }
   }
@@ -750,13 +757,13 @@ static void backward_weight_bx(const ConvShape& s, const float* dy, const float*
     for (int i = 0; i < CRS; ++i) {
       size_t off = ((size_t)(k / KW) * CRSp + i) * KW + k % KW;
       float a = 0.f;
-      for (int t = 0; t < T; ++t) a += part.p[(size_t)t * part_sz + off];
+      for (int gi = 0; gi < ng; ++gi) a += part.p[(size_t)gi * part_sz + off];
       dw[(size_t)k * CRS + i] = a;
     }
   if (db)
     for (int k = 0; k < s.K; ++k) {
       double a = 0.0;
-      for (int t = 0; t < T; ++t) a += dbp[(size_t)t * s.K + k];
+      for (int gi = 0; gi < ng; ++gi) a += dbp[(size_t)gi * s.K + k];
       db[k] = (float)a;
     }
 }
@@ -856,35 +863,37 @@ static bwdw_flat_fn pick_bwdw_flat(const ConvShape& s) {
 static void backward_weight_flat(const ConvShape& s, bwdw_flat_fn fn, const float* dy, const float* x,
                                  float* dw, float* db) {
   constexpr int CHUNK = 8;  // images whose planes stay in L2 while every channel block passes over them
+  constexpr int G = 16;     // images per partial-sum group (see backward_weight_bx)
   const int P = s.P(), Q = s.Q(), PQ = P * Q, RS = s.R * s.S, CRS = s.C * RS;
   const size_t plane = (size_t)s.C * s.S * PLANE;
   const size_t vsz = (size_t)s.K * s.C * (RS + 1) * 16;
-  const int T = max_threads();
-  std::vector<float> vacc((size_t)T * vsz, 0.f);
-#pragma omp parallel num_threads(T)
+  const int ng = (s.N + G - 1) / G;
+  std::vector<float> vacc((size_t)ng * vsz, 0.f);
+#pragma omp parallel
   {
-    const int t = thread_id(), nt = num_threads();
-    int64_t n0, n1;
-    split_range(s.N, t, nt, n0, n1);
     AlignedBuf<float> xsb((size_t)CHUNK * plane);
     float* xs = xsb.p;
-    float* va = vacc.data() + (size_t)t * vsz;
-    for (int64_t c0 = n0; c0 < n1; c0 += CHUNK) {
-      const int cn = (int)std::min<int64_t>(CHUNK, n1 - c0);
-      for (int i = 0; i < cn; ++i)
-        build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
-      fn(xs, plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
+#pragma omp for schedule(dynamic, 1)
+    for (int gi = 0; gi < ng; ++gi) {
+      float* va = vacc.data() + (size_t)gi * vsz;
+      const int n1 = std::min(s.N, (gi + 1) * G);
+      for (int c0 = gi * G; c0 < n1; c0 += CHUNK) {
+        const int cn = std::min(CHUNK, n1 - c0);
+        for (int i = 0; i < cn; ++i)
+          build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
+        fn(xs, plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
+      }
     }
   }
-  // reduce: lanes in order, then threads in order
+  // reduce: lanes in order, then groups in order
   for (int k = 0; k < s.K; ++k) {
     double bsum = 0.0;
     for (int c = 0; c < s.C; ++c)
       for (int i = 0; i <= RS; ++i) {
         if (i == RS && c != 0) continue;
         float a = 0.f;
-        for (int t = 0; t < T; ++t) {
-          const float* v = vacc.data() + (size_t)t * vsz + (((size_t)k * s.C + c) * (RS + 1) + i) * 16;
+        for (int gi = 0; gi < ng; ++gi) {
+          const float* v = vacc.data() + (size_t)gi * vsz + (((size_t)k * s.C + c) * (RS + 1) + i) * 16;
           float l = 0.f;
           for (int u = 0; u < 16; ++u) l += v[u];
           a += l;

@@ -263,3 +263,23 @@ G = np.zeros((2, 4, 6, 6), np.float32)
 def test_bad_input(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+@pytest.mark.skipif(_core.gemm_isa() == "generic", reason="the portable im2col path sums per thread")
+@pytest.mark.parametrize("cfg", [(37, 16, 14, 14, 32, 5, 5, 1, 2), (37, 1, 28, 28, 16, 3, 3, 1, 1),
+                                 (21, 3, 11, 9, 8, 3, 3, 2, 1)])
+def test_weight_gradient_independent_of_thread_count(cfg):
+    """The fast weight gradients sum per fixed group of images, not per thread: bitwise equal."""
+    x, w, b, st, pd = _make(cfg)
+    g = np.random.default_rng(4).standard_normal(conv2d(x, w, b, st, pd).shape).astype(np.float32)
+    prev = fastmnist.get_num_threads()
+    try:
+        res = []
+        for t in (1, 2, 3):
+            fastmnist.set_num_threads(t)
+            res.append(conv2d_backward(g, x, w, st, pd))
+    finally:
+        fastmnist.set_num_threads(prev)
+    for r in res[1:]:
+        np.testing.assert_array_equal(r[1], res[0][1])
+        np.testing.assert_array_equal(r[2], res[0][2])
