@@ -11,8 +11,10 @@ logreg         Flatten -> Linear(784, 10). Adam 1e-3, cross-entropy, 10 epochs, 
                (the side-by-side "logistic regression vs FNN vs CNN" comparison write-up)
 fnn            Flatten -> Linear(784, 256) -> ReLU -> Linear(256, 10). Same recipe as logreg.
 cnn            Conv3x3(1->16, pad 1) -> ReLU -> MaxPool2 -> Conv3x3(16->32, pad 1) -> ReLU ->
-               MaxPool2 -> Flatten -> Linear(1568, 128) -> ReLU -> Linear(128, 10). Same recipe;
-               that write-up optionally adds rotation + perspective augmentation
+               MaxPool2 -> Flatten -> Linear(1568, 128) -> ReLU -> Linear(128, 10). Same recipe
+               plus a cosine decay of the learning rate over the 10 epochs (ours: without it the
+               constant 1e-3 ends at 98.8-99.1% depending on the seed; with it 99.24/99.31% for
+               seeds 0/1). That write-up optionally adds rotation + perspective augmentation
                (``--augment rotate:10,perspective:0.2``) and 30,000/5,000 downsampling.
 cnn5           Conv5x5(1->16) -> ReLU -> MaxPool2 -> Conv5x5(16->32) -> ReLU -> MaxPool2 ->
                Flatten -> Dense(512 -> 64) -> ReLU -> [Dropout] -> Dense(10). Adam 1e-3, 5 epochs,
@@ -142,7 +144,7 @@ def _fast(seed=0, c1=24, c2=32, hidden=256):
 MODELS = {
     "logreg": (_logreg, Recipe()),
     "fnn": (_fnn, Recipe()),
-    "cnn": (_cnn, Recipe()),
+    "cnn": (_cnn, Recipe(scheduler="cosine")),
     "cnn5": (_cnn5, Recipe(epochs=5, batch_size=128)),
     "mlp-scratch": (_mlp_scratch, Recipe(optimizer="sgd", lr=0.5, epochs=10, batch_size=32, loss="mse",
                                          normalize=False)),
