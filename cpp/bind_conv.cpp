@@ -11,7 +11,11 @@ fm::ConvImpl parse_impl(const std::string& impl) {
   if (impl == "fast") return fm::ConvImpl::fast;
   if (impl == "gemm") return fm::ConvImpl::gemm;
   if (impl == "reference") return fm::ConvImpl::reference;
-  fm::value_error("impl must be 'fast', 'gemm' or 'reference', got '", impl, "'");
+  if (impl == "winograd") return fm::ConvImpl::winograd;
+  if (impl == "winograd2") return fm::ConvImpl::winograd_f2;
+  if (impl == "winograd4") return fm::ConvImpl::winograd_f4;
+  fm::value_error("impl must be 'fast', 'gemm', 'reference', 'winograd', 'winograd2' or 'winograd4', got '", impl,
+                  "'");
 }
 
 struct ConvArgs {

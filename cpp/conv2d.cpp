@@ -41,6 +41,7 @@
 
 #include "common.hpp"
 #include "gemm.hpp"
+#include "winograd.hpp"
 
 namespace fm {
 
@@ -432,6 +433,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
                     bool relu, ConvImpl impl) {
   if (s.N <= 0) return;
   if (impl == ConvImpl::reference) return conv2d_forward_reference(s, x, w, b, y, relu);
+  if (winograd_try_forward(s, x, w, b, y, relu, impl)) return;
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
     if (s.sh == 1 && s.sw == 1) return forward_flat(s, x, w, b, y, relu, true);
@@ -490,6 +492,7 @@ void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, 
                            ConvImpl impl) {
   if (s.N <= 0) return;
   if (impl == ConvImpl::reference) return conv2d_backward_input_reference(s, dy, w, dx);
+  if (winograd_try_backward_input(s, dy, w, dx, impl)) return;
 #if FM_X86
   const int qh = s.R - 1 - s.ph, qw = s.S - 1 - s.pw;
   if (impl == ConvImpl::fast && gemm_isa() != Isa::generic && s.sh == 1 && s.sw == 1 && qh >= 0 && qw >= 0) {
@@ -909,6 +912,7 @@ static void backward_weight_flat(const ConvShape& s, bwdw_flat_fn fn, const floa
 void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
                             ConvImpl impl) {
   if (impl == ConvImpl::reference) return conv2d_backward_weight_reference(s, dy, x, dw, db);
+  if (is_winograd(impl)) impl = ConvImpl::fast;
   if (s.N <= 0) {
     std::fill(dw, dw + (size_t)s.K * s.C * s.R * s.S, 0.f);
     if (db) std::fill(db, db + s.K, 0.f);

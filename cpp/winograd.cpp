@@ -1,0 +1,413 @@
+// Winograd convolution F(m x m, r x r), stride 1 (forward; the input gradient is the same
+// convolution of dy with flipped, transposed weights).
+//
+//   y_tile = AT [ (G g G^T) (.) (BT d BT^T) ] AT^T        (d: A x A input tile, A = m + r - 1)
+//
+// Variants (points 0, 1, -1, 1/2, -2, inf for the 6 x 6 tiles; chosen for float32 accuracy):
+//   F(2x2,3x3)  4x4 tiles, 16 products for 36 MACs (2.25x fewer)
+//   F(4x4,3x3)  6x6 tiles, 36 products for 144 MACs (4x fewer)
+//   F(2x2,5x5)  6x6 tiles, 36 products for 100 MACs (2.78x fewer)
+//
+// Layout (AVX-512, 16 channels per zmm), per image and thread, all in L2 for the MNIST layers:
+//   xT [Hb][Wb][Cp]   zero-padded image, channels innermost (Cp = C rounded up to 16)
+//   V  [A*A][T][Cp]   input transform of every tile (T = tiles per image)
+//   U  [A*A][C][Kp]   weight transform (once per call, in double, rounded to float)
+//   Mo [A*A][T][Kp]   per transform position xi: Mo[xi] = V[xi] (T x C) * U[xi] (C x Kp)
+//   yT [Pt][Wy][Kp]   output transform (+ bias, ReLU), channels innermost; transposed into NCHW.
+// The per-position products run in a register-blocked micro-kernel: TB tiles x 32 (or 16) output
+// channels in zmm accumulators, one weight row load and TB broadcasts per input channel.
+// OpenMP runs over the images (dynamic schedule), each thread allocates its buffers once.
+#include "winograd.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
+#include <immintrin.h>
+#define FM_WG_X86 1
+#else
+#define FM_WG_X86 0
+#endif
+
+#include "common.hpp"
+#include "gemm.hpp"
+
+namespace fm {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// transform matrices (derived by Cook-Toom with exact rationals; see the header comment)
+// ---------------------------------------------------------------------------------------------
+struct F23 {
+  static constexpr int M = 2, R = 3, A = 4;
+  static constexpr float BT[A][A] = {{-1, 0, 1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
+  static constexpr float AT[M][A] = {{1, 1, 1, 0}, {0, 1, -1, 1}};
+  static constexpr double G[A][R] = {{-1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+};
+
+// BT of the 6-point (0, 1, -1, 1/2, -2, inf) transforms, shared by F(4,3) and F(2,5).
+#define FM_WG_BT6                                                                                   \
+  {{1, -1.5f, -2, 1.5f, 1, 0}, {0, -1, 0.5f, 2.5f, 1, 0}, {0, 1, -2.5f, 0.5f, 1, 0},              \
+   {0, -2, -1, 2, 1, 0},       {0, 0.5f, -1, -0.5f, 1, 0}, {0, 1, -1.5f, -2, 1.5f, 1}}
+
+struct F43 {
+  static constexpr int M = 4, R = 3, A = 6;
+  static constexpr float BT[A][A] = FM_WG_BT6;
+  static constexpr float AT[M][A] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 0.5f, -2, 0}, {0, 1, 1, 0.25f, 4, 0}, {0, 1, -1, 0.125f, -8, 1}};
+  static constexpr double G[A][R] = {{1, 0, 0},
+                                     {1. / 3, 1. / 3, 1. / 3},
+                                     {-1. / 3, 1. / 3, -1. / 3},
+                                     {-16. / 15, -8. / 15, -4. / 15},
+                                     {1. / 15, -2. / 15, 4. / 15},
+                                     {0, 0, 1}};
+};
+
+struct F25 {
+  static constexpr int M = 2, R = 5, A = 6;
+  static constexpr float BT[A][A] = FM_WG_BT6;
+  static constexpr float AT[M][A] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 0.5f, -2, 1}};
+  static constexpr double G[A][R] = {{1, 0, 0, 0, 0},
+                                     {1. / 3, 1. / 3, 1. / 3, 1. / 3, 1. / 3},
+                                     {-1. / 3, 1. / 3, -1. / 3, 1. / 3, -1. / 3},
+                                     {-16. / 15, -8. / 15, -4. / 15, -2. / 15, -1. / 15},
+                                     {1. / 15, -2. / 15, 4. / 15, -8. / 15, 16. / 15},
+                                     {0, 0, 0, 0, 1}};
+};
+#undef FM_WG_BT6
+
+// Weight transform: w (K,C,R,R) (or, with `flip`, the input-gradient weights w'[k][c][i][j] =
+// w[c][k][R-1-i][R-1-j] read from w (C,K,R,R)) -> U [A*A][C][Kp] (zero for k >= K).
+template <class W>
+void weight_transform(const float* w, int K, int C, int Kp, bool flip, float* U) {
+  constexpr int A = W::A, R = W::R;
+  std::fill(U, U + (size_t)A * A * C * Kp, 0.f);
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < C; ++c) {
+      double g[R][R], t[A][R];
+      for (int i = 0; i < R; ++i)
+        for (int j = 0; j < R; ++j)
+          g[i][j] = flip ? w[(((size_t)c * K + k) * R + (R - 1 - i)) * R + (R - 1 - j)]
+                         : w[(((size_t)k * C + c) * R + i) * R + j];
+      for (int a = 0; a < A; ++a)
+        for (int j = 0; j < R; ++j) {
+          double acc = 0;
+          for (int i = 0; i < R; ++i) acc += W::G[a][i] * g[i][j];
+          t[a][j] = acc;
+        }
+      for (int a = 0; a < A; ++a)
+        for (int b = 0; b < A; ++b) {
+          double acc = 0;
+          for (int j = 0; j < R; ++j) acc += t[a][j] * W::G[b][j];
+          U[((size_t)(a * A + b) * C + c) * Kp + k] = (float)acc;
+        }
+    }
+}
+
+#if FM_WG_X86
+// out[o] = sum_i Mx[o][i] * in[i] for a constant matrix: after full unrolling the compiler sees
+// every coefficient, so zero terms vanish and +-1 become adds / subtracts.
+template <int NO, int NI>
+__attribute__((target("avx512f"), always_inline)) inline void mat_apply(const float (&Mx)[NO][NI],
+                                                                        const __m512* in, __m512* out) {
+#pragma GCC unroll 8
+  for (int o = 0; o < NO; ++o) {
+    __m512 acc = _mm512_setzero_ps();
+    bool first = true;
+#pragma GCC unroll 8
+    for (int i = 0; i < NI; ++i) {
+      const float c = Mx[o][i];
+      if (c == 0.f) continue;
+      if (first) {
+        acc = c == 1.f ? in[i] : c == -1.f ? _mm512_sub_ps(_mm512_setzero_ps(), in[i])
+                                           : _mm512_mul_ps(_mm512_set1_ps(c), in[i]);
+        first = false;
+      } else if (c == 1.f) {
+        acc = _mm512_add_ps(acc, in[i]);
+      } else if (c == -1.f) {
+        acc = _mm512_sub_ps(acc, in[i]);
+      } else {
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(c), in[i], acc);
+      }
+    }
+    out[o] = acc;
+  }
+}
+
+// x_n (C,H,W) -> xT [Hb][Wb][Cp] at row ph, column pw (the zero border is left untouched).
+__attribute__((target("avx512f"))) void to_channels_last(const float* x, int C, int H, int W, int Cp, int Wb,
+                                                         int ph, int pw, float* xT) {
+  for (int cb = 0; cb < Cp; cb += 16)
+    for (int h = 0; h < H; ++h)
+      for (int q0 = 0; q0 < W; q0 += 16) {
+        const int nq = std::min(16, W - q0);
+        const __mmask16 mq = (__mmask16)((1u << nq) - 1);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+          r[i] = cb + i < C ? _mm512_maskz_loadu_ps(mq, x + ((size_t)(cb + i) * H + h) * W + q0)
+                            : _mm512_setzero_ps();
+        detail::transpose16_avx512(r);
+        float* dst = xT + ((size_t)(h + ph) * Wb + q0 + pw) * Cp + cb;
+        for (int j = 0; j < nq; ++j) _mm512_storeu_ps(dst + (size_t)j * Cp, r[j]);
+      }
+}
+
+// yT [P..][Wy][Kp] -> y_n (K,P,Q)
+__attribute__((target("avx512f"))) void from_channels_last(const float* yT, int K, int P, int Q, int Kp, int Wy,
+                                                           float* y) {
+  for (int kb = 0; kb < K; kb += 16)
+    for (int p = 0; p < P; ++p)
+      for (int q0 = 0; q0 < Q; q0 += 16) {
+        const int nq = std::min(16, Q - q0);
+        const __mmask16 mq = (__mmask16)((1u << nq) - 1);
+        __m512 r[16];
+        const float* src = yT + ((size_t)p * Wy + q0) * Kp + kb;
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + (size_t)j * Kp);
+        detail::transpose16_avx512(r);
+        const int nk = std::min(16, K - kb);
+        for (int i = 0; i < nk; ++i) _mm512_mask_storeu_ps(y + ((size_t)(kb + i) * P + p) * Q + q0, mq, r[i]);
+      }
+}
+
+// One tile, 16 channels: src = xT at the tile's top-left (row stride rs, pixel stride Cp)
+// -> dst = V[0][t][cb], position xi at dst + xi * xs.
+template <class W>
+__attribute__((target("avx512f"))) inline void input_tile(const float* src, size_t rs, size_t cs, float* dst,
+                                                          size_t xs) {
+  constexpr int A = W::A;
+  __m512 tmp[A][A];  // tmp[a][j] = sum_i BT[a][i] d[i][j]
+#pragma GCC unroll 8
+  for (int j = 0; j < A; ++j) {
+    __m512 col[A], o[A];
+#pragma GCC unroll 8
+    for (int i = 0; i < A; ++i) col[i] = _mm512_loadu_ps(src + i * rs + j * cs);
+    mat_apply(W::BT, col, o);
+#pragma GCC unroll 8
+    for (int a = 0; a < A; ++a) tmp[a][j] = o[a];
+  }
+#pragma GCC unroll 8
+  for (int a = 0; a < A; ++a) {
+    __m512 o[A];
+    mat_apply(W::BT, tmp[a], o);
+#pragma GCC unroll 8
+    for (int b = 0; b < A; ++b) _mm512_storeu_ps(dst + (size_t)(a * A + b) * xs, o[b]);
+  }
+}
+
+// One tile, 16 output channels: src = Mo[0][t][kb] (position xi at src + xi * xs) -> m x m
+// outputs (+ bias, ReLU) at dst = yT at the tile's top-left (row stride rs, pixel stride Kp).
+template <class W>
+__attribute__((target("avx512f"))) inline void output_tile(const float* src, size_t xs, const float* bias16, bool relu,
+                                                           float* dst, size_t rs, size_t cs) {
+  constexpr int A = W::A, M = W::M;
+  const __m512 bias = _mm512_loadu_ps(bias16);
+  __m512 z[M][A];  // z[j][a] = sum_b M[a][b] AT[j][b]
+#pragma GCC unroll 8
+  for (int a = 0; a < A; ++a) {
+    __m512 row[A], o[M];
+#pragma GCC unroll 8
+    for (int b = 0; b < A; ++b) row[b] = _mm512_loadu_ps(src + (size_t)(a * A + b) * xs);
+    mat_apply(W::AT, row, o);
+#pragma GCC unroll 4
+    for (int j = 0; j < M; ++j) z[j][a] = o[j];
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < M; ++j) {
+    __m512 o[M];
+    mat_apply(W::AT, z[j], o);
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) {
+      __m512 v = _mm512_add_ps(o[i], bias);
+      if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+      _mm512_storeu_ps(dst + i * rs + j * cs, v);
+    }
+  }
+}
+
+// Mo (TB tiles x 16*KV channels) = V (TB tiles, row stride Cp) * U (C x 16*KV, row stride Kp).
+template <int KV, int TB>
+__attribute__((target("avx512f"))) void wg_gemm(const float* V, int Cp, const float* U, int Kp, int C,
+                                                float* Mo) {
+  __m512 acc[TB][KV];
+#pragma GCC unroll 16
+  for (int i = 0; i < TB; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < KV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int c = 0; c < C; ++c) {
+    __m512 u[KV];
+#pragma GCC unroll 2
+    for (int v = 0; v < KV; ++v) u[v] = _mm512_loadu_ps(U + (size_t)c * Kp + 16 * v);
+#pragma GCC unroll 16
+    for (int i = 0; i < TB; ++i) {
+      const __m512 a = _mm512_set1_ps(V[(size_t)i * Cp + c]);
+#pragma GCC unroll 2
+      for (int v = 0; v < KV; ++v) acc[i][v] = _mm512_fmadd_ps(a, u[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < TB; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < KV; ++v) _mm512_storeu_ps(Mo + (size_t)i * Kp + 16 * v, acc[i][v]);
+}
+
+using gemm_fn = void (*)(const float*, int, const float*, int, int, float*);
+constexpr int TB2 = 12, TB1 = 14;  // most tiles per block for 32 / 16 output channels
+template <int KV, int... I>
+constexpr std::array<gemm_fn, sizeof...(I)> gemm_table(std::integer_sequence<int, I...>) {
+  return {{&wg_gemm<KV, I + 1>...}};
+}
+const auto kGemm2 = gemm_table<2>(std::make_integer_sequence<int, TB2>{});
+const auto kGemm1 = gemm_table<1>(std::make_integer_sequence<int, TB1>{});
+
+template <class W>
+void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip, const float* b, float* y,
+                  bool relu) {
+  constexpr int A = W::A, M = W::M, AA = A * A;
+  const int P = s.P(), Q = s.Q();
+  const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
+  const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
+  const int Hb = TH * M + W::R - 1, Wb = TW * M + W::R - 1;
+  const int Wy = TW * M + 16;
+  std::vector<float> U((size_t)AA * s.C * Kp);
+  weight_transform<W>(w, s.K, s.C, Kp, flip, U.data());
+  std::vector<float> bias(Kp, 0.f);
+  if (b) std::copy(b, b + s.K, bias.begin());
+  // tile blocks of the per-position products, balanced in size
+  std::vector<std::pair<int, int>> blocks2, blocks1;  // (first tile, count)
+  for (int kv = 1; kv <= 2; ++kv) {
+    const int tbm = kv == 2 ? TB2 : TB1, nb = (T + tbm - 1) / tbm;
+    auto& bl = kv == 2 ? blocks2 : blocks1;
+    for (int i = 0, t0 = 0; i < nb; ++i) {
+      const int cnt = T / nb + (i < T % nb ? 1 : 0);
+      bl.emplace_back(t0, cnt);
+      t0 += cnt;
+    }
+  }
+#pragma omp parallel
+  {
+    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * T * Cp), Mo((size_t)AA * T * Kp),
+        yT((size_t)TH * M * Wy * Kp, 0.f);
+#pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
+    for (int n = 0; n < s.N; ++n) {
+      to_channels_last(x + (size_t)n * s.C * s.H * s.W, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
+      // input transform
+      for (int th = 0; th < TH; ++th)
+        for (int tw = 0; tw < TW; ++tw) {
+          const int t = th * TW + tw;
+          for (int cb = 0; cb < Cp; cb += 16)
+            input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
+                          V.data() + (size_t)t * Cp + cb, (size_t)T * Cp);
+        }
+      // per-position products
+      for (int xi = 0; xi < AA; ++xi) {
+        const float* Vx = V.data() + (size_t)xi * T * Cp;
+        const float* Ux = U.data() + (size_t)xi * s.C * Kp;
+        float* Mx = Mo.data() + (size_t)xi * T * Kp;
+        for (int k0 = 0; k0 < Kp; k0 += 32) {
+          const bool two = Kp - k0 >= 32;
+          for (const auto& bl : two ? blocks2 : blocks1) {
+            auto fn = two ? kGemm2[bl.second - 1] : kGemm1[bl.second - 1];
+            fn(Vx + (size_t)bl.first * Cp, Cp, Ux + k0, Kp, s.C, Mx + (size_t)bl.first * Kp + k0);
+          }
+        }
+      }
+      // output transform (+ bias, ReLU)
+      for (int th = 0; th < TH; ++th)
+        for (int tw = 0; tw < TW; ++tw) {
+          const int t = th * TW + tw;
+          for (int kb = 0; kb < Kp; kb += 16)
+            output_tile<W>(Mo.data() + (size_t)t * Kp + kb, (size_t)T * Kp, bias.data() + kb,
+                           relu, yT.data() + ((size_t)th * M * Wy + tw * M) * Kp + kb, (size_t)Wy * Kp, Kp);
+        }
+      from_channels_last(yT.data(), s.K, P, Q, Kp, Wy, y + (size_t)n * s.K * P * Q);
+    }
+  }
+}
+#endif
+
+int pick_tile(const ConvShape& s, int tile) {
+  if (s.R == 5) return 2;
+  if (tile == 2 || tile == 4) return tile;
+  return 2;  // default for 3x3 (see winograd_preferred)
+}
+
+void run_forward(const ConvShape& s, const float* x, const float* w, bool flip, const float* b, float* y,
+                 bool relu, int tile) {
+#if FM_WG_X86
+  if (s.R == 5) return forward_impl<F25>(s, x, w, flip, b, y, relu);
+  if (pick_tile(s, tile) == 4) return forward_impl<F43>(s, x, w, flip, b, y, relu);
+  return forward_impl<F23>(s, x, w, flip, b, y, relu);
+#else
+  (void)s, (void)x, (void)w, (void)flip, (void)b, (void)y, (void)relu, (void)tile;
+#endif
+}
+
+}  // namespace
+
+bool winograd_available(const ConvShape& s) {
+#if FM_WG_X86
+  return gemm_isa() == Isa::avx512 && s.sh == 1 && s.sw == 1 && s.R == s.S && (s.R == 3 || s.R == 5) &&
+         s.N > 0;
+#else
+  (void)s;
+  return false;
+#endif
+}
+
+bool winograd_preferred(const ConvShape& s) {
+  return winograd_available(s) && s.C >= 8 && s.K >= 8 && s.P() >= 4 && s.Q() >= 4;
+}
+
+void winograd_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
+                      int tile) {
+  run_forward(s, x, w, false, b, y, relu, tile);
+}
+
+// The input-gradient convolution: dy (N,K,P,Q) with w' (C,K,R,S), padding R-1-ph -> dx (N,C,H,W).
+static ConvShape transposed_shape(const ConvShape& s) {
+  return ConvShape{s.N, s.K, s.P(), s.Q(), s.C, s.R, s.S, 1, 1, s.R - 1 - s.ph, s.S - 1 - s.pw};
+}
+
+bool winograd_backward_input_available(const ConvShape& s) {
+  return winograd_available(s) && s.ph <= s.R - 1 && s.pw <= s.S - 1;
+}
+
+bool winograd_backward_input_preferred(const ConvShape& s) {
+  return winograd_backward_input_available(s) && winograd_preferred(transposed_shape(s));
+}
+
+void winograd_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx, int tile) {
+  run_forward(transposed_shape(s), dy, w, true, nullptr, dx, false, tile);
+}
+
+static int impl_tile(ConvImpl impl) {
+  return impl == ConvImpl::winograd_f2 ? 2 : impl == ConvImpl::winograd_f4 ? 4 : 0;
+}
+
+bool winograd_try_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
+                          ConvImpl& impl) {
+  if (is_winograd(impl) ? winograd_available(s) : impl == ConvImpl::fast && winograd_preferred(s)) {
+    winograd_forward(s, x, w, b, y, relu, impl_tile(impl));
+    return true;
+  }
+  if (is_winograd(impl)) impl = ConvImpl::fast;
+  return false;
+}
+
+bool winograd_try_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx, ConvImpl& impl) {
+  if (is_winograd(impl) ? winograd_backward_input_available(s)
+                        : impl == ConvImpl::fast && winograd_backward_input_preferred(s)) {
+    winograd_backward_input(s, dy, w, dx, impl_tile(impl));
+    return true;
+  }
+  if (is_winograd(impl)) impl = ConvImpl::fast;
+  return false;
+}
+
+}  // namespace fm
