@@ -912,12 +912,12 @@ static void backward_weight_flat(const ConvShape& s, bwdw_flat_fn fn, const floa
 void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
                             ConvImpl impl) {
   if (impl == ConvImpl::reference) return conv2d_backward_weight_reference(s, dy, x, dw, db);
-  if (is_winograd(impl)) impl = ConvImpl::fast;
   if (s.N <= 0) {
     std::fill(dw, dw + (size_t)s.K * s.C * s.R * s.S, 0.f);
     if (db) std::fill(db, db + s.K, 0.f);
     return;
   }
+  if (winograd_try_backward_weight(s, dy, x, dw, db, impl)) return;
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
     if (auto fn = pick_bwdw_flat(s)) return backward_weight_flat(s, fn, dy, x, dw, db);

@@ -256,6 +256,88 @@ __attribute__((target("avx512f"))) void wg_gemm(const float* V, int Cp, const fl
     for (int v = 0; v < KV; ++v) _mm512_storeu_ps(Mo + (size_t)i * Kp + 16 * v, acc[i][v]);
 }
 
+// out[o] = sum_i Mx[i][o] * in[i] (the transposed matrix), same folding as mat_apply.
+template <int NI, int NO>
+__attribute__((target("avx512f"), always_inline)) inline void mat_apply_t(const float (&Mx)[NI][NO],
+                                                                          const __m512* in, __m512* out) {
+#pragma GCC unroll 8
+  for (int o = 0; o < NO; ++o) {
+    __m512 acc = _mm512_setzero_ps();
+    bool first = true;
+#pragma GCC unroll 8
+    for (int i = 0; i < NI; ++i) {
+      const float c = Mx[i][o];
+      if (c == 0.f) continue;
+      if (first) {
+        acc = c == 1.f ? in[i] : c == -1.f ? _mm512_sub_ps(_mm512_setzero_ps(), in[i])
+                                           : _mm512_mul_ps(_mm512_set1_ps(c), in[i]);
+        first = false;
+      } else if (c == 1.f) {
+        acc = _mm512_add_ps(acc, in[i]);
+      } else if (c == -1.f) {
+        acc = _mm512_sub_ps(acc, in[i]);
+      } else {
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(c), in[i], acc);
+      }
+    }
+    out[o] = acc;
+  }
+}
+
+// Weight gradient, one output-gradient tile, 16 channels: Dy = AT^T dy AT (the adjoint of the
+// output transform). src = dyT at the tile's top-left (row stride rs, pixel stride cs) -> dst =
+// Dy[0][t][kb], position xi at dst + xi * xs.
+template <class W>
+__attribute__((target("avx512f"))) inline void dy_tile(const float* src, size_t rs, size_t cs, float* dst,
+                                                       size_t xs) {
+  constexpr int A = W::A, M = W::M;
+  __m512 z[A][M];  // z[a][j] = sum_i AT[i][a] dy[i][j]
+#pragma GCC unroll 4
+  for (int j = 0; j < M; ++j) {
+    __m512 col[M], o[A];
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) col[i] = _mm512_loadu_ps(src + i * rs + j * cs);
+    mat_apply_t(W::AT, col, o);
+#pragma GCC unroll 8
+    for (int a = 0; a < A; ++a) z[a][j] = o[a];
+  }
+#pragma GCC unroll 8
+  for (int a = 0; a < A; ++a) {
+    __m512 o[A];
+    mat_apply_t(W::AT, z[a], o);
+#pragma GCC unroll 8
+    for (int b = 0; b < A; ++b) _mm512_storeu_ps(dst + (size_t)(a * A + b) * xs, o[b]);
+  }
+}
+
+// dU (CB input channels x 16*KV output channels, row stride Kp) += V^T (CB x T) * Dy (T x 16*KV):
+// V rows of Cp floats (this block's channels first), Dy rows of Kp floats.
+template <int KV, int CB>
+__attribute__((target("avx512f"))) void wg_gemm_bw(const float* V, int Cp, const float* Dy, int Kp, int T,
+                                                   float* dU) {
+  __m512 acc[CB][KV];
+#pragma GCC unroll 16
+  for (int i = 0; i < CB; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < KV; ++v) acc[i][v] = _mm512_loadu_ps(dU + (size_t)i * Kp + 16 * v);
+  for (int t = 0; t < T; ++t) {
+    __m512 u[KV];
+#pragma GCC unroll 2
+    for (int v = 0; v < KV; ++v) u[v] = _mm512_loadu_ps(Dy + (size_t)t * Kp + 16 * v);
+    const float* vt = V + (size_t)t * Cp;
+#pragma GCC unroll 16
+    for (int i = 0; i < CB; ++i) {
+      const __m512 a = _mm512_set1_ps(vt[i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < KV; ++v) acc[i][v] = _mm512_fmadd_ps(a, u[v], acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < CB; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < KV; ++v) _mm512_storeu_ps(dU + (size_t)i * Kp + 16 * v, acc[i][v]);
+}
+
 using gemm_fn = void (*)(const float*, int, const float*, int, int, float*);
 constexpr int TB2 = 12, TB1 = 14;  // most tiles per block for 32 / 16 output channels
 template <int KV, int... I>
@@ -264,6 +346,24 @@ constexpr std::array<gemm_fn, sizeof...(I)> gemm_table(std::integer_sequence<int
 }
 const auto kGemm2 = gemm_table<2>(std::make_integer_sequence<int, TB2>{});
 const auto kGemm1 = gemm_table<1>(std::make_integer_sequence<int, TB1>{});
+template <int KV, int... I>
+constexpr std::array<gemm_fn, sizeof...(I)> gemm_bw_table(std::integer_sequence<int, I...>) {
+  return {{&wg_gemm_bw<KV, I + 1>...}};
+}
+const auto kGemmBw2 = gemm_bw_table<2>(std::make_integer_sequence<int, TB2>{});
+const auto kGemmBw1 = gemm_bw_table<1>(std::make_integer_sequence<int, TB1>{});
+
+// Splits n into the fewest blocks of at most `most`, balanced in size: (first, count) pairs.
+std::vector<std::pair<int, int>> balanced_blocks(int n, int most) {
+  std::vector<std::pair<int, int>> bl;
+  const int nb = (n + most - 1) / most;
+  for (int i = 0, t0 = 0; i < nb; ++i) {
+    const int cnt = n / nb + (i < n % nb ? 1 : 0);
+    bl.emplace_back(t0, cnt);
+    t0 += cnt;
+  }
+  return bl;
+}
 
 template <class W>
 void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip, const float* b, float* y,
@@ -278,17 +378,8 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
   weight_transform<W>(w, s.K, s.C, Kp, flip, U.data());
   std::vector<float> bias(Kp, 0.f);
   if (b) std::copy(b, b + s.K, bias.begin());
-  // tile blocks of the per-position products, balanced in size
-  std::vector<std::pair<int, int>> blocks2, blocks1;  // (first tile, count)
-  for (int kv = 1; kv <= 2; ++kv) {
-    const int tbm = kv == 2 ? TB2 : TB1, nb = (T + tbm - 1) / tbm;
-    auto& bl = kv == 2 ? blocks2 : blocks1;
-    for (int i = 0, t0 = 0; i < nb; ++i) {
-      const int cnt = T / nb + (i < T % nb ? 1 : 0);
-      bl.emplace_back(t0, cnt);
-      t0 += cnt;
-    }
-  }
+  // tile blocks of the per-position products, balanced in size: (first tile, count)
+  const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
 #pragma omp parallel
   {
     std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * T * Cp), Mo((size_t)AA * T * Kp),
@@ -329,6 +420,97 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
     }
   }
 }
+
+// Weight gradient (adjoint of the forward): dU[xi] (C x K) = sum over tiles and images of
+// V[xi]^T Dy[xi], then dw = G^T dU G. dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,R), db (K,) or null.
+// Partial dU sums per fixed group of GI images (one thread runs a group, images in order), reduced
+// in group order in double: the result does not depend on the thread count.
+template <class W>
+void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, float* dw, float* db) {
+  constexpr int A = W::A, M = W::M, AA = A * A, R = W::R, GI = 16;
+  const int P = s.P(), Q = s.Q(), PQ = P * Q;
+  const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
+  const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
+  const int Hb = TH * M + R - 1, Wb = TW * M + R - 1, Wq = TW * M;
+  const int ngroups = (s.N + GI - 1) / GI;
+  const size_t usz = (size_t)AA * s.C * Kp;
+  std::vector<float> part((size_t)ngroups * usz);
+  std::vector<double> pbias((size_t)ngroups * s.K);
+  const auto cblocks2 = balanced_blocks(s.C, TB2), cblocks1 = balanced_blocks(s.C, TB1);
+#pragma omp parallel
+  {
+    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * T * Cp), dyT((size_t)TH * M * Wq * Kp, 0.f),
+        Dy((size_t)AA * T * Kp);
+#pragma omp for schedule(dynamic, 1)  // fixed groups of images; a stalled thread's share is taken over
+    for (int g = 0; g < ngroups; ++g) {
+      float* dU = part.data() + (size_t)g * usz;
+      double* pb = pbias.data() + (size_t)g * s.K;
+      std::fill(dU, dU + usz, 0.f);
+      std::fill(pb, pb + s.K, 0.0);
+      for (int n = g * GI; n < std::min(s.N, (g + 1) * GI); ++n) {
+        const float* dyn = dy + (size_t)n * s.K * PQ;
+        if (db)
+          for (int k = 0; k < s.K; ++k) {
+            double acc = 0;
+            for (int i = 0; i < PQ; ++i) acc += dyn[(size_t)k * PQ + i];
+            pb[k] += acc;
+          }
+        to_channels_last(x + (size_t)n * s.C * s.H * s.W, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
+        to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data());
+        for (int th = 0; th < TH; ++th)
+          for (int tw = 0; tw < TW; ++tw) {
+            const int t = th * TW + tw;
+            for (int cb = 0; cb < Cp; cb += 16)
+              input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
+                            V.data() + (size_t)t * Cp + cb, (size_t)T * Cp);
+            for (int kb = 0; kb < Kp; kb += 16)
+              dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
+                         Dy.data() + (size_t)t * Kp + kb, (size_t)T * Kp);
+          }
+        for (int xi = 0; xi < AA; ++xi) {
+          const float* Vx = V.data() + (size_t)xi * T * Cp;
+          const float* Dx = Dy.data() + (size_t)xi * T * Kp;
+          float* Ux = dU + (size_t)xi * s.C * Kp;
+          for (int k0 = 0; k0 < Kp; k0 += 32) {
+            const bool two = Kp - k0 >= 32;
+            for (const auto& cb : two ? cblocks2 : cblocks1) {
+              auto fn = two ? kGemmBw2[cb.second - 1] : kGemmBw1[cb.second - 1];
+              fn(Vx + cb.first, Cp, Dx + k0, Kp, T, Ux + (size_t)cb.first * Kp + k0);
+            }
+          }
+        }
+      }
+    }
+  }
+  // reduce the groups in order, then dw = G^T dU G (double)
+  std::vector<double> sum(usz, 0.0);
+  for (int g = 0; g < ngroups; ++g) {
+    const float* pg = part.data() + (size_t)g * usz;
+    for (size_t i = 0; i < usz; ++i) sum[i] += pg[i];
+  }
+  for (int k = 0; k < s.K; ++k)
+    for (int c = 0; c < s.C; ++c) {
+      double t[R][A];  // t[i][b] = sum_a G[a][i] dU[a][b]
+      for (int i = 0; i < R; ++i)
+        for (int b = 0; b < A; ++b) {
+          double acc = 0;
+          for (int a = 0; a < A; ++a) acc += W::G[a][i] * sum[((size_t)(a * A + b) * s.C + c) * Kp + k];
+          t[i][b] = acc;
+        }
+      for (int i = 0; i < R; ++i)
+        for (int j = 0; j < R; ++j) {
+          double acc = 0;
+          for (int b = 0; b < A; ++b) acc += t[i][b] * W::G[b][j];
+          dw[(((size_t)k * s.C + c) * R + i) * R + j] = (float)acc;
+        }
+    }
+  if (db)
+    for (int k = 0; k < s.K; ++k) {
+      double acc = 0;
+      for (int g = 0; g < ngroups; ++g) acc += pbias[(size_t)g * s.K + k];
+      db[k] = (float)acc;
+    }
+}
 #endif
 
 int pick_tile(const ConvShape& s, int tile) {
@@ -345,6 +527,16 @@ void run_forward(const ConvShape& s, const float* x, const float* w, bool flip, 
   return forward_impl<F23>(s, x, w, flip, b, y, relu);
 #else
   (void)s, (void)x, (void)w, (void)flip, (void)b, (void)y, (void)relu, (void)tile;
+#endif
+}
+
+void run_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db, int tile) {
+#if FM_WG_X86
+  if (s.R == 5) return backward_weight_impl<F25>(s, dy, x, dw, db);
+  if (pick_tile(s, tile) == 4) return backward_weight_impl<F43>(s, dy, x, dw, db);
+  return backward_weight_impl<F23>(s, dy, x, dw, db);
+#else
+  (void)s, (void)dy, (void)x, (void)dw, (void)db, (void)tile;
 #endif
 }
 
@@ -386,6 +578,15 @@ void winograd_backward_input(const ConvShape& s, const float* dy, const float* w
   run_forward(transposed_shape(s), dy, w, true, nullptr, dx, false, tile);
 }
 
+bool winograd_backward_weight_preferred(const ConvShape& s) {
+  return winograd_available(s) && s.C >= 8 && s.K >= 8 && s.P() >= 4 && s.Q() >= 4;
+}
+
+void winograd_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                              int tile) {
+  run_backward_weight(s, dy, x, dw, db, tile);
+}
+
 static int impl_tile(ConvImpl impl) {
   return impl == ConvImpl::winograd_f2 ? 2 : impl == ConvImpl::winograd_f4 ? 4 : 0;
 }
@@ -404,6 +605,16 @@ bool winograd_try_backward_input(const ConvShape& s, const float* dy, const floa
   if (is_winograd(impl) ? winograd_backward_input_available(s)
                         : impl == ConvImpl::fast && winograd_backward_input_preferred(s)) {
     winograd_backward_input(s, dy, w, dx, impl_tile(impl));
+    return true;
+  }
+  if (is_winograd(impl)) impl = ConvImpl::fast;
+  return false;
+}
+
+bool winograd_try_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                                  ConvImpl& impl) {
+  if (is_winograd(impl) ? winograd_available(s) : impl == ConvImpl::fast && winograd_backward_weight_preferred(s)) {
+    winograd_backward_weight(s, dy, x, dw, db, impl_tile(impl));
     return true;
   }
   if (is_winograd(impl)) impl = ConvImpl::fast;

@@ -23,6 +23,12 @@ bool winograd_backward_input_available(const ConvShape& s);
 bool winograd_backward_input_preferred(const ConvShape& s);
 void winograd_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx, int tile = 0);
 
+// dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,S), db (K,) or null: the adjoint of the forward
+// transforms, summed per fixed group of 16 images (independent of the thread count).
+bool winograd_backward_weight_preferred(const ConvShape& s);
+void winograd_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                              int tile = 0);
+
 // Dispatch helpers for conv2d.cpp. ConvImpl::winograd / winograd_f2 / winograd_f4 force the
 // Winograd path (default / 2x2 / 4x4 output tiles) where it is available; ConvImpl::fast takes it
 // where it is preferred. Each returns true when it ran; otherwise a Winograd impl is changed to
@@ -33,5 +39,7 @@ inline bool is_winograd(ConvImpl impl) {
 bool winograd_try_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
                           ConvImpl& impl);
 bool winograd_try_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx, ConvImpl& impl);
+bool winograd_try_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                                  ConvImpl& impl);
 
 }  // namespace fm
