@@ -175,6 +175,26 @@ __attribute__((target("avx512f"))) void from_channels_last(const float* yT, int 
       }
 }
 
+// Bias gradient of one image: pb[k] += sum of row k of dy_n (K, PQ) (float lanes, double total).
+__attribute__((target("avx512f"))) void add_row_sums(const float* dyn, int K, int PQ, double* pb) {
+  const __mmask16 last = (__mmask16)((1u << (PQ % 16)) - 1);
+  for (int k = 0; k < K; ++k) {
+    const float* r = dyn + (size_t)k * PQ;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= PQ; i += 32) {
+      a0 = _mm512_add_ps(a0, _mm512_loadu_ps(r + i));
+      a1 = _mm512_add_ps(a1, _mm512_loadu_ps(r + i + 16));
+    }
+    if (i + 16 <= PQ) {
+      a0 = _mm512_add_ps(a0, _mm512_loadu_ps(r + i));
+      i += 16;
+    }
+    if (i < PQ) a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(last, r + i));
+    pb[k] += (double)_mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  }
+}
+
 // One tile, 16 channels: src = xT at the tile's top-left (row stride rs, pixel stride Cp)
 // -> dst = V[0][t][cb], position xi at dst + xi * xs.
 template <class W>
@@ -449,12 +469,7 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
       std::fill(pb, pb + s.K, 0.0);
       for (int n = g * GI; n < std::min(s.N, (g + 1) * GI); ++n) {
         const float* dyn = dy + (size_t)n * s.K * PQ;
-        if (db)
-          for (int k = 0; k < s.K; ++k) {
-            double acc = 0;
-            for (int i = 0; i < PQ; ++i) acc += dyn[(size_t)k * PQ + i];
-            pb[k] += acc;
-          }
+        if (db) add_row_sums(dyn, s.K, PQ, pb);
         to_channels_last(x + (size_t)n * s.C * s.H * s.W, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
         to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data());
         for (int th = 0; th < TH; ++th)
@@ -482,19 +497,22 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
       }
     }
   }
-  // reduce the groups in order, then dw = G^T dU G (double)
-  std::vector<double> sum(usz, 0.0);
-  for (int g = 0; g < ngroups; ++g) {
-    const float* pg = part.data() + (size_t)g * usz;
-    for (size_t i = 0; i < usz; ++i) sum[i] += pg[i];
-  }
-  for (int k = 0; k < s.K; ++k)
-    for (int c = 0; c < s.C; ++c) {
+  // reduce the groups in order, then dw = G^T dU G (double); split over input channels
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < s.C; ++c) {
+    std::vector<double> sum((size_t)AA * s.K, 0.0);  // [xi][k] of this channel
+    for (int g = 0; g < ngroups; ++g)
+      for (int xi = 0; xi < AA; ++xi) {
+        const float* pg = part.data() + (size_t)g * usz + ((size_t)xi * s.C + c) * Kp;
+        double* sx = sum.data() + (size_t)xi * s.K;
+        for (int k = 0; k < s.K; ++k) sx[k] += pg[k];
+      }
+    for (int k = 0; k < s.K; ++k) {
       double t[R][A];  // t[i][b] = sum_a G[a][i] dU[a][b]
       for (int i = 0; i < R; ++i)
         for (int b = 0; b < A; ++b) {
           double acc = 0;
-          for (int a = 0; a < A; ++a) acc += W::G[a][i] * sum[((size_t)(a * A + b) * s.C + c) * Kp + k];
+          for (int a = 0; a < A; ++a) acc += W::G[a][i] * sum[(size_t)(a * A + b) * s.K + k];
           t[i][b] = acc;
         }
       for (int i = 0; i < R; ++i)
@@ -504,6 +522,7 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
           dw[(((size_t)k * s.C + c) * R + i) * R + j] = (float)acc;
         }
     }
+  }
   if (db)
     for (int k = 0; k < s.K; ++k) {
       double acc = 0;
