@@ -283,3 +283,125 @@ def test_weight_gradient_independent_of_thread_count(cfg):
     for r in res[1:]:
         np.testing.assert_array_equal(r[1], res[0][1])
         np.testing.assert_array_equal(r[2], res[0][2])
+
+
+# ----------------------------------------------------------------------------------------------
+# Winograd (stride 1, 3x3 / 5x5): forced F(2x2,.) / F(4x4,3x3) and the default dispatch
+# ----------------------------------------------------------------------------------------------
+
+WINO_CONFIGS = [
+    # the MNIST 16->32 layers at batch 1 / 3 / 64
+    (1, 16, 14, 14, 32, 3, 3, 1, 1), (3, 16, 14, 14, 32, 3, 3, 1, 1), (64, 16, 14, 14, 32, 3, 3, 1, 1),
+    (1, 16, 14, 14, 32, 5, 5, 1, 2), (3, 16, 14, 14, 32, 5, 5, 1, 2), (64, 16, 14, 14, 32, 5, 5, 1, 2),
+    # partial tiles (odd and non-square sizes), padding 0 / 1 / 2 / 3
+    (2, 16, 13, 13, 32, 3, 3, 1, 1), (2, 16, 15, 9, 32, 3, 3, 1, 0), (2, 16, 15, 9, 32, 5, 5, 1, 2),
+    (2, 16, 13, 13, 32, 5, 5, 1, 1), (2, 16, 9, 15, 32, 3, 3, 1, 2), (2, 16, 11, 7, 32, 5, 5, 1, 0),
+    (2, 8, 10, 10, 8, 3, 3, 1, 3),
+    # channels not multiples of 16, more than 32 output channels, input gradient with K < 16
+    (2, 17, 13, 13, 33, 3, 3, 1, 1), (2, 9, 12, 12, 12, 5, 5, 1, 2), (2, 20, 9, 11, 18, 3, 3, 1, 2),
+    (2, 32, 14, 14, 16, 3, 3, 1, 1), (2, 40, 7, 7, 70, 3, 3, 1, 1), (2, 24, 8, 8, 5, 5, 5, 1, 2),
+    # a bigger image (several tile rows per channel block)
+    (1, 16, 28, 28, 32, 3, 3, 1, 1),
+]
+
+
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4", "winograd"])
+@pytest.mark.parametrize("cfg", WINO_CONFIGS, ids=lambda c: "x".join(map(str, c)))
+def test_winograd_matches_torch(cfg, impl):
+    _check(cfg, impl)
+
+
+def _check_arrays(x, w, b, pd, impls=("winograd2", "winograd4", "fast")):
+    y_ref, g, dx_ref, dw_ref, db_ref = _torch_all(x, w, b, 1, pd)
+    for impl in impls:
+        _close(_core.conv2d_forward(x, w, b, 1, pd, False, impl), y_ref, TOL_FWD, f"forward {impl}")
+        _close(_core.conv2d_forward(x, w, b, 1, pd, True, impl), np.maximum(y_ref, 0), TOL_FWD, f"relu {impl}")
+        dx, dw, db = _core.conv2d_backward(g, x, w, 1, pd, True, True, impl)
+        _close(dx, dx_ref, TOL_DX, f"grad_x {impl}")
+        _close(dw, dw_ref, TOL_DW, f"grad_weight {impl}")
+        _close(db, db_ref, TOL_DW, f"grad_bias {impl}")
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e4])
+@pytest.mark.parametrize("R", [3, 5])
+def test_winograd_big_and_small_magnitudes(scale, R):
+    x, w, b, _, _ = _make((5, 16, 14, 14, 32, R, R, 1, R // 2), seed=11)
+    x = (x * scale).astype(np.float32)
+    w = (w * 30).astype(np.float32)
+    b = (b * scale).astype(np.float32)
+    _check_arrays(x, w, b, R // 2)
+
+
+@pytest.mark.parametrize("R", [3, 5])
+def test_winograd_on_mnist_activations(mnist, R):
+    """Realistic inputs: real digits through a 1->16 conv + ReLU + max-pool (torch), then the
+    16->32 layer (non-negative, mostly-zero activations with a large mean)."""
+    x_train = mnist[0]
+    imgs = (x_train[:48].astype(np.float32) / 255.0 - 0.1307) / 0.3081
+    rng = np.random.default_rng(12)
+    w1 = torch.from_numpy((rng.standard_normal((16, 1, R, R)) / R).astype(np.float32))
+    with torch.no_grad():
+        a = torch.nn.functional.conv2d(torch.from_numpy(imgs[:, None]), w1, torch.full((16,), 0.1), 1, R // 2)
+        a = torch.nn.functional.max_pool2d(torch.relu(a), 2).numpy()
+    assert a.shape == (48, 16, 14, 14) and (a == 0).mean() > 0.2
+    w2 = (rng.standard_normal((32, 16, R, R)) / np.sqrt(16 * R * R)).astype(np.float32)
+    b2 = rng.standard_normal(32).astype(np.float32) * 0.1
+    _check_arrays(np.ascontiguousarray(a), w2, b2, R // 2)
+
+
+@pytest.mark.skipif(_core.gemm_isa() != "avx512", reason="the Winograd kernels need AVX-512")
+@pytest.mark.parametrize("cfg", [(4, 16, 14, 14, 32, 3, 3, 1, 1), (4, 16, 14, 14, 32, 5, 5, 1, 2)])
+def test_default_dispatch_uses_winograd_on_mnist_layers(cfg):
+    """The 16->32 MNIST layers run the Winograd kernels by default (bitwise the same result)."""
+    x, w, b, st, pd = _make(cfg)
+    g = np.random.default_rng(2).standard_normal((4, 32, 14, 14)).astype(np.float32)
+    np.testing.assert_array_equal(_core.conv2d_forward(x, w, b, st, pd, True, "fast"),
+                                  _core.conv2d_forward(x, w, b, st, pd, True, "winograd"))
+    for a, c in zip(_core.conv2d_backward(g, x, w, st, pd, True, True, "fast"),
+                    _core.conv2d_backward(g, x, w, st, pd, True, True, "winograd")):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("cfg", [(3, 16, 14, 14, 32, 3, 3, 2, 1), (2, 8, 7, 7, 12, 1, 1, 1, 0),
+                                 (2, 3, 9, 13, 5, 3, 5, 1, (1, 2)), (2, 6, 6, 6, 4, 3, 3, 1, 3),
+                                 (2, 16, 14, 14, 32, 3, 3, (1, 2), 1)])
+def test_winograd_impl_falls_back_where_it_does_not_apply(cfg):
+    """Strides > 1, 1x1 / non-square kernels, padding > R-1 (input gradient): the other kernels."""
+    for impl in ("winograd", "winograd4"):
+        _check(cfg, impl)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_winograd_impl_on_other_isas(isa):
+    try:
+        prev = _core._set_gemm_isa(isa)
+    except ValueError:
+        pytest.skip(f"CPU lacks {isa}")
+    try:
+        _check((3, 16, 14, 14, 32, 3, 3, 1, 1), "winograd")
+        _check((3, 16, 14, 14, 32, 5, 5, 1, 2), "winograd2")
+    finally:
+        _core._set_gemm_isa(prev)
+
+
+@pytest.mark.skipif(_core.gemm_isa() == "generic", reason="the portable im2col path sums per thread")
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
+def test_winograd_weight_gradient_independent_of_thread_count(impl):
+    x, w, b, st, pd = _make((37, 16, 13, 13, 24, 3, 3, 1, 1))
+    g = np.random.default_rng(4).standard_normal((37, 24, 13, 13)).astype(np.float32)
+    prev = fastmnist.get_num_threads()
+    try:
+        res = []
+        for t in (1, 2, 3):
+            fastmnist.set_num_threads(t)
+            res.append(_core.conv2d_backward(g, x, w, st, pd, True, True, impl))
+    finally:
+        fastmnist.set_num_threads(prev)
+    for r in res[1:]:
+        for a, c in zip(r, res[0]):
+            np.testing.assert_array_equal(a, c)
+
+
+def test_bad_impl_name():
+    with pytest.raises(ValueError, match="impl must be.*winograd.*got 'winograd3'"):
+        _core.conv2d_forward(X, W, None, 1, 0, False, "winograd3")
