@@ -86,6 +86,7 @@ template <class W>
 void weight_transform(const float* w, int K, int C, int Kp, bool flip, float* U) {
   constexpr int A = W::A, R = W::R;
   std::fill(U, U + (size_t)A * A * C * Kp, 0.f);
+#pragma omp parallel for schedule(static)
   for (int k = 0; k < K; ++k)
     for (int c = 0; c < C; ++c) {
       double g[R][R], t[A][R];
