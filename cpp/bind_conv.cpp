@@ -14,8 +14,9 @@ fm::ConvImpl parse_impl(const std::string& impl) {
   if (impl == "winograd") return fm::ConvImpl::winograd;
   if (impl == "winograd2") return fm::ConvImpl::winograd_f2;
   if (impl == "winograd4") return fm::ConvImpl::winograd_f4;
-  fm::value_error("impl must be 'fast', 'gemm', 'reference', 'winograd', 'winograd2' or 'winograd4', got '", impl,
-                  "'");
+  if (impl == "direct") return fm::ConvImpl::direct;
+  fm::value_error("impl must be 'fast', 'direct', 'gemm', 'reference', 'winograd', 'winograd2' or 'winograd4', got '",
+                  impl, "'");
 }
 
 struct ConvArgs {

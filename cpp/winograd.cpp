@@ -117,12 +117,17 @@ __attribute__((target("avx512f"), always_inline)) inline void mat_apply(const fl
                                                                         const __m512* in, __m512* out) {
 #pragma GCC unroll 8
   for (int o = 0; o < NO; ++o) {
-    __m512 acc = _mm512_setzero_ps();
-    bool first = true;
+    // start from a +1 term where the row has one (saves the first multiply / negation)
+    int one = -1;
+#pragma GCC unroll 8
+    for (int i = NI - 1; i >= 0; --i)
+      if (Mx[o][i] == 1.f) one = i;
+    __m512 acc = one >= 0 ? in[one] : _mm512_setzero_ps();
+    bool first = one < 0;
 #pragma GCC unroll 8
     for (int i = 0; i < NI; ++i) {
       const float c = Mx[o][i];
-      if (c == 0.f) continue;
+      if (c == 0.f || i == one) continue;
       if (first) {
         acc = c == 1.f ? in[i] : c == -1.f ? _mm512_sub_ps(_mm512_setzero_ps(), in[i])
                                            : _mm512_mul_ps(_mm512_set1_ps(c), in[i]);
@@ -137,6 +142,30 @@ __attribute__((target("avx512f"), always_inline)) inline void mat_apply(const fl
     }
     out[o] = acc;
   }
+}
+
+// BT of the 6-point transforms (FM_WG_BT6) applied to 6 vectors, common terms shared
+// (16 operations instead of 24).
+__attribute__((target("avx512f"), always_inline)) inline void bt6_apply(const __m512* d, __m512* r) {
+  const __m512 a = _mm512_sub_ps(d[4], d[2]), b = _mm512_sub_ps(d[3], d[1]);
+  r[3] = _mm512_fmadd_ps(_mm512_set1_ps(2.f), b, a);
+  r[4] = _mm512_fmadd_ps(_mm512_set1_ps(-0.5f), b, a);
+  r[0] = _mm512_fmadd_ps(_mm512_set1_ps(1.5f), b,
+                         _mm512_fmadd_ps(_mm512_set1_ps(-2.f), d[2], _mm512_add_ps(d[0], d[4])));
+  r[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.5f), d[3],
+                         _mm512_fmadd_ps(_mm512_set1_ps(0.5f), d[2], _mm512_sub_ps(d[4], d[1])));
+  r[2] = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), d[3],
+                         _mm512_fmadd_ps(_mm512_set1_ps(-2.5f), d[2], _mm512_add_ps(d[4], d[1])));
+  r[5] = _mm512_fmadd_ps(_mm512_set1_ps(1.5f), a,
+                         _mm512_fmadd_ps(_mm512_set1_ps(-2.f), d[3], _mm512_add_ps(d[5], d[1])));
+}
+
+template <class W>
+__attribute__((target("avx512f"), always_inline)) inline void bt_apply(const __m512* in, __m512* out) {
+  if constexpr (W::A == 6)
+    bt6_apply(in, out);
+  else
+    mat_apply(W::BT, in, out);
 }
 
 // x_n (C,H,W) -> xT [Hb][Wb][Cp] at row ph, column pw (the zero border is left untouched).
@@ -208,14 +237,14 @@ __attribute__((target("avx512f"))) inline void input_tile(const float* src, size
     __m512 col[A], o[A];
 #pragma GCC unroll 8
     for (int i = 0; i < A; ++i) col[i] = _mm512_loadu_ps(src + i * rs + j * cs);
-    mat_apply(W::BT, col, o);
+    bt_apply<W>(col, o);
 #pragma GCC unroll 8
     for (int a = 0; a < A; ++a) tmp[a][j] = o[a];
   }
 #pragma GCC unroll 8
   for (int a = 0; a < A; ++a) {
     __m512 o[A];
-    mat_apply(W::BT, tmp[a], o);
+    bt_apply<W>(tmp[a], o);
 #pragma GCC unroll 8
     for (int b = 0; b < A; ++b) _mm512_storeu_ps(dst + (size_t)(a * A + b) * xs, o[b]);
   }
@@ -283,12 +312,16 @@ __attribute__((target("avx512f"), always_inline)) inline void mat_apply_t(const 
                                                                           const __m512* in, __m512* out) {
 #pragma GCC unroll 8
   for (int o = 0; o < NO; ++o) {
-    __m512 acc = _mm512_setzero_ps();
-    bool first = true;
+    int one = -1;
+#pragma GCC unroll 8
+    for (int i = NI - 1; i >= 0; --i)
+      if (Mx[i][o] == 1.f) one = i;
+    __m512 acc = one >= 0 ? in[one] : _mm512_setzero_ps();
+    bool first = one < 0;
 #pragma GCC unroll 8
     for (int i = 0; i < NI; ++i) {
       const float c = Mx[i][o];
-      if (c == 0.f) continue;
+      if (c == 0.f || i == one) continue;
       if (first) {
         acc = c == 1.f ? in[i] : c == -1.f ? _mm512_sub_ps(_mm512_setzero_ps(), in[i])
                                            : _mm512_mul_ps(_mm512_set1_ps(c), in[i]);
@@ -613,7 +646,8 @@ static int impl_tile(ConvImpl impl) {
 
 bool winograd_try_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
                           ConvImpl& impl) {
-  if (is_winograd(impl) ? winograd_available(s) : impl == ConvImpl::fast && winograd_preferred(s)) {
+  if (impl == ConvImpl::direct) impl = ConvImpl::fast;  // the direct kernels only
+  else if (is_winograd(impl) ? winograd_available(s) : impl == ConvImpl::fast && winograd_preferred(s)) {
     winograd_forward(s, x, w, b, y, relu, impl_tile(impl));
     return true;
   }
@@ -622,8 +656,9 @@ bool winograd_try_forward(const ConvShape& s, const float* x, const float* w, co
 }
 
 bool winograd_try_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx, ConvImpl& impl) {
-  if (is_winograd(impl) ? winograd_backward_input_available(s)
-                        : impl == ConvImpl::fast && winograd_backward_input_preferred(s)) {
+  if (impl == ConvImpl::direct) impl = ConvImpl::fast;
+  else if (is_winograd(impl) ? winograd_backward_input_available(s)
+                             : impl == ConvImpl::fast && winograd_backward_input_preferred(s)) {
     winograd_backward_input(s, dy, w, dx, impl_tile(impl));
     return true;
   }
@@ -633,7 +668,9 @@ bool winograd_try_backward_input(const ConvShape& s, const float* dy, const floa
 
 bool winograd_try_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
                                   ConvImpl& impl) {
-  if (is_winograd(impl) ? winograd_available(s) : impl == ConvImpl::fast && winograd_backward_weight_preferred(s)) {
+  if (impl == ConvImpl::direct) impl = ConvImpl::fast;
+  else if (is_winograd(impl) ? winograd_available(s)
+                             : impl == ConvImpl::fast && winograd_backward_weight_preferred(s)) {
     winograd_backward_weight(s, dy, x, dw, db, impl_tile(impl));
     return true;
   }

@@ -31,8 +31,9 @@ void winograd_backward_weight(const ConvShape& s, const float* dy, const float* 
 
 // Dispatch helpers for conv2d.cpp. ConvImpl::winograd / winograd_f2 / winograd_f4 force the
 // Winograd path (default / 2x2 / 4x4 output tiles) where it is available; ConvImpl::fast takes it
-// where it is preferred. Each returns true when it ran; otherwise a Winograd impl is changed to
-// ConvImpl::fast (the direct kernels) and the caller goes on.
+// where it is preferred. Each returns true when it ran; otherwise a Winograd impl (and
+// ConvImpl::direct, which never takes the Winograd path) is changed to ConvImpl::fast and the
+// caller goes on with the direct kernels.
 inline bool is_winograd(ConvImpl impl) {
   return impl == ConvImpl::winograd || impl == ConvImpl::winograd_f2 || impl == ConvImpl::winograd_f4;
 }

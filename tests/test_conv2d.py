@@ -305,6 +305,15 @@ WINO_CONFIGS = [
 ]
 
 
+_WINO_DEFAULT = [c for c in CONFIGS if c[1] >= 8 and c[4] >= 8 and c[7] == 1]
+
+
+@pytest.mark.parametrize("cfg", _WINO_DEFAULT, ids=lambda c: "x".join(map(str, c)).replace(" ", ""))
+def test_direct_kernels_still_match_torch(cfg):
+    """impl='direct': the direct (non-Winograd) kernels on the shapes the default now sends to Winograd."""
+    _check(cfg, "direct")
+
+
 @pytest.mark.parametrize("impl", ["winograd2", "winograd4", "winograd"])
 @pytest.mark.parametrize("cfg", WINO_CONFIGS, ids=lambda c: "x".join(map(str, c)))
 def test_winograd_matches_torch(cfg, impl):
