@@ -80,10 +80,12 @@ struct F25 {
 };
 #undef FM_WG_BT6
 
-// Weight transform: w (K,C,R,R) (or, with `flip`, the input-gradient weights w'[k][c][i][j] =
-// w[c][k][R-1-i][R-1-j] read from w (C,K,R,R)) -> U [A*A][C][Kp] (zero for k >= K).
+// Weight transform -> U [A*A][C][Kp] (zero for k >= K) of
+//   mode 0: w (K,C,R,R) itself;
+//   mode 1: the input-gradient weights w'[k][c][i][j] = w[c][k][R-1-i][R-1-j] read from w (C,K,R,R);
+//   mode 2: the transposed weights w'[k][c][i][j] = w[c][k][i][j] read from w (C,K,R,R) (adjoint).
 template <class W>
-void weight_transform(const float* w, int K, int C, int Kp, bool flip, float* U) {
+void weight_transform(const float* w, int K, int C, int Kp, int mode, float* U) {
   constexpr int A = W::A, R = W::R;
   std::fill(U, U + (size_t)A * A * C * Kp, 0.f);
 #pragma omp parallel for schedule(static)
@@ -92,8 +94,9 @@ void weight_transform(const float* w, int K, int C, int Kp, bool flip, float* U)
       double g[R][R], t[A][R];
       for (int i = 0; i < R; ++i)
         for (int j = 0; j < R; ++j)
-          g[i][j] = flip ? w[(((size_t)c * K + k) * R + (R - 1 - i)) * R + (R - 1 - j)]
-                         : w[(((size_t)k * C + c) * R + i) * R + j];
+          g[i][j] = mode == 1   ? w[(((size_t)c * K + k) * R + (R - 1 - i)) * R + (R - 1 - j)]
+                    : mode == 2 ? w[(((size_t)c * K + k) * R + i) * R + j]
+                                : w[(((size_t)k * C + c) * R + i) * R + j];
       for (int a = 0; a < A; ++a)
         for (int j = 0; j < R; ++j) {
           double acc = 0;
@@ -364,6 +367,35 @@ __attribute__((target("avx512f"))) inline void dy_tile(const float* src, size_t 
   }
 }
 
+// Input gradient by the adjoint, one tile, 16 channels: dd = BT^T dV BT added into dst = dxT at
+// the tile's top-left (row stride rs, pixel stride cs); src = dV[0][t][cb], position xi at
+// src + xi * xs.
+template <class W>
+__attribute__((target("avx512f"))) inline void input_tile_adjoint(const float* src, size_t xs, float* dst,
+                                                                  size_t rs, size_t cs) {
+  constexpr int A = W::A;
+  __m512 z[A][A];  // z[j][a] = sum_b dV[a][b] BT[b][j]
+#pragma GCC unroll 8
+  for (int a = 0; a < A; ++a) {
+    __m512 row[A], o[A];
+#pragma GCC unroll 8
+    for (int b = 0; b < A; ++b) row[b] = _mm512_loadu_ps(src + (size_t)(a * A + b) * xs);
+    mat_apply_t(W::BT, row, o);
+#pragma GCC unroll 8
+    for (int j = 0; j < A; ++j) z[j][a] = o[j];
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < A; ++j) {
+    __m512 o[A];
+    mat_apply_t(W::BT, z[j], o);
+#pragma GCC unroll 8
+    for (int i = 0; i < A; ++i) {
+      float* d = dst + i * rs + j * cs;
+      _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), o[i]));
+    }
+  }
+}
+
 // dU (CB input channels x 16*KV output channels, row stride Kp) += V^T (CB x T) * Dy (T x 16*KV):
 // V rows of Cp floats (this block's channels first), Dy rows of Kp floats.
 template <int KV, int CB>
@@ -429,7 +461,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
   const int Hb = TH * M + W::R - 1, Wb = TW * M + W::R - 1;
   const int Wy = TW * M + 16;
   std::vector<float> U((size_t)AA * s.C * Kp);
-  weight_transform<W>(w, s.K, s.C, Kp, flip, U.data());
+  weight_transform<W>(w, s.K, s.C, Kp, flip ? 1 : 0, U.data());
   std::vector<float> bias(Kp, 0.f);
   if (b) std::copy(b, b + s.K, bias.begin());
   // tile blocks of the per-position products, balanced in size: (first tile, count)
@@ -471,6 +503,60 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
                            relu, yT.data() + ((size_t)th * M * Wy + tw * M) * Kp + kb, (size_t)Wy * Kp, Kp);
         }
       from_channels_last(yT.data(), s.K, P, Q, Kp, Wy, y + (size_t)n * s.K * P * Q);
+    }
+  }
+}
+
+// Input gradient as the adjoint of the forward (tiles over the output, not the input: fewer tiles
+// than the transposed convolution when the padding is below R/2):
+//   dV[xi] (T x C) = Dy[xi] (T x K) * U'[xi] (K x C),  dx window of tile t += BT^T dV_t BT.
+// dy (N,K,P,Q), w (K,C,R,R) -> dx (N,C,H,W)
+template <class W>
+void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  constexpr int A = W::A, M = W::M, AA = A * A, R = W::R;
+  const int P = s.P(), Q = s.Q();
+  const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
+  const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
+  const int Hb = TH * M + R - 1, Wd = TW * M + R - 1 + 16, Wq = TW * M;
+  std::vector<float> Ut((size_t)AA * s.K * Cp);  // [xi][k][Cp]
+  weight_transform<W>(w, s.C, s.K, Cp, 2, Ut.data());
+  const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
+#pragma omp parallel
+  {
+    std::vector<float> dyT((size_t)TH * M * Wq * Kp, 0.f), Dy((size_t)AA * T * Kp), dV((size_t)AA * T * Cp),
+        dxT((size_t)Hb * Wd * Cp);
+#pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
+    for (int n = 0; n < s.N; ++n) {
+      to_channels_last(dy + (size_t)n * s.K * P * Q, s.K, P, Q, Kp, Wq, 0, 0, dyT.data());
+      for (int th = 0; th < TH; ++th)
+        for (int tw = 0; tw < TW; ++tw) {
+          const int t = th * TW + tw;
+          for (int kb = 0; kb < Kp; kb += 16)
+            dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
+                       Dy.data() + (size_t)t * Kp + kb, (size_t)T * Kp);
+        }
+      for (int xi = 0; xi < AA; ++xi) {
+        const float* Dx = Dy.data() + (size_t)xi * T * Kp;
+        const float* Ux = Ut.data() + (size_t)xi * s.K * Cp;
+        float* Vx = dV.data() + (size_t)xi * T * Cp;
+        for (int c0 = 0; c0 < Cp; c0 += 32) {
+          const bool two = Cp - c0 >= 32;
+          for (const auto& bl : two ? blocks2 : blocks1) {
+            auto fn = two ? kGemm2[bl.second - 1] : kGemm1[bl.second - 1];
+            fn(Dx + (size_t)bl.first * Kp, Kp, Ux + c0, Cp, s.K, Vx + (size_t)bl.first * Cp + c0);
+          }
+        }
+      }
+      std::fill(dxT.begin(), dxT.end(), 0.f);
+      for (int th = 0; th < TH; ++th)
+        for (int tw = 0; tw < TW; ++tw) {
+          const int t = th * TW + tw;
+          for (int cb = 0; cb < Cp; cb += 16)
+            input_tile_adjoint<W>(dV.data() + (size_t)t * Cp + cb, (size_t)T * Cp,
+                                  dxT.data() + ((size_t)th * M * Wd + tw * M) * Cp + cb, (size_t)Wd * Cp, Cp);
+        }
+      from_channels_last(dxT.data() + ((size_t)s.ph * Wd + s.pw) * Cp, s.C, s.H, s.W, Cp, Wd,
+                         dx + (size_t)n * s.C * s.H * s.W);
     }
   }
 }
@@ -583,6 +669,16 @@ void run_forward(const ConvShape& s, const float* x, const float* w, bool flip, 
 #endif
 }
 
+void run_backward_input_adjoint(const ConvShape& s, const float* dy, const float* w, float* dx, int tile) {
+#if FM_WG_X86
+  if (s.R == 5) return backward_input_adjoint<F25>(s, dy, w, dx);
+  if (pick_tile(s, tile) == 4) return backward_input_adjoint<F43>(s, dy, w, dx);
+  return backward_input_adjoint<F23>(s, dy, w, dx);
+#else
+  (void)s, (void)dy, (void)w, (void)dx, (void)tile;
+#endif
+}
+
 void run_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db, int tile) {
 #if FM_WG_X86
   if (s.R == 5) return backward_weight_impl<F25>(s, dy, x, dw, db);
@@ -623,16 +719,23 @@ static ConvShape transposed_shape(const ConvShape& s) {
   return ConvShape{s.N, s.K, s.P(), s.Q(), s.C, s.R, s.S, 1, 1, s.R - 1 - s.ph, s.S - 1 - s.pw};
 }
 
-bool winograd_backward_input_available(const ConvShape& s) {
-  return winograd_available(s) && s.ph <= s.R - 1 && s.pw <= s.S - 1;
-}
+bool winograd_backward_input_available(const ConvShape& s) { return winograd_available(s); }
 
 bool winograd_backward_input_preferred(const ConvShape& s) {
-  return winograd_backward_input_available(s) && winograd_preferred(transposed_shape(s));
+  const ConvShape t{s.N, s.K, s.P(), s.Q(), s.C, s.R, s.S, 1, 1, s.R / 2, s.S / 2};
+  return winograd_available(s) && winograd_preferred(t);
 }
 
+// Two ways: the forward Winograd on the transposed convolution (tiles over dx; needs pad <= R-1)
+// or the adjoint of the forward (tiles over dy, overlapping windows summed): whichever has fewer tiles.
 void winograd_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx, int tile) {
-  run_forward(transposed_shape(s), dy, w, true, nullptr, dx, false, tile);
+  const int m = s.R == 5 ? 2 : pick_tile(s, tile);
+  const long tiles_dy = (long)((s.P() + m - 1) / m) * ((s.Q() + m - 1) / m);
+  const long tiles_dx = (long)((s.H + m - 1) / m) * ((s.W + m - 1) / m);
+  if (s.ph <= s.R - 1 && s.pw <= s.S - 1 && tiles_dx <= tiles_dy)
+    run_forward(transposed_shape(s), dy, w, true, nullptr, dx, false, tile);
+  else
+    run_backward_input_adjoint(s, dy, w, dx, tile);
 }
 
 bool winograd_backward_weight_preferred(const ConvShape& s) {
