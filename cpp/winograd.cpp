@@ -439,6 +439,11 @@ constexpr std::array<gemm_fn, sizeof...(I)> gemm_bw_table(std::integer_sequence<
 const auto kGemmBw2 = gemm_bw_table<2>(std::make_integer_sequence<int, TB2>{});
 const auto kGemmBw1 = gemm_bw_table<1>(std::make_integer_sequence<int, TB1>{});
 
+// Stride between the transform positions of a [A*A][T][16*j] buffer: an odd number of cache lines,
+// so that the A*A loads / stores of one tile do not all fall into a few L1 sets (T * Kp floats is
+// a multiple of 2 KiB for T = 16 tiles).
+size_t position_stride(size_t n) { return (n / 16) % 2 == 0 ? n + 16 : n; }
+
 // Splits n into the fewest blocks of at most `most`, balanced in size: (first, count) pairs.
 std::vector<std::pair<int, int>> balanced_blocks(int n, int most) {
   std::vector<std::pair<int, int>> bl;
@@ -458,6 +463,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
   const int P = s.P(), Q = s.Q();
   const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
   const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
+  const size_t xsC = position_stride((size_t)T * Cp), xsK = position_stride((size_t)T * Kp);
   const int Hb = TH * M + W::R - 1, Wb = TW * M + W::R - 1;
   const int Wy = TW * M + 16;
   std::vector<float> U((size_t)AA * s.C * Kp);
@@ -468,7 +474,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
   const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
 #pragma omp parallel
   {
-    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * T * Cp), Mo((size_t)AA * T * Kp),
+    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * xsC), Mo((size_t)AA * xsK),
         yT((size_t)TH * M * Wy * Kp, 0.f);
 #pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
     for (int n = 0; n < s.N; ++n) {
@@ -479,13 +485,13 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
           const int t = th * TW + tw;
           for (int cb = 0; cb < Cp; cb += 16)
             input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
-                          V.data() + (size_t)t * Cp + cb, (size_t)T * Cp);
+                          V.data() + (size_t)t * Cp + cb, xsC);
         }
       // per-position products
       for (int xi = 0; xi < AA; ++xi) {
-        const float* Vx = V.data() + (size_t)xi * T * Cp;
+        const float* Vx = V.data() + (size_t)xi * xsC;
         const float* Ux = U.data() + (size_t)xi * s.C * Kp;
-        float* Mx = Mo.data() + (size_t)xi * T * Kp;
+        float* Mx = Mo.data() + (size_t)xi * xsK;
         for (int k0 = 0; k0 < Kp; k0 += 32) {
           const bool two = Kp - k0 >= 32;
           for (const auto& bl : two ? blocks2 : blocks1) {
@@ -499,7 +505,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
         for (int tw = 0; tw < TW; ++tw) {
           const int t = th * TW + tw;
           for (int kb = 0; kb < Kp; kb += 16)
-            output_tile<W>(Mo.data() + (size_t)t * Kp + kb, (size_t)T * Kp, bias.data() + kb,
+            output_tile<W>(Mo.data() + (size_t)t * Kp + kb, xsK, bias.data() + kb,
                            relu, yT.data() + ((size_t)th * M * Wy + tw * M) * Kp + kb, (size_t)Wy * Kp, Kp);
         }
       from_channels_last(yT.data(), s.K, P, Q, Kp, Wy, y + (size_t)n * s.K * P * Q);
@@ -517,13 +523,14 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
   const int P = s.P(), Q = s.Q();
   const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
   const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
+  const size_t xsC = position_stride((size_t)T * Cp), xsK = position_stride((size_t)T * Kp);
   const int Hb = TH * M + R - 1, Wd = TW * M + R - 1 + 16, Wq = TW * M;
   std::vector<float> Ut((size_t)AA * s.K * Cp);  // [xi][k][Cp]
   weight_transform<W>(w, s.C, s.K, Cp, 2, Ut.data());
   const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
 #pragma omp parallel
   {
-    std::vector<float> dyT((size_t)TH * M * Wq * Kp, 0.f), Dy((size_t)AA * T * Kp), dV((size_t)AA * T * Cp),
+    std::vector<float> dyT((size_t)TH * M * Wq * Kp, 0.f), Dy((size_t)AA * xsK), dV((size_t)AA * xsC),
         dxT((size_t)Hb * Wd * Cp);
 #pragma omp for schedule(dynamic, 1)  // images are independent: a stalled thread's share is taken over
     for (int n = 0; n < s.N; ++n) {
@@ -533,12 +540,12 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
           const int t = th * TW + tw;
           for (int kb = 0; kb < Kp; kb += 16)
             dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
-                       Dy.data() + (size_t)t * Kp + kb, (size_t)T * Kp);
+                       Dy.data() + (size_t)t * Kp + kb, xsK);
         }
       for (int xi = 0; xi < AA; ++xi) {
-        const float* Dx = Dy.data() + (size_t)xi * T * Kp;
+        const float* Dx = Dy.data() + (size_t)xi * xsK;
         const float* Ux = Ut.data() + (size_t)xi * s.K * Cp;
-        float* Vx = dV.data() + (size_t)xi * T * Cp;
+        float* Vx = dV.data() + (size_t)xi * xsC;
         for (int c0 = 0; c0 < Cp; c0 += 32) {
           const bool two = Cp - c0 >= 32;
           for (const auto& bl : two ? blocks2 : blocks1) {
@@ -552,7 +559,7 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
         for (int tw = 0; tw < TW; ++tw) {
           const int t = th * TW + tw;
           for (int cb = 0; cb < Cp; cb += 16)
-            input_tile_adjoint<W>(dV.data() + (size_t)t * Cp + cb, (size_t)T * Cp,
+            input_tile_adjoint<W>(dV.data() + (size_t)t * Cp + cb, xsC,
                                   dxT.data() + ((size_t)th * M * Wd + tw * M) * Cp + cb, (size_t)Wd * Cp, Cp);
         }
       from_channels_last(dxT.data() + ((size_t)s.ph * Wd + s.pw) * Cp, s.C, s.H, s.W, Cp, Wd,
@@ -571,6 +578,7 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
   const int P = s.P(), Q = s.Q(), PQ = P * Q;
   const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
   const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
+  const size_t xsC = position_stride((size_t)T * Cp), xsK = position_stride((size_t)T * Kp);
   const int Hb = TH * M + R - 1, Wb = TW * M + R - 1, Wq = TW * M;
   const int ngroups = (s.N + GI - 1) / GI;
   const size_t usz = (size_t)AA * s.C * Kp;
@@ -579,8 +587,8 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
   const auto cblocks2 = balanced_blocks(s.C, TB2), cblocks1 = balanced_blocks(s.C, TB1);
 #pragma omp parallel
   {
-    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * T * Cp), dyT((size_t)TH * M * Wq * Kp, 0.f),
-        Dy((size_t)AA * T * Kp);
+    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * xsC), dyT((size_t)TH * M * Wq * Kp, 0.f),
+        Dy((size_t)AA * xsK);
 #pragma omp for schedule(dynamic, 1)  // fixed groups of images; a stalled thread's share is taken over
     for (int g = 0; g < ngroups; ++g) {
       float* dU = part.data() + (size_t)g * usz;
@@ -597,14 +605,14 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
             const int t = th * TW + tw;
             for (int cb = 0; cb < Cp; cb += 16)
               input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
-                            V.data() + (size_t)t * Cp + cb, (size_t)T * Cp);
+                            V.data() + (size_t)t * Cp + cb, xsC);
             for (int kb = 0; kb < Kp; kb += 16)
               dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
-                         Dy.data() + (size_t)t * Kp + kb, (size_t)T * Kp);
+                         Dy.data() + (size_t)t * Kp + kb, xsK);
           }
         for (int xi = 0; xi < AA; ++xi) {
-          const float* Vx = V.data() + (size_t)xi * T * Cp;
-          const float* Dx = Dy.data() + (size_t)xi * T * Kp;
+          const float* Vx = V.data() + (size_t)xi * xsC;
+          const float* Dx = Dy.data() + (size_t)xi * xsK;
           float* Ux = dU + (size_t)xi * s.C * Kp;
           for (int k0 = 0; k0 < Kp; k0 += 32) {
             const bool two = Kp - k0 >= 32;
@@ -652,10 +660,16 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
 }
 #endif
 
+// Output tile size: 2 for 5x5; for 3x3 F(4x4,3x3) where its 36 products per 4x4 tile come to
+// below 85% of F(2x2,3x3)'s 16 per 2x2 tile, partial tiles counted (its transforms cost more).
+// Measured on 16->32 @14x14, batch 64, 1 thread: F(4x4) takes 0.87 (forward), 0.84 (input grad),
+// 0.90 (weight grad) of F(2x2)'s time; accuracy on MNIST activations (batch 4 x 256, against
+// float64): forward 1.4e-6, input grad 2.6e-6 of max|ref| (F(2x2): 3e-7; direct: 7e-7).
 int pick_tile(const ConvShape& s, int tile) {
   if (s.R == 5) return 2;
   if (tile == 2 || tile == 4) return tile;
-  return 2;  // default for 3x3 (see winograd_preferred)
+  const long t2 = (long)((s.P() + 1) / 2) * ((s.Q() + 1) / 2), t4 = (long)((s.P() + 3) / 4) * ((s.Q() + 3) / 4);
+  return 36 * t4 * 20 < 16 * t2 * 17 ? 4 : 2;
 }
 
 void run_forward(const ConvShape& s, const float* x, const float* w, bool flip, const float* b, float* y,
@@ -704,7 +718,7 @@ bool winograd_available(const ConvShape& s) {
 // Measured on this project's machine (1 thread, batch 64, Winograd time / direct time): 16->32
 // 3x3 @14x14 0.62 (forward), 0.60 (input grad), 0.67 (weight grad); 5x5 0.50 / 0.50 / 0.55;
 // 8->32 3x3 forward 0.85; 32->8 3x3 forward 1.04 (8 of 16 lanes idle); 8->8 3x3 1.55; 8->16 5x5
-// 0.74; weight gradient 8->8 0.94, 64->64 @7x7 1.05.
+// 0.74; weight gradient 8->8 0.95, 64->64 @7x7 0.84.
 bool winograd_preferred(const ConvShape& s) {
   return winograd_available(s) && s.C >= 8 && (s.K >= 16 || s.R == 5) && s.P() >= 4 && s.Q() >= 4;
 }
@@ -739,7 +753,7 @@ void winograd_backward_input(const ConvShape& s, const float* dy, const float* w
 }
 
 bool winograd_backward_weight_preferred(const ConvShape& s) {
-  return winograd_available(s) && s.C >= 8 && s.K >= 8 && s.P() * s.Q() >= 64;
+  return winograd_available(s) && s.C >= 8 && s.K >= 8 && s.P() >= 4 && s.Q() >= 4;
 }
 
 void winograd_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
