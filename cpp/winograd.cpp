@@ -1,22 +1,32 @@
-// Winograd convolution F(m x m, r x r), stride 1 (forward; the input gradient is the same
-// convolution of dy with flipped, transposed weights).
+// Winograd convolution F(m x m, r x r), stride 1: forward, input gradient, weight gradient.
 //
 //   y_tile = AT [ (G g G^T) (.) (BT d BT^T) ] AT^T        (d: A x A input tile, A = m + r - 1)
 //
 // Variants (points 0, 1, -1, 1/2, -2, inf for the 6 x 6 tiles; chosen for float32 accuracy):
 //   F(2x2,3x3)  4x4 tiles, 16 products for 36 MACs (2.25x fewer)
-//   F(4x4,3x3)  6x6 tiles, 36 products for 144 MACs (4x fewer)
+//   F(4x4,3x3)  6x6 tiles, 36 products for 144 MACs (4x fewer; default for 3x3 where partial
+//               tiles do not eat the saving, see pick_tile)
 //   F(2x2,5x5)  6x6 tiles, 36 products for 100 MACs (2.78x fewer)
+// Error against float64 on MNIST activations: F(2x2) ~3e-7, F(4x4,3x3) / F(2x2,5x5) ~1.5-2.6e-6
+// of max|y| (direct float32: ~7e-7); the tests allow 2e-5.
 //
-// Layout (AVX-512, 16 channels per zmm), per image and thread, all in L2 for the MNIST layers:
+// Forward, per image and thread (AVX-512, 16 channels per zmm; all in L2 for the MNIST layers):
 //   xT [Hb][Wb][Cp]   zero-padded image, channels innermost (Cp = C rounded up to 16)
 //   V  [A*A][T][Cp]   input transform of every tile (T = tiles per image)
 //   U  [A*A][C][Kp]   weight transform (once per call, in double, rounded to float)
 //   Mo [A*A][T][Kp]   per transform position xi: Mo[xi] = V[xi] (T x C) * U[xi] (C x Kp)
 //   yT [Pt][Wy][Kp]   output transform (+ bias, ReLU), channels innermost; transposed into NCHW.
 // The per-position products run in a register-blocked micro-kernel: TB tiles x 32 (or 16) output
-// channels in zmm accumulators, one weight row load and TB broadcasts per input channel.
+// channels in zmm accumulators, one weight row load and TB broadcasts per input channel. The
+// [A*A][T][.] buffers keep an odd number of cache lines between positions (position_stride).
+// Input gradient: the forward on dy with flipped, transposed weights and padding R-1-pad, or (when
+// that needs fewer tiles, i.e. padding below R/2) the adjoint of the forward: Dy = AT^T dy AT per
+// output tile, dV = Dy * U', overlapping input windows += BT^T dV BT.
+// Weight gradient: the adjoint in the weights: dU[xi] = V[xi]^T Dy[xi] summed over tiles and images
+// (partials per fixed group of 16 images, reduced in order in double), dw = G^T dU G.
 // OpenMP runs over the images (dynamic schedule), each thread allocates its buffers once.
+// Unlike direct convolution, a NaN / Inf input spreads to every output of the tiles whose window
+// holds it (the transforms mix all pixels of a window).
 #include "winograd.hpp"
 
 #include <algorithm>

@@ -302,6 +302,8 @@ WINO_CONFIGS = [
     (2, 32, 14, 14, 16, 3, 3, 1, 1), (2, 40, 7, 7, 70, 3, 3, 1, 1), (2, 24, 8, 8, 5, 5, 5, 1, 2),
     # a bigger image (several tile rows per channel block)
     (1, 16, 28, 28, 32, 3, 3, 1, 1),
+    # the second layers of the cnn5 and fast models (no padding: input gradient by the adjoint)
+    (5, 16, 12, 12, 32, 5, 5, 1, 0), (5, 24, 12, 12, 32, 3, 3, 1, 0),
 ]
 
 
@@ -409,6 +411,22 @@ def test_winograd_weight_gradient_independent_of_thread_count(impl):
     for r in res[1:]:
         for a, c in zip(r, res[0]):
             np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("impl", ["winograd2", "winograd4", "fast"])
+def test_winograd_nan_propagates(impl):
+    """A NaN input pixel reaches every output that depends on it; outputs whose tiles do not see it
+    stay finite."""
+    x, w, b, _, _ = _make((2, 16, 14, 14, 32, 3, 3, 1, 1), seed=13)
+    x[1, 5, 7, 7] = np.nan
+    y = _core.conv2d_forward(x, w, b, 1, 1, False, impl)
+    assert np.isnan(y[1, :, 6:9, 6:9]).all()
+    assert not np.isnan(y[0]).any() and not np.isnan(y[1, :, [0, 13], :]).any()
+    g = np.ones((2, 32, 14, 14), np.float32)
+    g[0, 3, 2, 2] = np.nan
+    dx, dw, db = _core.conv2d_backward(g, x, w, 1, 1, True, True, impl)
+    assert np.isnan(dx[0, :, 1:4, 1:4]).all() and not np.isnan(dx[1]).any()
+    assert np.isnan(dw[3]).all() and np.isnan(db[3])
 
 
 def test_bad_impl_name():
