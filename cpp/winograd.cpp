@@ -95,31 +95,51 @@ struct F25 {
 //   mode 1: the input-gradient weights w'[k][c][i][j] = w[c][k][R-1-i][R-1-j] read from w (C,K,R,R);
 //   mode 2: the transposed weights w'[k][c][i][j] = w[c][k][i][j] read from w (C,K,R,R) (adjoint).
 template <class W>
+#if FM_WG_X86
+__attribute__((target("avx512f")))  // only called when the AVX-512 kernels run
+#endif
 void weight_transform(const float* w, int K, int C, int Kp, int mode, float* U) {
   constexpr int A = W::A, R = W::R;
-  std::fill(U, U + (size_t)A * A * C * Kp, 0.f);
-#pragma omp parallel for schedule(static)
-  for (int k = 0; k < K; ++k)
+  // one input channel at a time, all K output channels in the innermost (vectorised) loops
+#pragma omp parallel
+  {
+    std::vector<double> g((size_t)R * R * Kp), t((size_t)A * R * Kp), u(Kp);
+#pragma omp for schedule(static)
     for (int c = 0; c < C; ++c) {
-      double g[R][R], t[A][R];
       for (int i = 0; i < R; ++i)
-        for (int j = 0; j < R; ++j)
-          g[i][j] = mode == 1   ? w[(((size_t)c * K + k) * R + (R - 1 - i)) * R + (R - 1 - j)]
+        for (int j = 0; j < R; ++j) {
+          double* gr = g.data() + (size_t)(i * R + j) * Kp;
+          for (int k = 0; k < Kp; ++k)
+            gr[k] = k >= K      ? 0.0
+                    : mode == 1 ? w[(((size_t)c * K + k) * R + (R - 1 - i)) * R + (R - 1 - j)]
                     : mode == 2 ? w[(((size_t)c * K + k) * R + i) * R + j]
                                 : w[(((size_t)k * C + c) * R + i) * R + j];
-      for (int a = 0; a < A; ++a)
-        for (int j = 0; j < R; ++j) {
-          double acc = 0;
-          for (int i = 0; i < R; ++i) acc += W::G[a][i] * g[i][j];
-          t[a][j] = acc;
         }
-      for (int a = 0; a < A; ++a)
+      for (int a = 0; a < A; ++a)  // t[a][j] = sum_i G[a][i] g[i][j]
+        for (int j = 0; j < R; ++j) {
+          double* tr = t.data() + (size_t)(a * R + j) * Kp;
+          std::fill(tr, tr + Kp, 0.0);
+          for (int i = 0; i < R; ++i) {
+            const double ga = W::G[a][i];
+            if (ga == 0.0) continue;
+            const double* gr = g.data() + (size_t)(i * R + j) * Kp;
+            for (int k = 0; k < Kp; ++k) tr[k] += ga * gr[k];
+          }
+        }
+      for (int a = 0; a < A; ++a)  // U[a][b] = sum_j t[a][j] G[b][j]
         for (int b = 0; b < A; ++b) {
-          double acc = 0;
-          for (int j = 0; j < R; ++j) acc += t[a][j] * W::G[b][j];
-          U[((size_t)(a * A + b) * C + c) * Kp + k] = (float)acc;
+          std::fill(u.begin(), u.end(), 0.0);
+          for (int j = 0; j < R; ++j) {
+            const double gb = W::G[b][j];
+            if (gb == 0.0) continue;
+            const double* tr = t.data() + (size_t)(a * R + j) * Kp;
+            for (int k = 0; k < Kp; ++k) u[k] += tr[k] * gb;
+          }
+          float* dst = U + ((size_t)(a * A + b) * C + c) * Kp;
+          for (int k = 0; k < Kp; ++k) dst[k] = (float)u[k];
         }
     }
+  }
 }
 
 #if FM_WG_X86
@@ -467,6 +487,28 @@ inline void prefetch_part(const void* p, size_t bytes, int i, int parts, bool wr
   }
 }
 
+// Per-thread scratch buffers kept across calls (grow-only; freed when the thread ends), so that the
+// workspaces of a few hundred KiB do not come back from the OS with page faults on every call.
+// slot picks the buffer; the contents are undefined unless `zero`.
+struct Scratch {
+  float* p;
+  size_t n;
+  float* data() const { return p; }
+  float* begin() const { return p; }
+  float* end() const { return p + n; }
+};
+Scratch scratch(int slot, size_t n, bool zero = false) {
+  thread_local std::vector<float> bufs[6];
+  std::vector<float>& v = bufs[slot];
+  if (v.size() < n) {
+    v.clear();
+    v.shrink_to_fit();
+    v.resize(n);
+  }
+  if (zero) std::fill(v.data(), v.data() + n, 0.f);
+  return {v.data(), n};
+}
+
 // Splits n into the fewest blocks of at most `most`, balanced in size: (first, count) pairs.
 std::vector<std::pair<int, int>> balanced_blocks(int n, int most) {
   std::vector<std::pair<int, int>> bl;
@@ -490,7 +532,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
   const int Hb = TH * M + W::R - 1, Wb = TW * M + W::R - 1;
   const int Wy = TW * M + 16;
   const size_t xsz = (size_t)s.C * s.H * s.W, ysz = (size_t)s.K * P * Q;  // floats per image
-  std::vector<float> U((size_t)AA * s.C * Kp);
+  const Scratch U = scratch(4, (size_t)AA * s.C * Kp);
   weight_transform<W>(w, s.K, s.C, Kp, flip ? 1 : 0, U.data());
   std::vector<float> bias(Kp, 0.f);
   if (b) std::copy(b, b + s.K, bias.begin());
@@ -498,8 +540,8 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
   const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
 #pragma omp parallel
   {
-    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * xsC), Mo((size_t)AA * xsK),
-        yT((size_t)TH * M * Wy * Kp, 0.f);
+    const Scratch xT = scratch(0, (size_t)Hb * Wb * Cp, true), V = scratch(1, (size_t)AA * xsC),
+                  Mo = scratch(2, (size_t)AA * xsK), yT = scratch(3, (size_t)TH * M * Wy * Kp, true);
     // images are independent: a stalled thread's share is taken over; runs of 4 images per thread
     // let the products prefetch the next image
 #pragma omp for schedule(dynamic, 4)
@@ -554,13 +596,13 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
   const size_t xsC = position_stride((size_t)T * Cp), xsK = position_stride((size_t)T * Kp);
   const int Hb = TH * M + R - 1, Wd = TW * M + R - 1 + 16, Wq = TW * M;
   const size_t dysz = (size_t)s.K * P * Q, dxsz = (size_t)s.C * s.H * s.W;  // floats per image
-  std::vector<float> Ut((size_t)AA * s.K * Cp);  // [xi][k][Cp]
+  const Scratch Ut = scratch(4, (size_t)AA * s.K * Cp);  // [xi][k][Cp]
   weight_transform<W>(w, s.C, s.K, Cp, 2, Ut.data());
   const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
 #pragma omp parallel
   {
-    std::vector<float> dyT((size_t)TH * M * Wq * Kp, 0.f), Dy((size_t)AA * xsK), dV((size_t)AA * xsC),
-        dxT((size_t)Hb * Wd * Cp);
+    const Scratch dyT = scratch(0, (size_t)TH * M * Wq * Kp, true), Dy = scratch(1, (size_t)AA * xsK),
+                  dV = scratch(2, (size_t)AA * xsC), dxT = scratch(3, (size_t)Hb * Wd * Cp);
 #pragma omp for schedule(dynamic, 4)  // as in forward_impl
     for (int n = 0; n < s.N; ++n) {
       to_channels_last(dy + (size_t)n * s.K * P * Q, s.K, P, Q, Kp, Wq, 0, 0, dyT.data());
@@ -599,6 +641,52 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
   }
 }
 
+// Weight gradient, last step: part [ngroups][A*A][C][Kp] partial dU sums -> dw (K,C,R,R):
+// the groups summed in order, then dw = G^T dU G, all in double; split over input channels, all
+// K output channels in the innermost (vectorised) loops.
+template <class W>
+__attribute__((target("avx512f"))) void finish_weight_gradient(const float* part, int ngroups, int C, int K,
+                                                               int Kp, float* dw) {
+  constexpr int A = W::A, AA = A * A, R = W::R;
+  const size_t usz = (size_t)AA * C * Kp;
+#pragma omp parallel
+  {
+    std::vector<double> sum((size_t)AA * K), t((size_t)R * A * K), u(K);
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; ++c) {
+      std::fill(sum.begin(), sum.end(), 0.0);  // sum[xi][k] of this channel
+      for (int g = 0; g < ngroups; ++g)
+        for (int xi = 0; xi < AA; ++xi) {
+          const float* pg = part + (size_t)g * usz + ((size_t)xi * C + c) * Kp;
+          double* sx = sum.data() + (size_t)xi * K;
+          for (int k = 0; k < K; ++k) sx[k] += pg[k];
+        }
+      for (int i = 0; i < R; ++i)  // t[i][b] = sum_a G[a][i] dU[a][b]
+        for (int b = 0; b < A; ++b) {
+          double* tr = t.data() + (size_t)(i * A + b) * K;
+          std::fill(tr, tr + K, 0.0);
+          for (int a = 0; a < A; ++a) {
+            const double ga = W::G[a][i];
+            if (ga == 0.0) continue;
+            const double* sr = sum.data() + (size_t)(a * A + b) * K;
+            for (int k = 0; k < K; ++k) tr[k] += ga * sr[k];
+          }
+        }
+      for (int i = 0; i < R; ++i)  // dw[i][j] = sum_b t[i][b] G[b][j]
+        for (int j = 0; j < R; ++j) {
+          std::fill(u.begin(), u.end(), 0.0);
+          for (int b = 0; b < A; ++b) {
+            const double gb = W::G[b][j];
+            if (gb == 0.0) continue;
+            const double* tr = t.data() + (size_t)(i * A + b) * K;
+            for (int k = 0; k < K; ++k) u[k] += tr[k] * gb;
+          }
+          for (int k = 0; k < K; ++k) dw[(((size_t)k * C + c) * R + i) * R + j] = (float)u[k];
+        }
+    }
+  }
+}
+
 // Weight gradient (adjoint of the forward): dU[xi] (C x K) = sum over tiles and images of
 // V[xi]^T Dy[xi], then dw = G^T dU G. dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,R), db (K,) or null.
 // Partial dU sums per fixed group of GI images (one thread runs a group, images in order), reduced
@@ -614,13 +702,13 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
   const int ngroups = (s.N + GI - 1) / GI;
   const size_t xsz = (size_t)s.C * s.H * s.W, dysz = (size_t)s.K * PQ;  // floats per image
   const size_t usz = (size_t)AA * s.C * Kp;
-  std::vector<float> part((size_t)ngroups * usz);
+  const Scratch part = scratch(5, (size_t)ngroups * usz);
   std::vector<double> pbias((size_t)ngroups * s.K);
   const auto cblocks2 = balanced_blocks(s.C, TB2), cblocks1 = balanced_blocks(s.C, TB1);
 #pragma omp parallel
   {
-    std::vector<float> xT((size_t)Hb * Wb * Cp, 0.f), V((size_t)AA * xsC), dyT((size_t)TH * M * Wq * Kp, 0.f),
-        Dy((size_t)AA * xsK);
+    const Scratch xT = scratch(0, (size_t)Hb * Wb * Cp, true), V = scratch(1, (size_t)AA * xsC),
+                  dyT = scratch(2, (size_t)TH * M * Wq * Kp, true), Dy = scratch(3, (size_t)AA * xsK);
 #pragma omp for schedule(dynamic, 1)  // fixed groups of images; a stalled thread's share is taken over
     for (int g = 0; g < ngroups; ++g) {
       float* dU = part.data() + (size_t)g * usz;
@@ -662,32 +750,7 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
       }
     }
   }
-  // reduce the groups in order, then dw = G^T dU G (double); split over input channels
-#pragma omp parallel for schedule(static)
-  for (int c = 0; c < s.C; ++c) {
-    std::vector<double> sum((size_t)AA * s.K, 0.0);  // [xi][k] of this channel
-    for (int g = 0; g < ngroups; ++g)
-      for (int xi = 0; xi < AA; ++xi) {
-        const float* pg = part.data() + (size_t)g * usz + ((size_t)xi * s.C + c) * Kp;
-        double* sx = sum.data() + (size_t)xi * s.K;
-        for (int k = 0; k < s.K; ++k) sx[k] += pg[k];
-      }
-    for (int k = 0; k < s.K; ++k) {
-      double t[R][A];  // t[i][b] = sum_a G[a][i] dU[a][b]
-      for (int i = 0; i < R; ++i)
-        for (int b = 0; b < A; ++b) {
-          double acc = 0;
-          for (int a = 0; a < A; ++a) acc += W::G[a][i] * sum[(size_t)(a * A + b) * s.K + k];
-          t[i][b] = acc;
-        }
-      for (int i = 0; i < R; ++i)
-        for (int j = 0; j < R; ++j) {
-          double acc = 0;
-          for (int b = 0; b < A; ++b) acc += t[i][b] * W::G[b][j];
-          dw[(((size_t)k * s.C + c) * R + i) * R + j] = (float)acc;
-        }
-    }
-  }
+  finish_weight_gradient<W>(part.data(), ngroups, s.C, s.K, Kp, dw);
   if (db)
     for (int k = 0; k < s.K; ++k) {
       double acc = 0;
