@@ -40,7 +40,9 @@
 #endif
 
 #include "common.hpp"
+#include "conv_wgrad1.hpp"
 #include "gemm.hpp"
+#include <cstdlib>
 
 namespace fm {
 
@@ -916,6 +918,8 @@ void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x,
   }
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
+    const bool old = getenv("FM_WG_OLD") != nullptr;
+    if (!old && conv2d_backward_weight_rows_winograd(s, dy, x, dw, db)) return;
     if (auto fn = pick_bwdw_flat(s)) return backward_weight_flat(s, fn, dy, x, dw, db);
     return backward_weight_bx(s, dy, x, dw, db, true);
   }
