@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cstdlib>
 #include <vector>
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
@@ -132,62 +133,27 @@ struct Aligned {  // 64-byte aligned, zero-initialised scratch
   }
 };
 
-// Geometry of the flat tile-row layout of one image.
+// Row stride of the transformed x planes (a compile-time constant, so that the main loop addresses
+// every x operand as one pointer plus an immediate; 4160 bytes, not a multiple of 4 KiB).
+constexpr int JMAX = 1040;
+
 struct Geo {
   int P, Q, TRn;  // output rows, columns, tile rows (ceil(P / 4))
-  int nvi;        // 16-lane vectors per image: ceil(TRn * Q / 16)
-  int Wps;        // row stride of the padded image / transformed x rows (Q + S - 1 rounded up to 16)
+  int Qp;         // Q rounded up to 16: lanes per tile row in the transformed x planes
+  int Wps;        // row stride of the padded image (Q + S - 1 rounded up to 16)
   int Hx;         // rows of the padded image the transform reads: 4 * TRn + R - 1
+  int seg;        // floats of one image in a transformed x row: TRn * Qp
+  int TRf;        // full tile rows (all 4 dy rows inside the plane): P / 4
 };
 
-// The pieces of vector v (lanes j = 16v .. 16v+15 of the flat index j = tr*Q + q) that lie in one
-// tile row: tile row tr[i], lane mask m[i]. Returns the number of pieces (lanes past the last tile
-// row belong to none).
-static inline int segments(const Geo& g, int v, int* tr, __mmask16* m) {
-  const int j0 = 16 * v;
-  int n = 0;
-  for (int t = j0 / g.Q; t < g.TRn && t * g.Q < j0 + 16; ++t) {
-    const int lo = std::max(j0, t * g.Q) - j0, hi = std::min(j0 + 16, (t + 1) * g.Q) - j0;
-    tr[n] = t;
-    m[n++] = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-  }
-  return n;
-}
-
-// One output channel of one image: dyk (P,Q) -> dst [v][KBL][A][16] (this channel's slot), and
-// bacc += the a = 1 point (the bias gradient's partial sums).
-template <int R, int KBL>
-__attribute__((target("avx512f"))) static void dy_transform_image(const Geo& g, const float* dyk, float* dst,
-                                                                  __m512& bacc) {
-  constexpr int A = RowWino<R>::A;
-  int trs[20];
-  __mmask16 ms[20];
-  for (int v = 0; v < g.nvi; ++v) {
-    const int ns = segments(g, v, trs, ms);
-    __m512 in[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int i = 0; i < ns; ++i) {
-      // lane l -> dy[4 tr + row][16 v + l - tr Q]
-      const float* base = dyk + (size_t)3 * trs[i] * g.Q + 16 * v;
-#pragma GCC unroll 4
-      for (int row = 0; row < 4; ++row)
-        if (TR * trs[i] + row < g.P) in[row] = _mm512_mask_loadu_ps(in[row], ms[i], base + (size_t)row * g.Q);
-    }
-    __m512 t[A];
-    RowWino<R>::dy_transform(in, t);
-    bacc = _mm512_add_ps(bacc, t[1]);
-    float* d = dst + (size_t)v * KBL * A * 16;
-#pragma GCC unroll 8
-    for (int a = 0; a < A; ++a) _mm512_store_ps(d + a * 16, t[a]);
-  }
-}
-
-// One input channel of one image: xpad (Hx, Wps) zero-padded plane -> xtp [A][TRn][Wps] (BT along
-// the rows) -> xt [v][A][S][16] (flat, shifted by the tap column t).
+// One input channel of one image: xpad (Hx, Wps) zero-padded plane -> xt[a][t][tr*Qp + q] (row
+// stride JMAX) = sum_b BT[a][b] xpad[4 tr + b][q + t] for q < Q, zero for Q <= q < Qp.
+// xtp: scratch of A * Wps floats.
 template <int R, int S>
-__attribute__((target("avx512f"))) static void x_transform_image(const Geo& g, const float* xpad, float* xtp,
+__attribute__((target("avx512f"), noinline)) static void x_transform_image(const Geo& g, const float* xpad, float* xtp,
                                                                  float* xt) {
   constexpr int A = RowWino<R>::A;
-  for (int tr = 0; tr < g.TRn; ++tr)
+  for (int tr = 0; tr < g.TRn; ++tr) {
     for (int w0 = 0; w0 < g.Wps; w0 += 16) {
       __m512 d[A];
 #pragma GCC unroll 8
@@ -204,128 +170,214 @@ __attribute__((target("avx512f"))) static void x_transform_image(const Geo& g, c
           else o = _mm512_fmadd_ps(_mm512_set1_ps(c), d[b], o);
           first = false;
         }
-        _mm512_store_ps(xtp + ((size_t)a * g.TRn + tr) * g.Wps + w0, o);
+        _mm512_store_ps(xtp + (size_t)a * g.Wps + w0, o);
       }
     }
-  int trs[20];
-  __mmask16 ms[20];
-  for (int v = 0; v < g.nvi; ++v) {
-    const int ns = segments(g, v, trs, ms);
-    float* d = xt + (size_t)v * A * S * 16;
-    for (int a = 0; a < A; ++a)
+    for (int q0 = 0; q0 < g.Qp; q0 += 16) {
+      const __mmask16 m = (__mmask16)((1u << std::max(0, std::min(16, g.Q - q0))) - 1);
+      for (int a = 0; a < A; ++a)
 #pragma GCC unroll 8
-      for (int t = 0; t < S; ++t) {
-        __m512 o = _mm512_setzero_ps();
-        for (int i = 0; i < ns; ++i)  // lane l -> xtp[a][tr][16 v + l - tr Q + t]
-          o = _mm512_mask_loadu_ps(
-              o, ms[i], xtp + ((size_t)a * g.TRn + trs[i]) * g.Wps + t + 16 * v - (ptrdiff_t)trs[i] * g.Q);
-        _mm512_store_ps(d + (a * S + t) * 16, o);
-      }
+        for (int t = 0; t < S; ++t)
+          _mm512_store_ps(xt + (size_t)(a * S + t) * JMAX + tr * g.Qp + q0,
+                          _mm512_maskz_loadu_ps(m, xtp + (size_t)a * g.Wps + t + q0));
+    }
   }
 }
 
-// The main loop: M[k][a][t] += sum over nv vectors of dyT[v][k][a] * xT[v][a][t] for KB channels
-// (of a KBL-channel dyT block), AB transform points a0.., S taps. va: the accumulators of channel
-// kb, point 0, tap 0 ([a][t][16], kstride floats between channels).
-template <int KB, int KBL, int AB, int S, int A>
-__attribute__((target("avx512f"))) static void wino_pass(const float* dyt, const float* xt, int a0, int nv,
-                                                         float* va, size_t kstride) {
-  __m512 acc[KB][AB][S];
+// The points of transform group GRP: {0, A-1} (dy rows 0 and 3 as they are), then pairs
+// {2 GRP - 1, 2 GRP} that share their even and odd halves (see RowWino::dy_transform).
+template <int A, int GRP>
+constexpr int point(int j) {
+  return GRP == 0 ? (j == 0 ? 0 : A - 1) : 2 * GRP - 1 + j;
+}
+
+// The two points of group GRP from 4 dy rows (the rows a group does not need are not loaded).
+template <int GRP>
+__attribute__((target("avx512f"), always_inline)) static inline void group_transform(const __m512 (&g)[4],
+                                                                                     __m512& u, __m512& w) {
+  const __m512 four = _mm512_set1_ps(4.f);
+  if constexpr (GRP == 0) {
+    u = g[0];
+    w = g[3];
+  } else {
+    __m512 e, o;
+    if constexpr (GRP == 1) {  // [1 1 1 1], [1 -1 1 -1]
+      e = _mm512_add_ps(g[0], g[2]);
+      o = _mm512_add_ps(g[1], g[3]);
+    } else if constexpr (GRP == 2) {  // [1 2 4 8], [1 -2 4 -8]
+      e = _mm512_fmadd_ps(g[2], four, g[0]);
+      o = _mm512_fmadd_ps(g[3], four, g[1]);
+      o = _mm512_add_ps(o, o);
+    } else {  // [8 4 2 1], [8 -4 2 -1]
+      e = _mm512_fmadd_ps(g[0], four, g[2]);
+      e = _mm512_add_ps(e, e);
+      o = _mm512_fmadd_ps(g[1], four, g[3]);
+    }
+    u = _mm512_add_ps(e, o);
+    w = _mm512_sub_ps(e, o);
+  }
+}
+
+// The main loop, dy transform fused (nothing is stored but the accumulators):
+//   M[k][point(j)][t] += sum over the images, tile rows tr and columns q of
+//                        (G dy[k][4tr..4tr+3][q])[point(j)] * xt[point(j)][t][tr*Qp + q]
+// for KB channels k of dy (dyk: image 0, channel kb; istride floats between images), the two
+// points of group GRP, all S taps. va: accumulators of channel kb ([A][S][16], kstride floats
+// between channels); vb: bias accumulators of channel kb (16 floats each), updated by group 1
+// (a scratch for the input channels c > 0).
+// Lanes past the end of a dy row read the next row (finite values) and meet zeros in xt; the bias
+// masks them; rows past the end of the plane (p*Q + q >= P*Q) are not read.
+template <int R, int GRP, int KB, int NQV, bool FULL>
+__attribute__((target("avx512f"), always_inline)) static inline void wino_tile_row(
+    __m512 (&acc)[KB][2][R], __m512 (&bacc)[KB], const Geo& g, const float* src, const float* xp, int p0,
+    const __mmask16* mq) {
+  constexpr int S = R, A = RowWino<R>::A;
+  constexpr int pa = point<A, GRP>(0), pb = point<A, GRP>(1);
+  constexpr bool NEED[4] = {true, GRP != 0, GRP != 0, true};
+  const int Q = g.Q;
+  const size_t PQs = (size_t)g.P * g.Q;
+#pragma GCC unroll 4
+  for (int j = 0; j < NQV; ++j) {
+    const int q0 = 16 * j;
+    __m512 u[KB], w[KB];
 #pragma GCC unroll 8
-  for (int k = 0; k < KB; ++k)
+    for (int k = 0; k < KB; ++k) {
+      const float* sk = src + k * PQs + q0;
+      __m512 in[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) {
+        if (!NEED[r] || (!FULL && p0 + r >= g.P)) in[r] = _mm512_setzero_ps();
+        else if (j < NQV - 1) in[r] = _mm512_loadu_ps(sk + (size_t)r * Q);
+        else in[r] = _mm512_maskz_loadu_ps(mq[j], sk + (size_t)r * Q);  // lanes q >= Q: zero, not read
+      }
+      group_transform<GRP>(in, u[k], w[k]);
+      asm("" : "+v"(u[k]), "+v"(w[k]));  // keep in registers: no reload per FMA operand
+      if (GRP == 1) bacc[k] = _mm512_add_ps(bacc[k], u[k]);
+    }
 #pragma GCC unroll 8
-    for (int a = 0; a < AB; ++a)
-#pragma GCC unroll 8
-      for (int t = 0; t < S; ++t) acc[k][a][t] = _mm512_load_ps(va + k * kstride + ((a0 + a) * S + t) * 16);
-  const float* dp = dyt + a0 * 16;
-  const float* xp = xt + a0 * S * 16;
-  for (int v = 0; v < nv; ++v, dp += KBL * A * 16, xp += A * S * 16) {
-#pragma GCC unroll 8
-    for (int a = 0; a < AB; ++a) {
-      __m512 xv[S];
-#pragma GCC unroll 8
-      for (int t = 0; t < S; ++t) xv[t] = _mm512_load_ps(xp + (a * S + t) * 16);
+    for (int t = 0; t < S; ++t) {
+      __m512 xa = _mm512_load_ps(xp + q0 + (pa * S + t) * JMAX);
+      __m512 xb = _mm512_load_ps(xp + q0 + (pb * S + t) * JMAX);
+      if (KB > 1) asm("" : "+v"(xa), "+v"(xb));  // one load each, not one per FMA operand
 #pragma GCC unroll 8
       for (int k = 0; k < KB; ++k) {
-        const __m512 d = _mm512_load_ps(dp + (k * A + a) * 16);
-#pragma GCC unroll 8
-        for (int t = 0; t < S; ++t) acc[k][a][t] = _mm512_fmadd_ps(d, xv[t], acc[k][a][t]);
+        acc[k][0][t] = _mm512_fmadd_ps(u[k], xa, acc[k][0][t]);
+        acc[k][1][t] = _mm512_fmadd_ps(w[k], xb, acc[k][1][t]);
       }
     }
   }
-#pragma GCC unroll 8
-  for (int k = 0; k < KB; ++k)
-#pragma GCC unroll 8
-    for (int a = 0; a < AB; ++a)
-#pragma GCC unroll 8
-      for (int t = 0; t < S; ++t) _mm512_store_ps(va + k * kstride + ((a0 + a) * S + t) * 16, acc[k][a][t]);
 }
 
-template <int KBL, int AB, int S, int A>
-__attribute__((target("avx512f"))) static void wino_pass_n(int kn, const float* dyt, const float* xt, int a0, int nv, float* va, size_t kstride) {
-  static_assert(KBL <= 8, "channel block");
-  switch (kn) {
-    case 1: return wino_pass<1, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride);
-    case 2: if constexpr (KBL >= 2) return wino_pass<2, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride); break;
-    case 3: if constexpr (KBL >= 3) return wino_pass<3, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride); break;
-    case 4: if constexpr (KBL >= 4) return wino_pass<4, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride); break;
-    case 5: if constexpr (KBL >= 5) return wino_pass<5, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride); break;
-    case 6: if constexpr (KBL >= 6) return wino_pass<6, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride); break;
-    case 7: if constexpr (KBL >= 7) return wino_pass<7, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride); break;
-    case 8: if constexpr (KBL >= 8) return wino_pass<8, KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride); break;
+// NQV = ceil(Q / 16) vectors per tile row (the loop over them is unrolled).
+template <int R, int GRP, int KB, int NQV>
+__attribute__((target("avx512f"))) static void wino_pass(const Geo& g, const float* dyk, size_t istride,
+                                                         const float* xt, int nimg, float* va, size_t kstride,
+                                                         float* vb) {
+  constexpr int S = R, A = RowWino<R>::A;
+  constexpr int pa = point<A, GRP>(0), pb = point<A, GRP>(1);
+  __mmask16 mq[NQV];
+  for (int j = 0; j < NQV; ++j) mq[j] = (__mmask16)((1u << std::max(0, std::min(16, g.Q - 16 * j))) - 1);
+  __m512 acc[KB][2][S], bacc[KB];
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k) {
+#pragma GCC unroll 8
+    for (int t = 0; t < S; ++t) {
+      acc[k][0][t] = _mm512_load_ps(va + k * kstride + (pa * S + t) * 16);
+      acc[k][1][t] = _mm512_load_ps(va + k * kstride + (pb * S + t) * 16);
+    }
+    bacc[k] = GRP == 1 ? _mm512_load_ps(vb + k * 16) : _mm512_setzero_ps();
+  }
+  const size_t rowstep = (size_t)TR * g.Q;
+  for (int i = 0; i < nimg; ++i) {
+    const float* src = dyk + i * istride;
+    const float* xp = xt + i * g.seg;
+    int tr = 0;
+    for (; tr < g.TRf; ++tr, src += rowstep, xp += g.Qp)
+      wino_tile_row<R, GRP, KB, NQV, true>(acc, bacc, g, src, xp, TR * tr, mq);
+    for (; tr < g.TRn; ++tr, src += rowstep, xp += g.Qp)
+      wino_tile_row<R, GRP, KB, NQV, false>(acc, bacc, g, src, xp, TR * tr, mq);
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k) {
+#pragma GCC unroll 8
+    for (int t = 0; t < S; ++t) {
+      _mm512_store_ps(va + k * kstride + (pa * S + t) * 16, acc[k][0][t]);
+      _mm512_store_ps(va + k * kstride + (pb * S + t) * 16, acc[k][1][t]);
+    }
+    if (GRP == 1) _mm512_store_ps(vb + k * 16, bacc[k]);
   }
 }
 
-// R = S taps, KBL output channels per dyT block, AB transform points per pass, CH images per chunk.
-template <int R, int KBL, int AB, int CH>
-__attribute__((target("avx512f"))) static void wgrad_rows_winograd(const ConvShape& s, const float* dy, const float* x, float* dw, float* db) {
+// All transform groups for a block of kn <= KBL channels.
+template <int R, int KBL, int NQV, int GRP = 0>
+__attribute__((target("avx512f"))) static void wino_groups(int kn, const Geo& g, const float* dyk, size_t istride,
+                                                           const float* xt, int nimg, float* va, size_t kstride,
+                                                           float* vb) {
+  constexpr int NG = RowWino<R>::A / 2;
+  if constexpr (GRP < NG) {
+    if (kn >= KBL) wino_pass<R, GRP, KBL, NQV>(g, dyk, istride, xt, nimg, va, kstride, vb);
+    else if constexpr (KBL > 1) return wino_groups<R, KBL - 1, NQV, GRP>(kn, g, dyk, istride, xt, nimg, va, kstride, vb);
+    wino_groups<R, KBL, NQV, GRP + 1>(kn, g, dyk, istride, xt, nimg, va, kstride, vb);
+  }
+}
+
+// R = S taps, up to KBL output channels per pass, up to CH images per chunk.
+template <int R, int KBL, int CH>
+__attribute__((target("avx512f"))) static void wgrad_rows_winograd(const ConvShape& s, const float* dy,
+                                                                   const float* x, float* dw, float* db) {
   constexpr int S = R, A = RowWino<R>::A;
-  static_assert(A % AB == 0, "points per pass");
   Geo g;
   g.P = s.P();
   g.Q = s.Q();
   g.TRn = (g.P + TR - 1) / TR;
-  g.nvi = (g.TRn * g.Q + 15) / 16;
+  g.Qp = (g.Q + 15) / 16 * 16;
   g.Wps = (g.Q + S - 1 + 15) / 16 * 16;
   g.Hx = TR * g.TRn + R - 1;
-  const int C = s.C, K = s.K, PQ = g.P * g.Q;
+  g.seg = g.TRn * g.Qp;
+  g.TRf = g.P / TR;
+  const int ch = std::max(1, std::min(CH, JMAX / g.seg));
+  const int C = s.C, K = s.K;
+  const size_t PQ = (size_t)g.P * g.Q;
   constexpr int G = 16;  // images per partial-sum group
   const int ng = (s.N + G - 1) / G;
   const size_t kstride = (size_t)C * A * S * 16;  // floats per channel k in a group's accumulators
   const size_t vsz = (size_t)K * kstride + (size_t)K * 16;
   Aligned<float> vacc((size_t)ng * vsz);
-  const size_t xt_img = (size_t)g.nvi * A * S * 16, dyt_img = (size_t)g.nvi * KBL * A * 16;
+  const auto groups = g.Qp == 16 ? &wino_groups<R, KBL, 1> : g.Qp == 32 ? &wino_groups<R, KBL, 2>
+                    : g.Qp == 48 ? &wino_groups<R, KBL, 3> : &wino_groups<R, KBL, 4>;
+  // channel blocks: KBL channels, the last two blocks balanced (16 = 3+3+3+3+2+2 rather than +1)
+  std::vector<int> kblk;
+  for (int k = 0; k < K;) {
+    int n = std::min(KBL, K - k);
+    if (K - k > KBL && K - k < 2 * KBL) n = (K - k + 1) / 2;
+    kblk.push_back(n);
+    k += n;
+  }
 #pragma omp parallel
   {
-    Aligned<float> xpad((size_t)g.Hx * g.Wps), xtp((size_t)A * g.TRn * g.Wps);
-    Aligned<float> xt((size_t)C * CH * xt_img), dyt((size_t)CH * dyt_img);
+    Aligned<float> xpad((size_t)g.Hx * g.Wps), xtp((size_t)A * g.Wps + 32);
+    Aligned<float> xt((size_t)C * A * S * JMAX), bscratch((size_t)KBL * 16);
 #pragma omp for schedule(dynamic, 1)
     for (int gi = 0; gi < ng; ++gi) {
       float* va = vacc.p + (size_t)gi * vsz;
       float* vb = va + (size_t)K * kstride;
       const int n1 = std::min(s.N, (gi + 1) * G);
-      for (int c0 = gi * G; c0 < n1; c0 += CH) {
-        const int cn = std::min(CH, n1 - c0), nv = cn * g.nvi;
+      for (int c0 = gi * G; c0 < n1; c0 += ch) {
+        const int cn = std::min(ch, n1 - c0);
         for (int i = 0; i < cn; ++i)
           for (int c = 0; c < C; ++c) {
             const float* xc = x + ((size_t)(c0 + i) * C + c) * s.H * s.W;
             for (int h = 0; h < s.H; ++h)
               std::memcpy(xpad.p + (size_t)(h + s.ph) * g.Wps + s.pw, xc + (size_t)h * s.W, sizeof(float) * s.W);
-            x_transform_image<R, S>(g, xpad.p, xtp.p, xt.p + ((size_t)c * CH + i) * xt_img);
+            x_transform_image<R, S>(g, xpad.p, xtp.p, xt.p + (size_t)c * A * S * JMAX + (size_t)i * g.seg);
           }
-        for (int kb = 0; kb < K; kb += KBL) {
-          const int kn = std::min(KBL, K - kb);
-          for (int kk = 0; kk < kn; ++kk) {
-            __m512 bacc = _mm512_load_ps(vb + (size_t)(kb + kk) * 16);
-            for (int i = 0; i < cn; ++i)
-              dy_transform_image<R, KBL>(g, dy + ((size_t)(c0 + i) * K + kb + kk) * PQ,
-                                         dyt.p + (size_t)i * dyt_img + (size_t)kk * A * 16, bacc);
-            _mm512_store_ps(vb + (size_t)(kb + kk) * 16, bacc);
-          }
+        int kb = 0;
+        for (int kn : kblk) {
           for (int c = 0; c < C; ++c)
-            for (int a0 = 0; a0 < A; a0 += AB)
-              wino_pass_n<KBL, AB, S, A>(kn, dyt.p, xt.p + (size_t)c * CH * xt_img, a0, nv,
-                                         va + (size_t)kb * kstride + (size_t)c * A * S * 16, kstride);
+            groups(kn, g, dy + ((size_t)c0 * K + kb) * PQ, (size_t)K * PQ,
+                                xt.p + (size_t)c * A * S * JMAX, cn, va + (size_t)kb * kstride + (size_t)c * A * S * 16,
+                                kstride, c == 0 ? vb + (size_t)kb * 16 : bscratch.p);
+          kb += kn;
         }
       }
     }
@@ -373,8 +425,10 @@ bool conv2d_backward_weight_rows_winograd(const ConvShape& s, const float* dy, c
   if (gemm_isa() != Isa::avx512) return false;
   if (s.N <= 0 || s.sh != 1 || s.sw != 1 || s.C > 4 || s.R != s.S || s.P() < 1 || s.Q() < 1) return false;
   if (s.H > 64 || s.W > 64 || s.ph > 8 || s.pw > 8) return false;
-  if (s.R == 3) return wgrad_rows_winograd<3, 4, 2, 2>(s, dy, x, dw, db), true;
-  if (s.R == 5) return wgrad_rows_winograd<5, 4, 1, 2>(s, dy, x, dw, db), true;
+  const int TRn = (s.P() + TR - 1) / TR, Qp = (s.Q() + 15) / 16 * 16;
+  if (TRn * Qp > JMAX || Qp > 64) return false;
+  if (s.R == 3) return wgrad_rows_winograd<3, 3, 1>(s, dy, x, dw, db), true;
+  if (s.R == 5) return wgrad_rows_winograd<5, 2, 1>(s, dy, x, dw, db), true;
 #endif
   (void)s, (void)dy, (void)x, (void)dw, (void)db;
   return false;
