@@ -123,15 +123,17 @@ struct RowWino<5> {
   }
 };
 
-template <class T>
-struct Aligned {  // 64-byte aligned, zero-initialised scratch
-  std::vector<T> v;
-  T* p;
-  explicit Aligned(size_t n) : v(n + 64 / sizeof(T), T(0)) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(v.data());
-    p = reinterpret_cast<T*>((a + 63) & ~uintptr_t(63));
-  }
-};
+// Per-thread scratch that lives across calls (grown when needed, never shrunk), so that a call does
+// not map and fault in fresh pages for its buffers: slot i of the calling thread, n floats, 64-byte
+// aligned, zeroed.
+static float* scratch(int slot, size_t n) {
+  static thread_local std::vector<float> bufs[6];
+  std::vector<float>& v = bufs[slot];
+  if (v.size() < n + 16) v.assign(n + 16, 0.f);
+  float* p = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
+  std::memset(p, 0, n * sizeof(float));
+  return p;
+}
 
 // Row stride of the transformed x planes (a compile-time constant, so that the main loop addresses
 // every x operand as one pointer plus an immediate; 4160 bytes, not a multiple of 4 KiB).
@@ -248,7 +250,11 @@ __attribute__((target("avx512f"), always_inline)) static inline void wino_tile_r
       for (int r = 0; r < 4; ++r) {
         if (!NEED[r] || (!FULL && p0 + r >= g.P)) in[r] = _mm512_setzero_ps();
         else if (j < NQV - 1) in[r] = _mm512_loadu_ps(sk + (size_t)r * Q);
+#ifdef EXP_NOMASK
+        else in[r] = _mm512_loadu_ps(sk + (size_t)r * Q);
+#else
         else in[r] = _mm512_maskz_loadu_ps(mq[j], sk + (size_t)r * Q);  // lanes q >= Q: zero, not read
+#endif
       }
       group_transform<GRP>(in, u[k], w[k]);
       asm("" : "+v"(u[k]), "+v"(w[k]));  // keep in registers: no reload per FMA operand
@@ -308,21 +314,216 @@ __attribute__((target("avx512f"))) static void wino_pass(const Geo& g, const flo
   }
 }
 
+// 8-lane (ymm) copies of the above (AVX-512VL masks): on AMD Zen 4 a 32-byte load splits a cache
+// line less often than a 64-byte one.
+// The two points of group GRP from 4 dy rows (the rows a group does not need are not loaded).
+template <int GRP>
+__attribute__((target("avx512f,avx512vl,fma"), always_inline)) static inline void group_transform8(const __m256 (&g)[4],
+                                                                                     __m256& u, __m256& w) {
+  const __m256 four = _mm256_set1_ps(4.f);
+  if constexpr (GRP == 0) {
+    u = g[0];
+    w = g[3];
+  } else {
+    __m256 e, o;
+    if constexpr (GRP == 1) {  // [1 1 1 1], [1 -1 1 -1]
+      e = _mm256_add_ps(g[0], g[2]);
+      o = _mm256_add_ps(g[1], g[3]);
+    } else if constexpr (GRP == 2) {  // [1 2 4 8], [1 -2 4 -8]
+      e = _mm256_fmadd_ps(g[2], four, g[0]);
+      o = _mm256_fmadd_ps(g[3], four, g[1]);
+      o = _mm256_add_ps(o, o);
+    } else {  // [8 4 2 1], [8 -4 2 -1]
+      e = _mm256_fmadd_ps(g[0], four, g[2]);
+      e = _mm256_add_ps(e, e);
+      o = _mm256_fmadd_ps(g[1], four, g[3]);
+    }
+    u = _mm256_add_ps(e, o);
+    w = _mm256_sub_ps(e, o);
+  }
+}
+
+template <int R, int GRP, int KB, int NQV, bool FULL>
+__attribute__((target("avx512f,avx512vl,fma"), always_inline)) static inline void wino_tile_row8(
+    __m256 (&acc)[KB][2][R], __m256 (&bacc)[KB], const Geo& g, const float* src, const float* xp, int p0,
+    const __mmask8* mq) {
+  constexpr int S = R, A = RowWino<R>::A;
+  constexpr int pa = point<A, GRP>(0), pb = point<A, GRP>(1);
+  constexpr bool NEED[4] = {true, GRP != 0, GRP != 0, true};
+  const int Q = g.Q;
+  const size_t PQs = (size_t)g.P * g.Q;
+#pragma GCC unroll 4
+  for (int j = 0; j < NQV; ++j) {
+    const int q0 = 8 * j;
+    __m256 u[KB], w[KB];
+#pragma GCC unroll 8
+    for (int k = 0; k < KB; ++k) {
+      const float* sk = src + k * PQs + q0;
+      __m256 in[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) {
+        if (!NEED[r] || (!FULL && p0 + r >= g.P)) in[r] = _mm256_setzero_ps();
+        else if (j < NQV - 1) in[r] = _mm256_loadu_ps(sk + (size_t)r * Q);
+        else in[r] = _mm256_maskz_loadu_ps(mq[j], sk + (size_t)r * Q);  // lanes q >= Q: zero, not read
+      }
+      group_transform8<GRP>(in, u[k], w[k]);
+      asm("" : "+v"(u[k]), "+v"(w[k]));  // keep in registers: no reload per FMA operand
+      if (GRP == 1) bacc[k] = _mm256_add_ps(bacc[k], u[k]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < S; ++t) {
+      __m256 xa = _mm256_load_ps(xp + q0 + (pa * S + t) * JMAX);
+      __m256 xb = _mm256_load_ps(xp + q0 + (pb * S + t) * JMAX);
+      if (KB > 1) asm("" : "+v"(xa), "+v"(xb));  // one load each, not one per FMA operand
+#pragma GCC unroll 8
+      for (int k = 0; k < KB; ++k) {
+        acc[k][0][t] = _mm256_fmadd_ps(u[k], xa, acc[k][0][t]);
+        acc[k][1][t] = _mm256_fmadd_ps(w[k], xb, acc[k][1][t]);
+      }
+    }
+  }
+}
+
+// NQV = ceil(Q / 16) vectors per tile row (the loop over them is unrolled).
+template <int R, int GRP, int KB, int NQV>
+__attribute__((target("avx512f,avx512vl,fma"))) static void wino_pass8(const Geo& g, const float* dyk, size_t istride,
+                                                         const float* xt, int nimg, float* va, size_t kstride,
+                                                         float* vb) {
+  constexpr int S = R, A = RowWino<R>::A;
+  constexpr int pa = point<A, GRP>(0), pb = point<A, GRP>(1);
+  __mmask8 mq[NQV];
+  for (int j = 0; j < NQV; ++j) mq[j] = (__mmask8)((1u << std::max(0, std::min(8, g.Q - 8 * j))) - 1);
+  __m256 acc[KB][2][S], bacc[KB];
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k) {
+#pragma GCC unroll 8
+    for (int t = 0; t < S; ++t) {
+      acc[k][0][t] = _mm256_load_ps(va + k * kstride + (pa * S + t) * 16);
+      acc[k][1][t] = _mm256_load_ps(va + k * kstride + (pb * S + t) * 16);
+    }
+    bacc[k] = GRP == 1 ? _mm256_load_ps(vb + k * 16) : _mm256_setzero_ps();
+  }
+  const size_t rowstep = (size_t)TR * g.Q;
+  for (int i = 0; i < nimg; ++i) {
+    const float* src = dyk + i * istride;
+    const float* xp = xt + i * g.seg;
+    int tr = 0;
+    for (; tr < g.TRf; ++tr, src += rowstep, xp += g.Qp)
+      wino_tile_row8<R, GRP, KB, NQV, true>(acc, bacc, g, src, xp, TR * tr, mq);
+    for (; tr < g.TRn; ++tr, src += rowstep, xp += g.Qp)
+      wino_tile_row8<R, GRP, KB, NQV, false>(acc, bacc, g, src, xp, TR * tr, mq);
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k) {
+#pragma GCC unroll 8
+    for (int t = 0; t < S; ++t) {
+      _mm256_store_ps(va + k * kstride + (pa * S + t) * 16, acc[k][0][t]);
+      _mm256_store_ps(va + k * kstride + (pb * S + t) * 16, acc[k][1][t]);
+    }
+    if (GRP == 1) _mm256_store_ps(vb + k * 16, bacc[k]);
+  }
+}
+
 // All transform groups for a block of kn <= KBL channels.
-template <int R, int KBL, int NQV, int GRP = 0>
-__attribute__((target("avx512f"))) static void wino_groups(int kn, const Geo& g, const float* dyk, size_t istride,
+template <int R, int KBL, int NQV, bool Y8 = false, int GRP = 0>
+__attribute__((target("avx512f,avx512vl,fma"))) static void wino_groups(int kn, const Geo& g, const float* dyk, size_t istride,
                                                            const float* xt, int nimg, float* va, size_t kstride,
                                                            float* vb) {
   constexpr int NG = RowWino<R>::A / 2;
   if constexpr (GRP < NG) {
-    if (kn >= KBL) wino_pass<R, GRP, KBL, NQV>(g, dyk, istride, xt, nimg, va, kstride, vb);
-    else if constexpr (KBL > 1) return wino_groups<R, KBL - 1, NQV, GRP>(kn, g, dyk, istride, xt, nimg, va, kstride, vb);
-    wino_groups<R, KBL, NQV, GRP + 1>(kn, g, dyk, istride, xt, nimg, va, kstride, vb);
+    if (kn >= KBL) {
+      if constexpr (Y8) wino_pass8<R, GRP, KBL, 2 * NQV>(g, dyk, istride, xt, nimg, va, kstride, vb);
+      else wino_pass<R, GRP, KBL, NQV>(g, dyk, istride, xt, nimg, va, kstride, vb);
+    } else if constexpr (KBL > 1) {
+      return wino_groups<R, KBL - 1, NQV, Y8, GRP>(kn, g, dyk, istride, xt, nimg, va, kstride, vb);
+    }
+    wino_groups<R, KBL, NQV, Y8, GRP + 1>(kn, g, dyk, istride, xt, nimg, va, kstride, vb);
   }
 }
 
+// ---- variant: dy transformed once into aligned planes, then a plain register-tiled main loop ----
+
+// One output channel of one image: dyk (P,Q) -> dst[a][tr*Qp + q] (row stride JMAX), zero for
+// q >= Q; bacc += the a = 1 point.
+template <int R, int NQV>
+__attribute__((target("avx512f"))) static void dy_transform_image(const Geo& g, const float* dyk, float* dst,
+                                                                  __m512& bacc, const __mmask16* mq) {
+  constexpr int A = RowWino<R>::A;
+  const int Q = g.Q;
+  for (int tr = 0; tr < g.TRn; ++tr) {
+    const int p0 = TR * tr;
+    const float* src = dyk + (size_t)p0 * Q;
+#pragma GCC unroll 4
+    for (int j = 0; j < NQV; ++j) {
+      __m512 in[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) {
+        if (p0 + r >= g.P) in[r] = _mm512_setzero_ps();
+        else if (j < NQV - 1) in[r] = _mm512_loadu_ps(src + (size_t)r * Q + 16 * j);
+        else in[r] = _mm512_maskz_loadu_ps(mq[j], src + (size_t)r * Q + 16 * j);
+      }
+      __m512 t[A];
+      RowWino<R>::dy_transform(in, t);
+      bacc = _mm512_add_ps(bacc, t[1]);
+      float* d = dst + tr * g.Qp + 16 * j;
+#pragma GCC unroll 8
+      for (int a = 0; a < A; ++a) _mm512_store_ps(d + a * JMAX, t[a]);
+    }
+  }
+}
+
+// M[k][a][t] += sum_j dyT[k][a][j] * xT[a][t][j] for KB channels, AB points a0.., S taps.
+// dyt: [k][A][JMAX], xt: [A][S][JMAX]; va: accumulators of channel kb ([A][S][16]).
+template <int KB, int AB, int S, int A>
+__attribute__((target("avx512f"))) static void stored_pass(const float* dyt, const float* xt, int a0, int nv,
+                                                           float* va, size_t kstride) {
+  __m512 acc[KB][AB][S];
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+    for (int a = 0; a < AB; ++a)
+#pragma GCC unroll 8
+      for (int t = 0; t < S; ++t) acc[k][a][t] = _mm512_load_ps(va + k * kstride + ((a0 + a) * S + t) * 16);
+  const float* dp = dyt + a0 * JMAX;
+  const float* xp = xt + a0 * S * JMAX;
+  for (int v = 0; v < nv; ++v, dp += 16, xp += 16) {
+#pragma GCC unroll 8
+    for (int a = 0; a < AB; ++a) {
+      __m512 xv[S];
+#pragma GCC unroll 8
+      for (int t = 0; t < S; ++t) {
+        xv[t] = _mm512_load_ps(xp + (a * S + t) * JMAX);
+        if (KB > 1) asm("" : "+v"(xv[t]));
+      }
+#pragma GCC unroll 8
+      for (int k = 0; k < KB; ++k) {
+        __m512 d = _mm512_load_ps(dp + (k * A + a) * JMAX);
+        asm("" : "+v"(d));
+#pragma GCC unroll 8
+        for (int t = 0; t < S; ++t) acc[k][a][t] = _mm512_fmadd_ps(d, xv[t], acc[k][a][t]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < KB; ++k)
+#pragma GCC unroll 8
+    for (int a = 0; a < AB; ++a)
+#pragma GCC unroll 8
+      for (int t = 0; t < S; ++t) _mm512_store_ps(va + k * kstride + ((a0 + a) * S + t) * 16, acc[k][a][t]);
+}
+
+template <int KBL, int AB, int S, int A>
+__attribute__((target("avx512f"))) static void stored_pass_n(int kn, const float* dyt, const float* xt, int a0,
+                                                             int nv, float* va, size_t kstride) {
+  if constexpr (KBL > 1)
+    if (kn < KBL) return stored_pass_n<KBL - 1, AB, S, A>(kn, dyt, xt, a0, nv, va, kstride);
+  stored_pass<KBL, AB, S, A>(dyt, xt, a0, nv, va, kstride);
+}
+
 // R = S taps, up to KBL output channels per pass, up to CH images per chunk.
-template <int R, int KBL, int CH>
+// STORED: dy transformed into planes first (stored_pass, KBS channels x AB points per pass), else
+// fused (wino_groups, KBL channels per pass).
+template <int R, int KBL, int CH, bool STORED = false, int KBS = 4, int AB = 2, bool Y8 = false>
 __attribute__((target("avx512f"))) static void wgrad_rows_winograd(const ConvShape& s, const float* dy,
                                                                    const float* x, float* dw, float* db) {
   constexpr int S = R, A = RowWino<R>::A;
@@ -342,9 +543,9 @@ __attribute__((target("avx512f"))) static void wgrad_rows_winograd(const ConvSha
   const int ng = (s.N + G - 1) / G;
   const size_t kstride = (size_t)C * A * S * 16;  // floats per channel k in a group's accumulators
   const size_t vsz = (size_t)K * kstride + (size_t)K * 16;
-  Aligned<float> vacc((size_t)ng * vsz);
-  const auto groups = g.Qp == 16 ? &wino_groups<R, KBL, 1> : g.Qp == 32 ? &wino_groups<R, KBL, 2>
-                    : g.Qp == 48 ? &wino_groups<R, KBL, 3> : &wino_groups<R, KBL, 4>;
+  struct { float* p; } vacc{scratch(0, (size_t)ng * vsz)};
+  const auto groups = g.Qp == 16 ? &wino_groups<R, KBL, 1, Y8> : g.Qp == 32 ? &wino_groups<R, KBL, 2, Y8>
+                    : g.Qp == 48 ? &wino_groups<R, KBL, 3, Y8> : &wino_groups<R, KBL, 4, Y8>;
   // channel blocks: KBL channels, the last two blocks balanced (16 = 3+3+3+3+2+2 rather than +1)
   std::vector<int> kblk;
   for (int k = 0; k < K;) {
@@ -355,8 +556,12 @@ __attribute__((target("avx512f"))) static void wgrad_rows_winograd(const ConvSha
   }
 #pragma omp parallel
   {
-    Aligned<float> xpad((size_t)g.Hx * g.Wps), xtp((size_t)A * g.Wps + 32);
-    Aligned<float> xt((size_t)C * A * S * JMAX), bscratch((size_t)KBL * 16);
+    // (slot 0 is the caller's vacc; the caller is also OpenMP thread 0)
+    struct { float* p; } xpad{scratch(1, (size_t)g.Hx * g.Wps)}, xtp{scratch(2, (size_t)A * g.Wps + 32)};
+    struct { float* p; } xt{scratch(3, (size_t)C * A * S * JMAX)}, bscratch{scratch(4, (size_t)KBL * 16)};
+    struct { float* p; } dyt{scratch(5, STORED ? (size_t)KBS * A * JMAX : 0)};
+    __mmask16 mq[4];
+    for (int j = 0; j < 4; ++j) mq[j] = (__mmask16)((1u << std::max(0, std::min(16, g.Q - 16 * j))) - 1);
 #pragma omp for schedule(dynamic, 1)
     for (int gi = 0; gi < ng; ++gi) {
       float* va = vacc.p + (size_t)gi * vsz;
@@ -371,6 +576,31 @@ __attribute__((target("avx512f"))) static void wgrad_rows_winograd(const ConvSha
               std::memcpy(xpad.p + (size_t)(h + s.ph) * g.Wps + s.pw, xc + (size_t)h * s.W, sizeof(float) * s.W);
             x_transform_image<R, S>(g, xpad.p, xtp.p, xt.p + (size_t)c * A * S * JMAX + (size_t)i * g.seg);
           }
+        if constexpr (STORED) {
+          const int nv = cn * g.seg / 16;
+          for (int kb = 0; kb < K; kb += KBS) {
+            const int kn = std::min(KBS, K - kb);
+            for (int kk = 0; kk < kn; ++kk) {
+              __m512 bacc = _mm512_load_ps(vb + (size_t)(kb + kk) * 16);
+              for (int i = 0; i < cn; ++i) {
+                const float* dyk = dy + ((size_t)(c0 + i) * K + kb + kk) * PQ;
+                float* dst = dyt.p + (size_t)kk * A * JMAX + (size_t)i * g.seg;
+                switch (g.Qp / 16) {
+                  case 1: dy_transform_image<R, 1>(g, dyk, dst, bacc, mq); break;
+                  case 2: dy_transform_image<R, 2>(g, dyk, dst, bacc, mq); break;
+                  case 3: dy_transform_image<R, 3>(g, dyk, dst, bacc, mq); break;
+                  default: dy_transform_image<R, 4>(g, dyk, dst, bacc, mq); break;
+                }
+              }
+              _mm512_store_ps(vb + (size_t)(kb + kk) * 16, bacc);
+            }
+            for (int c = 0; c < C; ++c)
+              for (int a0 = 0; a0 < A; a0 += AB)
+                stored_pass_n<KBS, AB, S, A>(kn, dyt.p, xt.p + (size_t)c * A * S * JMAX, a0, nv,
+                                             va + (size_t)kb * kstride + (size_t)c * A * S * 16, kstride);
+          }
+          continue;
+        }
         int kb = 0;
         for (int kn : kblk) {
           for (int c = 0; c < C; ++c)
@@ -427,6 +657,16 @@ bool conv2d_backward_weight_rows_winograd(const ConvShape& s, const float* dy, c
   if (s.H > 64 || s.W > 64 || s.ph > 8 || s.pw > 8) return false;
   const int TRn = (s.P() + TR - 1) / TR, Qp = (s.Q() + 15) / 16 * 16;
   if (TRn * Qp > JMAX || Qp > 64) return false;
+  static const int var = getenv("FM_WV") ? atoi(getenv("FM_WV")) : 0;
+  if (s.R == 3 && var == 1) return wgrad_rows_winograd<3, 3, 2, true, 4, 2>(s, dy, x, dw, db), true;
+  if (s.R == 3 && var == 2) return wgrad_rows_winograd<3, 3, 2, true, 8, 1>(s, dy, x, dw, db), true;
+  if (s.R == 3 && var == 3) return wgrad_rows_winograd<3, 3, 1, true, 4, 2>(s, dy, x, dw, db), true;
+  if (s.R == 5 && var == 1) return wgrad_rows_winograd<5, 2, 2, true, 4, 1>(s, dy, x, dw, db), true;
+  if (s.R == 5 && var == 2) return wgrad_rows_winograd<5, 2, 1, true, 4, 1>(s, dy, x, dw, db), true;
+  if (s.R == 3 && var == 8) return wgrad_rows_winograd<3, 3, 1, false, 4, 2, true>(s, dy, x, dw, db), true;
+  if (s.R == 5 && var == 8) return wgrad_rows_winograd<5, 2, 1, false, 4, 2, true>(s, dy, x, dw, db), true;
+  if (s.R == 3 && var == 9) return wgrad_rows_winograd<3, 3, 2, false, 4, 2, true>(s, dy, x, dw, db), true;
+  if (s.R == 5 && var == 9) return wgrad_rows_winograd<5, 2, 2, false, 4, 2, true>(s, dy, x, dw, db), true;
   if (s.R == 3) return wgrad_rows_winograd<3, 3, 1>(s, dy, x, dw, db), true;
   if (s.R == 5) return wgrad_rows_winograd<5, 2, 1>(s, dy, x, dw, db), true;
 #endif
