@@ -65,6 +65,10 @@ def test_info_reports_forced_isa():
     out = subprocess.run([sys.executable, "-m", "fastmnist", "info"], capture_output=True, text=True,
                          check=True, env=env).stdout
     assert "kernel paths: generic" in out
+    # the same switch governs the other kernel families (one meaning of FASTMNIST_ISA everywhere)
+    code = "import fastmnist; print(fastmnist._core.logreg_kernel_path())"
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert got.stdout.strip() == "generic"
     assert fastmnist.build_info()["dispatch"] == fastmnist._core.gemm_isa()
 
 
