@@ -56,7 +56,7 @@ constexpr int G = 16;  // images per partial-sum group
 // not map and fault in fresh pages for its buffers: slot i of the calling thread, n floats, 64-byte
 // aligned, contents undefined.
 float* scratch(int slot, size_t n) {
-  static thread_local std::vector<float> bufs[4];
+  static thread_local std::vector<float> bufs[5];
   std::vector<float>& v = bufs[slot];
   if (v.size() < n + 16) v.assign(n + 16, 0.f);
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
@@ -71,32 +71,22 @@ float* scratch(int slot, size_t n) {
 // conflicts).
 constexpr int PLANE = 1040;
 
-// x_n (C,H,W) -> xs[c*S+t][h][q] = xpad[c][h][q+t] for h < Hp, q < Q, zeros included (so the
-// buffer needs no clearing).
+// x_n (C,H,W) -> xs[c*S+t][h][q] = xpad[c][h][q+t] (planes PLANE floats apart). Which entries are
+// zero depends only on the geometry, so only the entries that come from x are written: the buffer
+// is cleared once per thread and geometry (see wgrad_flat).
 __attribute__((target("avx512f"))) void build_planes(const ConvShape& s, int Q, const float* x, float* xs) {
-  const int Hp = s.H + 2 * s.ph;
   for (int c = 0; c < s.C; ++c)
     for (int t = 0; t < s.S; ++t) {
-      // columns q in [q0, q1) come from x[.][q + t - pw]
       const int q0 = std::max(0, s.pw - t), q1 = std::min(Q, s.W + s.pw - t);
-      float* dst = xs + (size_t)(c * s.S + t) * PLANE;
-      const float* xc = x + (size_t)c * s.H * s.W;
-      for (int h = 0; h < Hp; ++h, dst += Q) {
-        const int ih = h - s.ph;
-        const bool inside = ih >= 0 && ih < s.H && q0 < q1;
-        for (int i = 0; i < Q; i += 16) {
-          const __mmask16 m = (__mmask16)((1u << std::min(16, Q - i)) - 1);
-          __m512 v = _mm512_setzero_ps();
-          if (inside) {
-            const int lo = std::max(0, q0 - i), hi = std::min(16, q1 - i);
-            if (lo < hi) {
-              const __mmask16 mv = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-              v = _mm512_maskz_loadu_ps(mv, xc + (ptrdiff_t)ih * s.W + i + t - s.pw);
-            }
-          }
-          _mm512_mask_storeu_ps(dst + i, m, v);
+      if (q1 <= q0) continue;
+      const int n = q1 - q0;
+      const float* src = x + (size_t)c * s.H * s.W + q0 + t - s.pw;
+      float* dst = xs + (size_t)(c * s.S + t) * PLANE + (size_t)s.ph * Q + q0;
+      for (int h = 0; h < s.H; ++h, src += s.W, dst += Q)
+        for (int i = 0; i < n; i += 16) {
+          const __mmask16 m = (__mmask16)((1u << std::min(16, n - i)) - 1);
+          _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
         }
-      }
     }
 }
 
@@ -199,7 +189,16 @@ __attribute__((target("avx512f"))) void wgrad_flat(const ConvShape& s, flat_fn f
   float* vacc = scratch(0, (size_t)ng * vsz);
 #pragma omp parallel
   {
-    float* xs = scratch(1, (size_t)CHUNK * plane);  // (slot 0 is the caller's vacc)
+    // (slot 0 is the caller's vacc); cleared when this thread's buffer or geometry changed
+    float* xs = scratch(1, (size_t)CHUNK * plane);
+    static thread_local const float* last_buf = nullptr;
+    static thread_local int last_geo[7];
+    const int geo[7] = {s.C, s.H, s.W, s.ph, s.pw, s.S, Q};
+    if (xs != last_buf || !std::equal(geo, geo + 7, last_geo)) {
+      std::memset(xs, 0, sizeof(float) * CHUNK * plane);
+      last_buf = xs;
+      std::copy(geo, geo + 7, last_geo);
+    }
 #pragma omp for schedule(dynamic, 1)
     for (int gi = 0; gi < ng; ++gi) {
       float* va = vacc + (size_t)gi * vsz;
@@ -492,10 +491,10 @@ __attribute__((target("avx512f"))) void wgrad_rows_winograd(const ConvShape& s, 
   }
 #pragma omp parallel
   {
-    // (slot 0 is the caller's vacc; the caller is also OpenMP thread 0)
-    float* xpad = scratch(1, (size_t)g.Hx * g.Wps);
-    float* xtp = scratch(2, (size_t)A * g.Wps + 32);
-    float* xt = scratch(3, (size_t)C * A * S * JMAX + (size_t)KBL * 16);
+    // (slot 0 is the caller's vacc; slot 1 is the flat kernel's planes)
+    float* xpad = scratch(2, (size_t)g.Hx * g.Wps);
+    float* xtp = scratch(3, (size_t)A * g.Wps + 32);
+    float* xt = scratch(4, (size_t)C * A * S * JMAX + (size_t)KBL * 16);
     float* bjunk = xt + (size_t)C * A * S * JMAX;  // bias accumulators of the input channels c > 0
     std::memset(xpad, 0, sizeof(float) * g.Hx * g.Wps);
 #pragma omp for schedule(dynamic, 1)
