@@ -572,7 +572,7 @@ bool conv2d_backward_weight_first_layer(const ConvShape& s, const float* dy, con
   if (s.N <= 0 || s.sh != 1 || s.sw != 1 || s.C > 4 || s.P() < 1 || s.Q() < 1) return false;
   if (s.R == 5 && s.S == 5) {
     const int TRn = (s.P() + TR - 1) / TR, Qp = (s.Q() + 15) / 16 * 16;
-    if (TRn * Qp <= JMAX && Qp <= 64 && s.ph <= 8) return wgrad_rows_winograd<5, 2, 1>(s, dy, x, dw, db), true;
+    if (TRn * Qp <= JMAX && Qp <= 64 && s.ph <= 8) return wgrad_rows_winograd<5, 2, 2>(s, dy, x, dw, db), true;
   }
   if (auto fn = pick_flat(s)) return wgrad_flat(s, fn, dy, x, dw, db), true;
 #endif
