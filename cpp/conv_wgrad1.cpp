@@ -62,6 +62,14 @@ float* scratch(int slot, size_t n) {
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
 }
 
+// The sum of the 16-lane partial sums at v + gi * vsz + off over the groups gi < ng, groups in order
+// (lane-wise), then the lanes (a fixed tree): the same order for any thread count.
+__attribute__((target("avx512f"))) float group_lane_sum(const float* v, size_t vsz, int ng, size_t off) {
+  __m512 a = _mm512_loadu_ps(v + off);
+  for (int gi = 1; gi < ng; ++gi) a = _mm512_add_ps(a, _mm512_loadu_ps(v + (size_t)gi * vsz + off));
+  return _mm512_reduce_add_ps(a);
+}
+
 // =============================================================================================
 // direct kernel on S-shifted planes
 // =============================================================================================
@@ -211,23 +219,13 @@ __attribute__((target("avx512f"))) void wgrad_flat(const ConvShape& s, flat_fn f
       }
     }
   }
-  // reduce: lanes in order, then groups in order
+  // reduce: groups in order, then the lanes
   for (int k = 0; k < s.K; ++k) {
-    double bsum = 0.0;
     for (int c = 0; c < s.C; ++c)
-      for (int i = 0; i <= RS; ++i) {
-        if (i == RS && c != 0) continue;
-        float a = 0.f;
-        for (int gi = 0; gi < ng; ++gi) {
-          const float* v = vacc + (size_t)gi * vsz + (((size_t)k * s.C + c) * (RS + 1) + i) * 16;
-          float l = 0.f;
-          for (int u = 0; u < 16; ++u) l += v[u];
-          a += l;
-        }
-        if (i < RS) dw[(size_t)k * CRS + c * RS + i] = a;
-        else bsum = a;
-      }
-    if (db) db[k] = (float)bsum;
+      for (int i = 0; i < RS; ++i)
+        dw[(size_t)k * CRS + c * RS + i] =
+            group_lane_sum(vacc, vsz, ng, (((size_t)k * s.C + c) * (RS + 1) + i) * 16);
+    if (db) db[k] = group_lane_sum(vacc, vsz, ng, ((size_t)k * s.C * (RS + 1) + RS) * 16);
   }
 }
 
@@ -529,20 +527,12 @@ __attribute__((target("avx512f"))) void wgrad_rows_winograd(const ConvShape& s, 
       }
     }
   }
-  // reduce: lanes in order, groups in order, then the output transform AT (in double)
+  // reduce: groups in order, then the lanes, then the output transform AT (in double)
   std::vector<double> M((size_t)A * S);
   for (int k = 0; k < K; ++k) {
     for (int c = 0; c < C; ++c) {
-      for (int i = 0; i < A * S; ++i) {
-        double a = 0.0;
-        for (int gi = 0; gi < ng; ++gi) {
-          const float* v = vacc + (size_t)gi * vsz + (size_t)k * kstride + ((size_t)c * A * S + i) * 16;
-          float l = 0.f;
-          for (int u = 0; u < 16; ++u) l += v[u];
-          a += l;
-        }
-        M[i] = a;
-      }
+      for (int i = 0; i < A * S; ++i)
+        M[i] = group_lane_sum(vacc, vsz, ng, (size_t)k * kstride + ((size_t)c * A * S + i) * 16);
       for (int r = 0; r < R; ++r)
         for (int t = 0; t < S; ++t) {
           double a = 0.0;
@@ -550,16 +540,7 @@ __attribute__((target("avx512f"))) void wgrad_rows_winograd(const ConvShape& s, 
           dw[(((size_t)k * C + c) * R + r) * S + t] = (float)a;
         }
     }
-    if (db) {
-      double a = 0.0;
-      for (int gi = 0; gi < ng; ++gi) {
-        const float* v = vacc + (size_t)gi * vsz + (size_t)K * kstride + (size_t)k * 16;
-        float l = 0.f;
-        for (int u = 0; u < 16; ++u) l += v[u];
-        a += l;
-      }
-      db[k] = (float)a;
-    }
+    if (db) db[k] = group_lane_sum(vacc, vsz, ng, (size_t)K * kstride + (size_t)k * 16);
   }
 }
 
