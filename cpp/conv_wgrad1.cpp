@@ -4,8 +4,8 @@
 //   dw[k][c][r][t] = sum_{n,p,q} dy[n][k][p][q] * xpad[n][c][p+r][q+t],   db[k] = sum dy[n][k]
 //
 // Two kernels, both vectorised along the output pixels (every FMA lane useful) and both summing
-// into one partial buffer per fixed group of 16 images, reduced in group order, so the result does
-// not depend on the thread count:
+// into one 16-lane partial buffer per fixed group of 16 images, reduced groups first (in order),
+// then lanes, so the result does not depend on the thread count:
 //
 // - direct ("flat"), used for 3x3: the image is expanded once into S-shifted planes
 //   xs[c*S+t][h][q] = xpad[c][h][q+t], so that tap (c,r,t) at the flattened output pixel j = p*Q+q
@@ -23,8 +23,10 @@
 //     xT[a][t] = sum_b BT[a][b] xpad[4tr+b][q+t]   (once per image, shared by all K channels).
 //   The multiply-adds per 4 output rows drop from 4*R*S = 100 to A*S = 40 (+ 15 transform ops).
 //   The points are taken in pairs that share their even and odd halves ({0, A-1} are plain dy
-//   rows), KB = 2 channels x 2 points x 5 taps per pass; the bias gradient is the sum of point 1
-//   (G row [1 1 1 1]). The output transform AT runs once, in double.
+//   rows), KB = 2 channels x 2 points x 5 taps per pass over a chunk of 2 images; the bias gradient
+//   is the sum of point 1 (G row [1 1 1 1]). The output transform AT runs once, in double. About
+//   0.55 ns per FMA (the dy transform's adds and loads ride on the same ports), ~15% faster than the
+//   direct kernel on 5x5 at batch 64. Rounding: ~4e-6 of max|dw| against float64 (tested: 1e-4).
 //   For 3x3 the same scheme (F(3,4): 18 FMAs + 15 transform ops instead of 36 FMAs per 4 rows)
 //   measured ~20% slower than the direct kernel on Zen 4: with one input channel the per-channel dy
 //   transform is not amortised, its adds and the extra dy loads cost as much as the FMAs saved,
