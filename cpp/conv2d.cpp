@@ -40,6 +40,7 @@
 #endif
 
 #include "common.hpp"
+#include "conv_wgrad1.hpp"
 #include "gemm.hpp"
 #include "winograd.hpp"
 
@@ -771,142 +772,6 @@ static void backward_weight_bx(const ConvShape& s, const float* dy, const float*
     }
 }
 
-// Weight gradient for few input channels, stride 1 (the first layer of an MNIST net), on the
-// S-shifted planes, PLANE floats apart (a compile-time stride, so every tap's address is a register
-// plus an immediate and 25 taps need no 25 pointer registers; not a multiple of 4 KiB to avoid L1
-// set conflicts): dW[k][c][r][t] = sum_j dy[k][j] * xs[c*S+t][r*Q + j], db[k] = sum_j dy[k][j].
-// Vectors run along the flattened output pixels j (16 lanes, only the last vector masked); KB
-// output channels x R*S taps are zmm accumulators over a chunk of images, then added to the
-// per-thread vector accumulators vacc [K][C][R*S (+1 for the bias)][16], reduced once at the end.
-// xs: nimg images of planes (plane floats each), dy: the same nimg images (nimg, K, P*Q).
-constexpr int PLANE = 1040;
-
-// One vector of 16 output pixels j0.. for taps r in [R0, R1), all t < S, KB output channels.
-template <int R0, int R1, int S, int KB, bool FULL>
-__attribute__((target("avx512f"), always_inline)) static inline void bwdw_flat_step(
-    __m512 (&acc)[KB][(R1 - R0) * S], __m512 (&bacc)[KB], const float* xc, const float* g0, int Q, int PQ,
-    int j0, __mmask16 m) {
-  __m512 g[KB];
-#pragma GCC unroll 4
-  for (int j = 0; j < KB; ++j) {
-    const float* gp = g0 + (size_t)j * PQ + j0;
-    g[j] = FULL ? _mm512_loadu_ps(gp) : _mm512_maskz_loadu_ps(m, gp);
-    if (R0 == 0) bacc[j] = _mm512_add_ps(bacc[j], g[j]);
-  }
-#pragma GCC unroll 8
-  for (int r = R0; r < R1; ++r)
-#pragma GCC unroll 8
-    for (int t = 0; t < S; ++t) {
-      const float* xp = xc + (size_t)t * PLANE + (size_t)r * Q + j0;
-      __m512 xv = FULL ? _mm512_loadu_ps(xp) : _mm512_maskz_loadu_ps(m, xp);
-      if (KB > 1) asm("" : "+v"(xv));  // load once into a register, not once per FMA operand
-#pragma GCC unroll 4
-      for (int j = 0; j < KB; ++j)
-        acc[j][(r - R0) * S + t] = _mm512_fmadd_ps(g[j], xv, acc[j][(r - R0) * S + t]);
-    }
-}
-
-// One pass over a chunk of images for KB output channels kb.., input channel c, taps r in [R0, R1).
-template <int R, int S, int KB, int R0, int R1>
-__attribute__((target("avx512f"))) static void bwdw_flat_pass(
-    const float* xs, size_t plane, int nimg, int C, int c, int kb, int Q, int PQ, int K, const float* dy,
-    float* vacc) {
-  constexpr int RS = R * S, NT = (R1 - R0) * S;
-  __m512 acc[KB][NT], bacc[KB];
-#pragma GCC unroll 4
-  for (int j = 0; j < KB; ++j) {
-    const float* va = vacc + ((size_t)(kb + j) * C + c) * (RS + 1) * 16 + R0 * S * 16;
-#pragma GCC unroll 32
-    for (int i = 0; i < NT; ++i) acc[j][i] = _mm512_loadu_ps(va + i * 16);
-    bacc[j] = _mm512_loadu_ps(vacc + (((size_t)(kb + j) * C + c) * (RS + 1) + RS) * 16);
-  }
-  for (int n = 0; n < nimg; ++n) {
-    const float* xc = xs + n * plane + (size_t)c * S * PLANE;
-    const float* g0 = dy + ((size_t)n * K + kb) * PQ;
-    // full vectors with plain loads, then the masked tail
-    int j0 = 0;
-    for (; j0 + 16 <= PQ; j0 += 16) bwdw_flat_step<R0, R1, S, KB, true>(acc, bacc, xc, g0, Q, PQ, j0, 0xFFFF);
-    if (j0 < PQ)
-      bwdw_flat_step<R0, R1, S, KB, false>(acc, bacc, xc, g0, Q, PQ, j0, (__mmask16)((1u << (PQ - j0)) - 1));
-  }
-#pragma GCC unroll 4
-  for (int j = 0; j < KB; ++j) {
-    float* va = vacc + ((size_t)(kb + j) * C + c) * (RS + 1) * 16 + R0 * S * 16;
-#pragma GCC unroll 32
-    for (int i = 0; i < NT; ++i) _mm512_storeu_ps(va + i * 16, acc[j][i]);
-    if (R0 == 0 && c == 0) _mm512_storeu_ps(vacc + (((size_t)(kb + j) * C + c) * (RS + 1) + RS) * 16, bacc[j]);
-  }
-}
-
-// A chunk of images: every channel block kb (KB channels) and input channel c, the taps split
-// into passes of RP rows of the kernel so that KB * RP * S accumulators fit in the registers.
-template <int R, int S, int KB, int RP>
-__attribute__((target("avx512f"))) static void bwdw_flat_chunk(
-    const float* xs, size_t plane, int nimg, int C, int Q, int PQ, int K, const float* dy, float* vacc) {
-  static_assert(R <= 3 * RP, "at most three passes");
-  for (int kb = 0; kb < K; kb += KB)
-    for (int c = 0; c < C; ++c) {
-      bwdw_flat_pass<R, S, KB, 0, std::min(R, RP)>(xs, plane, nimg, C, c, kb, Q, PQ, K, dy, vacc);
-      if constexpr (R > RP)
-        bwdw_flat_pass<R, S, KB, RP, std::min(R, 2 * RP)>(xs, plane, nimg, C, c, kb, Q, PQ, K, dy, vacc);
-      if constexpr (R > 2 * RP)
-        bwdw_flat_pass<R, S, KB, 2 * RP, R>(xs, plane, nimg, C, c, kb, Q, PQ, K, dy, vacc);
-    }
-}
-
-using bwdw_flat_fn = void (*)(const float*, size_t, int, int, int, int, int, const float*, float*);
-
-static bwdw_flat_fn pick_bwdw_flat(const ConvShape& s) {
-  if (s.sh != 1 || s.sw != 1 || s.C > 4 || (s.H + 2 * s.ph) * s.Q() > PLANE) return nullptr;
-  if (s.R == 3 && s.S == 3) return s.K % 2 == 0 ? &bwdw_flat_chunk<3, 3, 2, 3> : &bwdw_flat_chunk<3, 3, 1, 3>;
-  if (s.R == 5 && s.S == 5) return s.K % 2 == 0 ? &bwdw_flat_chunk<5, 5, 2, 2> : &bwdw_flat_chunk<5, 5, 1, 5>;
-  return nullptr;
-}
-
-static void backward_weight_flat(const ConvShape& s, bwdw_flat_fn fn, const float* dy, const float* x,
-                                 float* dw, float* db) {
-  constexpr int CHUNK = 8;  // images whose planes stay in L2 while every channel block passes over them
-  constexpr int G = 16;     // images per partial-sum group (see backward_weight_bx)
-  const int P = s.P(), Q = s.Q(), PQ = P * Q, RS = s.R * s.S, CRS = s.C * RS;
-  const size_t plane = (size_t)s.C * s.S * PLANE;
-  const size_t vsz = (size_t)s.K * s.C * (RS + 1) * 16;
-  const int ng = (s.N + G - 1) / G;
-  std::vector<float> vacc((size_t)ng * vsz, 0.f);
-#pragma omp parallel
-  {
-    AlignedBuf<float> xsb((size_t)CHUNK * plane);
-    float* xs = xsb.p;
-#pragma omp for schedule(dynamic, 1)
-    for (int gi = 0; gi < ng; ++gi) {
-      float* va = vacc.data() + (size_t)gi * vsz;
-      const int n1 = std::min(s.N, (gi + 1) * G);
-      for (int c0 = gi * G; c0 < n1; c0 += CHUNK) {
-        const int cn = std::min(CHUNK, n1 - c0);
-        for (int i = 0; i < cn; ++i)
-          build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
-        fn(xs, plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
-      }
-    }
-  }
-  // reduce: lanes in order, then groups in order
-  for (int k = 0; k < s.K; ++k) {
-    double bsum = 0.0;
-    for (int c = 0; c < s.C; ++c)
-      for (int i = 0; i <= RS; ++i) {
-        if (i == RS && c != 0) continue;
-        float a = 0.f;
-        for (int gi = 0; gi < ng; ++gi) {
-          const float* v = vacc.data() + (size_t)gi * vsz + (((size_t)k * s.C + c) * (RS + 1) + i) * 16;
-          float l = 0.f;
-          for (int u = 0; u < 16; ++u) l += v[u];
-          a += l;
-        }
-        if (i < RS) dw[(size_t)k * CRS + c * RS + i] = a;
-        else bsum = a;
-      }
-    if (db) db[k] = (float)bsum;
-  }
-}
 #endif
 
 void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
@@ -920,7 +785,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x,
   if (winograd_try_backward_weight(s, dy, x, dw, db, impl)) return;
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
-    if (auto fn = pick_bwdw_flat(s)) return backward_weight_flat(s, fn, dy, x, dw, db);
+    if (conv2d_backward_weight_first_layer(s, dy, x, dw, db)) return;
     return backward_weight_bx(s, dy, x, dw, db, true);
   }
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2) return backward_weight_bx(s, dy, x, dw, db, false);

@@ -432,3 +432,79 @@ def test_winograd_nan_propagates(impl):
 def test_bad_impl_name():
     with pytest.raises(ValueError, match="impl must be.*winograd.*got 'winograd3'"):
         _core.conv2d_forward(X, W, None, 1, 0, False, "winograd3")
+
+
+# ----------------------------------------------------------------------------------------------
+# first-layer weight gradient (C <= 4, stride 1): the direct kernel (3x3) and Winograd along the
+# kernel rows (5x5), see cpp/conv_wgrad1.cpp
+# ----------------------------------------------------------------------------------------------
+
+# (N, C, H, W, K, R, padding): batch sizes across the 16-image groups, odd image sizes (output rows
+# not a multiple of the 4-row Winograd tile, columns not a multiple of 16, fewer than 16), channel
+# counts not a multiple of the channel blocks, 1-4 input channels, a 64-column image
+FIRST_LAYER = [
+    (1, 1, 28, 28, 16, 3, 1), (3, 1, 28, 28, 16, 3, 1), (17, 1, 28, 28, 16, 3, 1), (256, 1, 28, 28, 16, 3, 1),
+    (1, 1, 28, 28, 16, 5, 2), (3, 1, 28, 28, 16, 5, 2), (17, 1, 28, 28, 16, 5, 2), (256, 1, 28, 28, 16, 5, 2),
+    (5, 1, 27, 23, 16, 3, 0), (5, 1, 27, 23, 16, 3, 2), (5, 1, 27, 23, 16, 5, 0), (5, 1, 27, 23, 16, 5, 1),
+    (5, 1, 27, 23, 5, 5, 2), (4, 1, 28, 28, 24, 5, 2), (4, 1, 28, 28, 33, 5, 2), (4, 1, 28, 28, 33, 3, 1),
+    (3, 1, 28, 28, 7, 3, 1), (3, 1, 28, 28, 3, 5, 2), (6, 2, 13, 9, 12, 5, 1), (6, 3, 11, 14, 10, 5, 2),
+    (6, 4, 9, 7, 9, 5, 2), (6, 4, 9, 7, 9, 3, 1), (3, 1, 5, 5, 4, 5, 0), (3, 1, 6, 5, 4, 5, 1),
+    (2, 1, 64, 64, 8, 5, 2), (2, 1, 30, 41, 6, 5, 1),
+]
+
+
+@pytest.mark.parametrize("cfg", FIRST_LAYER, ids=lambda c: "x".join(map(str, c)))
+def test_first_layer_weight_gradient_matches_torch(cfg):
+    n, c, h, w, k, r, pd = cfg
+    x, wt, b, st, pd = _make((n, c, h, w, k, r, r, 1, pd))
+    _, g, _, dw_ref, db_ref = _torch_all(x, wt, b, st, pd)
+    dx, dw, db = _core.conv2d_backward(g, x, wt, st, pd, True, False)
+    assert dx is None
+    _close(dw, dw_ref, TOL_DW, "grad_weight")
+    _close(db, db_ref, TOL_DW, "grad_bias")
+    # without the bias gradient: the same weight gradient
+    _, dw2, db2 = _core.conv2d_backward(g, x, wt, st, pd, False, False)
+    assert db2 is None
+    np.testing.assert_array_equal(dw2, dw)
+
+
+@pytest.mark.parametrize("cfg", [(40, 1, 28, 28, 16, 3, 1), (40, 1, 28, 28, 16, 5, 2), (19, 3, 27, 23, 10, 5, 1)])
+def test_first_layer_weight_gradient_independent_of_thread_count(cfg):
+    n, c, h, w, k, r, pd = cfg
+    x, wt, b, st, pd = _make((n, c, h, w, k, r, r, 1, pd))
+    g = np.random.default_rng(5).standard_normal((n, k, h + 2 * pd - r + 1, w + 2 * pd - r + 1)).astype(np.float32)
+    dw_ref, db_ref = (t.numpy() for t in torch.ops.aten.convolution_backward(
+        torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(wt), [k], [1, 1], [pd, pd], [1, 1], False,
+        [0, 0], 1, [False, True, True])[1:])
+    prev = fastmnist.get_num_threads()
+    try:
+        res = []
+        for t in (1, 2, 3, 4):
+            fastmnist.set_num_threads(t)
+            res.append(conv2d_backward(g, x, wt, 1, pd))
+    finally:
+        fastmnist.set_num_threads(prev)
+    _close(res[0][1], dw_ref, TOL_DW, "grad_weight")
+    _close(res[0][2], db_ref, TOL_DW, "grad_bias")
+    for rr in res[1:]:
+        np.testing.assert_array_equal(rr[1], res[0][1])
+        np.testing.assert_array_equal(rr[2], res[0][2])
+
+
+@pytest.mark.parametrize("r, pd", [(3, 1), (5, 2)])
+def test_first_layer_weight_gradient_nonfinite_stays_in_its_channel(r, pd):
+    """A NaN / inf in one output channel's gradient (at a row start, next to the padded lanes past
+    the previous row's end) reaches that channel's weight and bias gradients only, as in PyTorch."""
+    x, wt, b, st, pd = _make((3, 1, 28, 28, 6, r, r, 1, pd))
+    g = np.random.default_rng(6).standard_normal((3, 6, 28, 28)).astype(np.float32)
+    g[1, 2, 5, 0] = np.nan
+    g[2, 4, 9, 0] = np.inf
+    _, dw, db = _core.conv2d_backward(g, x, wt, 1, pd, True, False)
+    dw_ref, db_ref = (t.numpy() for t in torch.ops.aten.convolution_backward(
+        torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(wt), [6], [1, 1], [pd, pd], [1, 1], False,
+        [0, 0], 1, [False, True, True])[1:])
+    fin = np.isfinite(dw_ref).all(axis=(1, 2, 3))
+    assert list(np.flatnonzero(~fin)) == [2, 4]
+    assert np.isfinite(dw[fin]).all() and not np.isfinite(dw[~fin]).any()
+    np.testing.assert_array_equal(np.isfinite(db), np.isfinite(db_ref))
+    _close(dw[fin], dw_ref[fin], TOL_DW, "grad_weight of the finite channels")
