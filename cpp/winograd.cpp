@@ -521,6 +521,8 @@ std::vector<std::pair<int, int>> balanced_blocks(int n, int most) {
   return bl;
 }
 
+// Forward (and, with `flip`, the input gradient as a transposed convolution; see the header):
+// x (N,C,H,W), w (K,C,R,R) (flip: (C,K,R,R)), b (K,) or null -> y (N,K,P,Q), ReLU after the bias.
 template <class W>
 void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip, const float* b, float* y,
                   bool relu) {
