@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
+import fastmnist
 from fastmnist import models, nn
 from fastmnist.train import prepare
 
@@ -54,10 +55,13 @@ def batch(mnist):
 # -------------------------------------------------------------------------------------------
 # one full training step == PyTorch
 # -------------------------------------------------------------------------------------------
-_TIE = pytest.mark.xfail(strict=True, reason=(
-    "known issue: after the first SGD step, saturated strokes give mathematically tied conv outputs; "
-    "our conv's float32 rounding depends on the output position, so a max-pool picks another (equally "
-    "valid) argmax than PyTorch and conv2's weight gradient moves by ~3%"))
+# Known issue: after the first SGD step of cnn5 (seed 3), saturated strokes give mathematically tied
+# conv outputs. Which of them rounds highest depends on the summation order at each output position,
+# so a max-pool may pick another (equally valid) argmax than PyTorch, and conv2's weight gradient then
+# moves by ~3%. With the AVX-512 Winograd kernels the ties of this batch happen to resolve as in
+# PyTorch; the direct kernels (AVX2 / generic) resolve one differently: a strict xfail there.
+_TIE = pytest.mark.xfail(fastmnist._core.gemm_isa() != "avx512", strict=True,
+                         reason="max-pool tie resolved differently from PyTorch by the direct conv kernels")
 
 
 @pytest.mark.parametrize("name, opt_name", [(n, o) if (n, o) != ("cnn5", "sgd") else pytest.param(n, o, marks=_TIE)
