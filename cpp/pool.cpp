@@ -232,6 +232,17 @@ bool have_avx512() {
 #endif
 }
 
+// AVX-512 F + BW + VL (byte loads and masks on 128-bit registers): every AVX-512 CPU but Xeon Phi.
+bool have_avx512bw() {
+#ifdef FM_X86
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl");
+  return ok && g_simd;
+#else
+  return false;
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------
 // backward
 // ---------------------------------------------------------------------------------------------
@@ -315,6 +326,142 @@ __attribute__((target("avx512f,popcnt"))) bool unpool_plane_2x2_avx512(const Poo
 }
 
 #endif
+
+// ---- flat stream: 2x2 / stride 2 / no padding with H == 2*OH and W == 2*OW ----
+//
+// Then every input row pair belongs to one output row and the planes follow each other without
+// gaps, so grad_x of the whole tensor is one stream of floats in which each run of OW gradients
+// (one output row) is written twice, spread to column pairs, once for the top and once for the
+// bottom input row. The stream repeats with a period of L = lcm(4*OW, 16) floats = Vp vectors
+// of 16 that take Pg = L/4 consecutive gradients. For OW = 14 and OW = 7 (MNIST) L = 112: 7
+// vectors from 28 gradients. The kernel walks the stream one period at a time, loads the
+// period's gradients and argmax into two registers each, and builds every vector of grad_x with
+// one two-register permute, a compare of the permuted argmax with what that lane would hold
+// if it were the maximum, and a zero-masked permute of the gradients: every element of grad_x
+// is written exactly once, with full (aligned, when grad_x is) vector stores, no zero pass and
+// no scatter. The (N*C*OH) output rows are split into equal contiguous runs of whole periods,
+// one per thread.
+struct UnpoolStream {
+  int Vp = 0, Pg = 0, rows = 0;  // vectors, gradients and output rows per period
+  alignas(64) int32_t src[8][16];   // gradient (0..Pg-1 inside the period) that feeds each lane
+  alignas(64) int32_t code[8][16];  // compact code 2*dh + dw of the lane inside its window
+  alignas(64) int32_t pos[8][16];   // plane position of the lane minus 2*oh0*W: (2*drow + dh)*W + iw
+  alignas(64) int32_t drow[8][16];  // output row of the lane inside the period
+};
+
+// False when the period needs more than 32 gradients (two registers); then the row kernels run.
+bool make_unpool_stream(int64_t OW, UnpoolStream& st) {
+  if (OW <= 0 || OW > 32) return false;
+  int64_t L = 4 * OW;
+  while (L % 16) L += 4 * OW;
+  if (L / 4 > 32) return false;
+  st.Vp = int(L / 16), st.Pg = int(L / 4), st.rows = int(L / (4 * OW));
+  const int64_t W = 2 * OW;
+  for (int64_t o = 0; o < L; ++o) {
+    const int64_t unit = o / (2 * W), in = o % (2 * W), dh = in / W, iw = in % W;
+    const int j = int(o / 16), lane = int(o % 16);
+    st.src[j][lane] = int32_t(unit * OW + iw / 2);
+    st.code[j][lane] = int32_t(2 * dh + (iw & 1));
+    st.pos[j][lane] = int32_t((2 * unit + dh) * W + iw);
+    st.drow[j][lane] = int32_t(unit);
+  }
+  return true;
+}
+
+#ifdef FM_X86
+// Gradients g0..g1 (flat indices into gy; g0 a multiple of Pg, g1 a multiple of OW) of the flat
+// stream. kCode: `arg` is the uint8 compact argmax, else the int64 torch indices. Returns the
+// number of gradients whose argmax lies in their own window (the caller checks that it is all).
+template <bool kCode>
+__attribute__((target("avx512f,avx512bw,avx512vl,popcnt"))) int64_t unpool_stream_avx512(
+    const UnpoolStream& st, int64_t OH, int64_t OW, const float* gy, const void* arg, float* gx, int64_t g0,
+    int64_t g1) {
+  const int Pg = st.Pg, Vp = st.Vp;
+  const int32_t plane = int32_t(4 * OH * OW), row2 = int32_t(4 * OW);  // floats per plane, per row pair
+  int32_t oh0 = int32_t((g0 / OW) % OH);
+  const uint8_t* cd = static_cast<const uint8_t*>(arg);
+  const int64_t* ix = static_cast<const int64_t*>(arg);
+  int64_t hits = 0;
+  for (int64_t g = g0; g < g1; g += Pg) {
+    const int n = int(std::min<int64_t>(Pg, g1 - g));
+    const __mmask16 mlo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    const __mmask16 mhi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : (__mmask16)0;
+    const __m512 v0 = _mm512_maskz_loadu_ps(mlo, gy + g), v1 = _mm512_maskz_loadu_ps(mhi, gy + g + 16);
+    __m512i a0, a1, base = _mm512_setzero_si512(), wrap_at = _mm512_setzero_si512();
+    if (kCode) {
+      a0 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mlo, cd + g));
+      a1 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mhi, cd + g + 16));
+    } else {
+      const int64_t* q = ix + g;
+      // int64 -> int32 with saturation: an index outside int32 can never equal a position
+      const __m256i q0 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)mlo, q));
+      const __m256i q1 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)(mlo >> 8), q + 8));
+      const __m256i q2 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)mhi, q + 16));
+      const __m256i q3 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)(mhi >> 8), q + 24));
+      a0 = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+      a1 = _mm512_inserti64x4(_mm512_castsi256_si512(q2), q3, 1);
+      base = _mm512_set1_epi32(oh0 * row2);
+      wrap_at = _mm512_set1_epi32(int32_t(OH) - oh0);  // lanes with drow >= this are in the next plane
+    }
+    float* out = gx + 4 * g;
+    const int nf = 4 * n;  // floats of grad_x in this period
+    for (int j = 0; j < Vp && 16 * j < nf; ++j) {
+      const __m512i src = _mm512_load_si512(st.src[j]);
+      const __m512i a = _mm512_permutex2var_epi32(a0, src, a1);
+      __mmask16 hit;
+      if (kCode) {
+        hit = _mm512_cmpeq_epi32_mask(a, _mm512_load_si512(st.code[j]));
+      } else {
+        __m512i p = _mm512_add_epi32(base, _mm512_load_si512(st.pos[j]));
+        const __mmask16 wr = _mm512_cmpge_epi32_mask(_mm512_load_si512(st.drow[j]), wrap_at);
+        p = _mm512_mask_sub_epi32(p, wr, p, _mm512_set1_epi32(plane));
+        hit = _mm512_cmpeq_epi32_mask(a, p);
+      }
+      const __m512 v = _mm512_maskz_permutex2var_ps(hit, v0, src, v1);
+      if (nf - 16 * j >= 16) {
+        _mm512_storeu_ps(out + 16 * j, v);
+      } else {
+        const __mmask16 m = (__mmask16)((1u << (nf - 16 * j)) - 1);
+        hit &= m;
+        _mm512_mask_storeu_ps(out + 16 * j, m, v);
+      }
+      hits += __builtin_popcount(unsigned(hit));
+    }
+    if (!kCode) {
+      oh0 += st.rows;
+      if (oh0 >= OH) oh0 -= int32_t(OH);
+    }
+  }
+  return hits;
+}
+#endif
+
+// The whole flat stream, split over the threads. False if an argmax lies outside its window
+// (grad_x is then unspecified; the caller redoes it with the plane kernels).
+template <bool kCode>
+bool unpool_stream(const Pool2dShape& s, const UnpoolStream& st, const float* gy, const void* arg, float* gx) {
+#ifdef FM_X86
+  const int64_t M = s.N * s.C * s.OH * s.OW, periods = (M + st.Pg - 1) / st.Pg;
+  int64_t hits = 0;
+#pragma omp parallel reduction(+ : hits) if (4 * M >= kParallelMin)
+  {
+    int64_t k0, k1;
+    split_range(periods, thread_id(), num_threads(), k0, k1);
+    if (k0 < k1)
+      hits += unpool_stream_avx512<kCode>(st, s.OH, s.OW, gy, arg, gx, k0 * st.Pg, std::min(M, k1 * st.Pg));
+  }
+  return hits == M;
+#else
+  (void)s, (void)st, (void)gy, (void)arg, (void)gx;
+  return false;
+#endif
+}
+
+// The flat stream applies: 2x2 windows tiling the input exactly, AVX-512, a short period.
+bool use_unpool_stream(const Pool2dShape& s, UnpoolStream& st) {
+  return have_avx512bw() && s.OH >= 1 && s.OW >= 1 && s.H == 2 * s.OH && s.W == 2 * s.OW &&
+         s.H * s.W < (int64_t(1) << 30) && make_unpool_stream(s.OW, st) && st.rows <= s.OH;
+}
 
 // ---- compact argmax (window offsets dh*KW + dw as bytes) ----
 
@@ -430,6 +577,8 @@ bool max_pool2d_backward_reference(const Pool2dShape& s, const float* gy, const 
 bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx) {
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
   const bool half = s.H >= 2 && s.W >= 2 && s.OH == s.H / 2 && s.OW == s.W / 2;
+  UnpoolStream st;
+  if (half && use_unpool_stream(s, st) && unpool_stream<false>(s, st, gy, idx, gx)) return true;
   bool (*plane2x2)(const Pool2dShape&, const float*, const int64_t*, float*) = unpool_plane_2x2;
 #ifdef FM_X86
   if (have_avx512()) plane2x2 = unpool_plane_2x2_avx512;
@@ -452,8 +601,10 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
   bool (*plane)(const Pool2dShape&, const float*, const uint8_t*, float*) =
       is2x2 ? unpool_plane_2x2_code : unpool_plane_generic_code;
 #ifdef FM_X86
-  if (is2x2 && have_avx512()) plane = unpool_plane_2x2_code_avx512;
+  if (is2x2 && have_avx512bw()) plane = unpool_plane_2x2_code_avx512;
 #endif
+  UnpoolStream st;
+  if (is2x2 && use_unpool_stream(s, st) && unpool_stream<true>(s, st, gy, code, gx)) return true;
   bool ok = true;
 #pragma omp parallel for schedule(static) reduction(&& : ok) if (P * HW >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) ok = plane(s, gy + p * OHW, code + p * OHW, gx + p * HW) && ok;
