@@ -232,6 +232,17 @@ bool have_avx512() {
 #endif
 }
 
+// AVX-512 F + BW + VL + VBMI (byte permutes): Ice Lake, Zen 4 and later.
+bool have_avx512vbmi() {
+#ifdef FM_X86
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi");
+  return ok && g_simd;
+#else
+  return false;
+#endif
+}
+
 // AVX-512 F + BW + VL (byte loads and masks on 128-bit registers): every AVX-512 CPU but Xeon Phi.
 bool have_avx512bw() {
 #ifdef FM_X86
@@ -333,106 +344,151 @@ __attribute__((target("avx512f,popcnt"))) bool unpool_plane_2x2_avx512(const Poo
 // gaps, so grad_x of the whole tensor is one stream of floats in which each run of OW gradients
 // (one output row) is written twice, spread to column pairs, once for the top and once for the
 // bottom input row. The stream repeats with a period of L = lcm(4*OW, 16) floats = Vp vectors
-// of 16 that take Pg = L/4 consecutive gradients. For OW = 14 and OW = 7 (MNIST) L = 112: 7
-// vectors from 28 gradients. The kernel walks the stream one period at a time, loads the
-// period's gradients and argmax into two registers each, and builds every vector of grad_x with
-// one two-register permute, a compare of the permuted argmax with what that lane would hold
-// if it were the maximum, and a zero-masked permute of the gradients: every element of grad_x
-// is written exactly once, with full (aligned, when grad_x is) vector stores, no zero pass and
-// no scatter. The (N*C*OH) output rows are split into equal contiguous runs of whole periods,
-// one per thread.
+// of 16 that take Pg = L/4 = 4*Vp consecutive gradients (OW = 14 and OW = 7, MNIST: L = 112, 7
+// vectors from 28 gradients). Per period the kernel
+//   - loads the Pg gradients into two registers and turns the Pg argmax into four bit masks
+//     M_k = {gradients whose maximum is at window offset k = 2*dh + dw} (byte compares for the
+//     compact argmax; for int64 indices, index minus the window's top-left position compared
+//     with 0, 1, W, W+1);
+//   - spreads them to the period's L-bit "nonzero" mask with one pdep per mask and 64-bit half:
+//     the stream positions holding window offset k, in order, take the gradients in order;
+//   - writes each of the Vp vectors with one zero-masked two-register permute and one store.
+// Every element of grad_x is written exactly once with full vector stores (aligned when grad_x
+// is), no zero pass, no scatter. An argmax outside its window leaves its M_k bits empty, which
+// the kernel reports (the caller then falls back). The (N*C*OH*OW) gradients are split into
+// equal contiguous runs of whole periods, one per thread.
 struct UnpoolStream {
-  int Vp = 0, Pg = 0, rows = 0;  // vectors, gradients and output rows per period
+  int Vp = 0, Pg = 0;
   alignas(64) int32_t src[8][16];   // gradient (0..Pg-1 inside the period) that feeds each lane
-  alignas(64) int32_t code[8][16];  // compact code 2*dh + dw of the lane inside its window
-  alignas(64) int32_t pos[8][16];   // plane position of the lane minus 2*oh0*W: (2*drow + dh)*W + iw
-  alignas(64) int32_t drow[8][16];  // output row of the lane inside the period
+  alignas(64) uint8_t lane_src[2][64];   // the same as bytes, lanes 0..63 and 64..127
+  alignas(64) uint8_t lane_code[2][64];  // window offset 2*dh + dw that each lane stands for
+  alignas(64) int16_t corner[32];  // int64 path: each gradient's window top-left plane position,
+                                   // minus 2*oh0*W with oh0 the output row of the period's start
+  alignas(64) int16_t drow[32];    // output row of each gradient inside the period
 };
 
-// False when the period needs more than 32 gradients (two registers); then the row kernels run.
+// False when the period needs more than 32 gradients (two registers); the row kernels run then.
 bool make_unpool_stream(int64_t OW, UnpoolStream& st) {
   if (OW <= 0 || OW > 32) return false;
   int64_t L = 4 * OW;
   while (L % 16) L += 4 * OW;
   if (L / 4 > 32) return false;
-  st.Vp = int(L / 16), st.Pg = int(L / 4), st.rows = int(L / (4 * OW));
+  st.Vp = int(L / 16), st.Pg = int(L / 4);
   const int64_t W = 2 * OW;
+  std::memset(st.lane_src, 0, sizeof st.lane_src);
+  std::memset(st.lane_code, 0xFE, sizeof st.lane_code);
   for (int64_t o = 0; o < L; ++o) {
     const int64_t unit = o / (2 * W), in = o % (2 * W), dh = in / W, iw = in % W;
-    const int j = int(o / 16), lane = int(o % 16);
-    st.src[j][lane] = int32_t(unit * OW + iw / 2);
-    st.code[j][lane] = int32_t(2 * dh + (iw & 1));
-    st.pos[j][lane] = int32_t((2 * unit + dh) * W + iw);
-    st.drow[j][lane] = int32_t(unit);
+    st.src[o / 16][o % 16] = int32_t(unit * OW + iw / 2);
+    st.lane_src[o / 64][o % 64] = uint8_t(unit * OW + iw / 2);
+    st.lane_code[o / 64][o % 64] = uint8_t(2 * dh + (iw & 1));
+  }
+  for (int e = 0; e < 32; ++e) {
+    st.corner[e] = int16_t(2 * (e / OW) * W + 2 * (e % OW));
+    st.drow[e] = int16_t(e / OW);
   }
   return true;
 }
 
 #ifdef FM_X86
 // Gradients g0..g1 (flat indices into gy; g0 a multiple of Pg, g1 a multiple of OW) of the flat
-// stream. kCode: `arg` is the uint8 compact argmax, else the int64 torch indices. Returns the
-// number of gradients whose argmax lies in their own window (the caller checks that it is all).
-template <bool kCode>
-__attribute__((target("avx512f,avx512bw,avx512vl,popcnt"))) int64_t unpool_stream_avx512(
+// stream, Vp vectors per period. kCode: `arg` is the uint8 compact argmax, else the int64 torch
+// indices (planes of at most 2^16 elements: positions are compared in 16 bits). False if an
+// argmax lies outside its window.
+template <bool kCode, int Vp>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stream_avx512(
     const UnpoolStream& st, int64_t OH, int64_t OW, const float* gy, const void* arg, float* gx, int64_t g0,
     int64_t g1) {
-  const int Pg = st.Pg, Vp = st.Vp;
-  const int32_t plane = int32_t(4 * OH * OW), row2 = int32_t(4 * OW);  // floats per plane, per row pair
-  int32_t oh0 = int32_t((g0 / OW) % OH);
+  constexpr int Pg = 4 * Vp;
+  __m512i src[Vp];
+  for (int j = 0; j < Vp; ++j) src[j] = _mm512_load_si512(st.src[j]);
+  const __m512i lsrc0 = _mm512_load_si512(st.lane_src[0]), lsrc1 = _mm512_load_si512(st.lane_src[1]);
+  const __m512i lcode0 = _mm512_load_si512(st.lane_code[0]), lcode1 = _mm512_load_si512(st.lane_code[1]);
+  // int64 path: 16-bit arithmetic (exact: planes hold at most 2^16 elements, higher bits checked)
+  const __m512i corner = _mm512_load_si512(st.corner), drow = _mm512_load_si512(st.drow);
+  const __m512i even32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i even16 = _mm512_setr_epi32(0x00020000, 0x00060004, 0x000A0008, 0x000E000C, 0x00120010, 0x00160014,
+                                           0x001A0018, 0x001E001C, 0x00220020, 0x00260024, 0x002A0028, 0x002E002C,
+                                           0x00320030, 0x00360034, 0x003A0038, 0x003E003C);
+  const int16_t W = int16_t(2 * OW), plane = int16_t(4 * OH * OW), row2 = int16_t(4 * OW);
+  const __m512i off1 = _mm512_set1_epi16(1), offW = _mm512_set1_epi16(W), offW1 = _mm512_set1_epi16(int16_t(W + 1));
+  const __m512i vplane = _mm512_set1_epi16(plane);
   const uint8_t* cd = static_cast<const uint8_t*>(arg);
   const int64_t* ix = static_cast<const int64_t*>(arg);
-  int64_t hits = 0;
+  const int32_t rows = int32_t(Pg / OW);  // output rows per period
+  int32_t oh0 = int32_t((g0 / OW) % OH);  // output row (inside its plane) of the period's start
+  __m512i hi = _mm512_setzero_si512();    // OR of the int64 indices (bits 16..63 must stay 0)
+  __m256i acc = _mm256_setzero_si256();   // OR of the compact codes (must stay <= 3)
+  __mmask32 missing = 0;
   for (int64_t g = g0; g < g1; g += Pg) {
     const int n = int(std::min<int64_t>(Pg, g1 - g));
-    const __mmask16 mlo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-    const __mmask16 mhi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : (__mmask16)0;
-    const __m512 v0 = _mm512_maskz_loadu_ps(mlo, gy + g), v1 = _mm512_maskz_loadu_ps(mhi, gy + g + 16);
-    __m512i a0, a1, base = _mm512_setzero_si512(), wrap_at = _mm512_setzero_si512();
+    const __mmask32 valid = n >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
+    const __mmask16 mlo = (__mmask16)valid, mhi = (__mmask16)(valid >> 16);
+    const __m512 v0 = _mm512_maskz_loadu_ps(mlo, gy + g);
+    const __m512 v1 = Pg > 16 ? _mm512_maskz_loadu_ps(mhi, gy + g + 16) : _mm512_setzero_ps();
+    __m256i c;  // window offset of each gradient's maximum, one byte each (0xFF: outside)
     if (kCode) {
-      a0 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mlo, cd + g));
-      a1 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mhi, cd + g + 16));
+      c = _mm256_maskz_loadu_epi8(valid, cd + g);
+      acc = _mm256_or_si256(acc, c);
     } else {
       const int64_t* q = ix + g;
-      // int64 -> int32 with saturation: an index outside int32 can never equal a position
-      const __m256i q0 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)mlo, q));
-      const __m256i q1 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)(mlo >> 8), q + 8));
-      const __m256i q2 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)mhi, q + 16));
-      const __m256i q3 = _mm512_cvtsepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)(mhi >> 8), q + 24));
-      a0 = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
-      a1 = _mm512_inserti64x4(_mm512_castsi256_si512(q2), q3, 1);
-      base = _mm512_set1_epi32(oh0 * row2);
-      wrap_at = _mm512_set1_epi32(int32_t(OH) - oh0);  // lanes with drow >= this are in the next plane
-    }
-    float* out = gx + 4 * g;
-    const int nf = 4 * n;  // floats of grad_x in this period
-    for (int j = 0; j < Vp && 16 * j < nf; ++j) {
-      const __m512i src = _mm512_load_si512(st.src[j]);
-      const __m512i a = _mm512_permutex2var_epi32(a0, src, a1);
-      __mmask16 hit;
-      if (kCode) {
-        hit = _mm512_cmpeq_epi32_mask(a, _mm512_load_si512(st.code[j]));
-      } else {
-        __m512i p = _mm512_add_epi32(base, _mm512_load_si512(st.pos[j]));
-        const __mmask16 wr = _mm512_cmpge_epi32_mask(_mm512_load_si512(st.drow[j]), wrap_at);
-        p = _mm512_mask_sub_epi32(p, wr, p, _mm512_set1_epi32(plane));
-        hit = _mm512_cmpeq_epi32_mask(a, p);
-      }
-      const __m512 v = _mm512_maskz_permutex2var_ps(hit, v0, src, v1);
-      if (nf - 16 * j >= 16) {
-        _mm512_storeu_ps(out + 16 * j, v);
-      } else {
-        const __mmask16 m = (__mmask16)((1u << (nf - 16 * j)) - 1);
-        hit &= m;
-        _mm512_mask_storeu_ps(out + 16 * j, m, v);
-      }
-      hits += __builtin_popcount(unsigned(hit));
-    }
-    if (!kCode) {
-      oh0 += st.rows;
+      const __m512i q0 = _mm512_maskz_loadu_epi64((__mmask8)mlo, q);
+      const __m512i q1 = _mm512_maskz_loadu_epi64((__mmask8)(mlo >> 8), q + 8);
+      const __m512i q2 = Pg > 16 ? _mm512_maskz_loadu_epi64((__mmask8)mhi, q + 16) : _mm512_setzero_si512();
+      const __m512i q3 = Pg > 24 ? _mm512_maskz_loadu_epi64((__mmask8)(mhi >> 8), q + 24) : _mm512_setzero_si512();
+      hi = _mm512_or_si512(hi, _mm512_or_si512(_mm512_or_si512(q0, q1), _mm512_or_si512(q2, q3)));
+      const __m512i w = _mm512_permutex2var_epi16(_mm512_permutex2var_epi32(q0, even32, q1), even16,
+                                                  _mm512_permutex2var_epi32(q2, even32, q3));
+      // window corners; gradients past the end of their plane belong to the next one (row 0)
+      __m512i cor = _mm512_add_epi16(_mm512_set1_epi16(int16_t(oh0 * row2)), corner);
+      cor = _mm512_mask_sub_epi16(cor, _mm512_cmpge_epi16_mask(drow, _mm512_set1_epi16(int16_t(OH - oh0))), cor, vplane);
+      const __m512i l = _mm512_sub_epi16(w, cor);
+      const __mmask32 k0 = _mm512_cmpeq_epi16_mask(l, _mm512_setzero_si512()), k1 = _mm512_cmpeq_epi16_mask(l, off1);
+      const __mmask32 k2 = _mm512_cmpeq_epi16_mask(l, offW), k3 = _mm512_cmpeq_epi16_mask(l, offW1);
+      missing |= valid & ~(k0 | k1 | k2 | k3);
+      c = _mm256_mask_mov_epi8(_mm256_set1_epi8(char(0xFF)), k0, _mm256_setzero_si256());
+      c = _mm256_mask_mov_epi8(c, k1, _mm256_set1_epi8(1));
+      c = _mm256_mask_mov_epi8(c, k2, _mm256_set1_epi8(2));
+      c = _mm256_mask_mov_epi8(c, k3, _mm256_set1_epi8(3));
+      oh0 += rows;
       if (oh0 >= OH) oh0 -= int32_t(OH);
     }
+    // lane masks: each lane's gradient's argmax byte == the window offset the lane stands for
+    const __m512i cz = _mm512_castsi256_si512(c);
+    const __mmask64 K0 = _mm512_cmpeq_epi8_mask(_mm512_permutexvar_epi8(lsrc0, cz), lcode0);
+    const __mmask64 K1 = Vp > 4 ? _mm512_cmpeq_epi8_mask(_mm512_permutexvar_epi8(lsrc1, cz), lcode1) : 0;
+    float* out = gx + 4 * g;
+    if (n == Pg) {
+      for (int j = 0; j < Vp; ++j) {
+        const __mmask16 m = (__mmask16)((j < 4 ? K0 : K1) >> (16 * (j & 3)));
+        _mm512_storeu_ps(out + 16 * j, _mm512_maskz_permutex2var_ps(m, v0, src[j], v1));
+      }
+    } else {
+      const int nf = 4 * n;  // floats of grad_x left (whole output rows)
+      for (int j = 0; j < Vp && 16 * j < nf; ++j) {
+        const __mmask16 m = (__mmask16)((j < 4 ? K0 : K1) >> (16 * (j & 3)));
+        const __mmask16 keep = nf - 16 * j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nf - 16 * j)) - 1);
+        _mm512_mask_storeu_ps(out + 16 * j, keep, _mm512_maskz_permutex2var_ps(m, v0, src[j], v1));
+      }
+    }
   }
-  return hits;
+  if (kCode) return _mm256_cmpgt_epu8_mask(acc, _mm256_set1_epi8(3)) == 0;
+  return missing == 0 && _mm512_test_epi64_mask(hi, _mm512_set1_epi64(~int64_t(0xFFFF))) == 0;
+}
+
+template <bool kCode>
+bool unpool_stream_range(const UnpoolStream& st, int64_t OH, int64_t OW, const float* gy, const void* arg, float* gx,
+                         int64_t g0, int64_t g1) {
+  switch (st.Vp) {
+    case 1: return unpool_stream_avx512<kCode, 1>(st, OH, OW, gy, arg, gx, g0, g1);
+    case 2: return unpool_stream_avx512<kCode, 2>(st, OH, OW, gy, arg, gx, g0, g1);
+    case 3: return unpool_stream_avx512<kCode, 3>(st, OH, OW, gy, arg, gx, g0, g1);
+    case 4: return unpool_stream_avx512<kCode, 4>(st, OH, OW, gy, arg, gx, g0, g1);
+    case 5: return unpool_stream_avx512<kCode, 5>(st, OH, OW, gy, arg, gx, g0, g1);
+    case 6: return unpool_stream_avx512<kCode, 6>(st, OH, OW, gy, arg, gx, g0, g1);
+    case 7: return unpool_stream_avx512<kCode, 7>(st, OH, OW, gy, arg, gx, g0, g1);
+    default: return unpool_stream_avx512<kCode, 8>(st, OH, OW, gy, arg, gx, g0, g1);
+  }
 }
 #endif
 
@@ -442,15 +498,14 @@ template <bool kCode>
 bool unpool_stream(const Pool2dShape& s, const UnpoolStream& st, const float* gy, const void* arg, float* gx) {
 #ifdef FM_X86
   const int64_t M = s.N * s.C * s.OH * s.OW, periods = (M + st.Pg - 1) / st.Pg;
-  int64_t hits = 0;
-#pragma omp parallel reduction(+ : hits) if (4 * M >= kParallelMin)
+  bool ok = true;
+#pragma omp parallel reduction(&& : ok) if (4 * M >= kParallelMin)
   {
     int64_t k0, k1;
     split_range(periods, thread_id(), num_threads(), k0, k1);
-    if (k0 < k1)
-      hits += unpool_stream_avx512<kCode>(st, s.OH, s.OW, gy, arg, gx, k0 * st.Pg, std::min(M, k1 * st.Pg));
+    if (k0 < k1) ok = unpool_stream_range<kCode>(st, s.OH, s.OW, gy, arg, gx, k0 * st.Pg, std::min(M, k1 * st.Pg));
   }
-  return hits == M;
+  return ok;
 #else
   (void)s, (void)st, (void)gy, (void)arg, (void)gx;
   return false;
@@ -459,8 +514,8 @@ bool unpool_stream(const Pool2dShape& s, const UnpoolStream& st, const float* gy
 
 // The flat stream applies: 2x2 windows tiling the input exactly, AVX-512, a short period.
 bool use_unpool_stream(const Pool2dShape& s, UnpoolStream& st) {
-  return have_avx512bw() && s.OH >= 1 && s.OW >= 1 && s.H == 2 * s.OH && s.W == 2 * s.OW &&
-         s.H * s.W < (int64_t(1) << 30) && make_unpool_stream(s.OW, st) && st.rows <= s.OH;
+  return have_avx512vbmi() && s.OH >= 1 && s.OW >= 1 && s.H == 2 * s.OH && s.W == 2 * s.OW &&
+         s.H * s.W <= (int64_t(1) << 16) && make_unpool_stream(s.OW, st) && st.Pg / s.OW <= s.OH;
 }
 
 // ---- compact argmax (window offsets dh*KW + dw as bytes) ----
