@@ -345,6 +345,7 @@ void bind_nn(py::module_& m) {
 
   // Testing hooks: switch the AVX-512 paths off/on; plain-loop references.
   m.def("_pool_set_simd", &fm::pool_set_simd, py::arg("enabled"));
+  m.def("_pool_stream_fallbacks", &fm::pool_stream_fallbacks);
   m.def(
       "_max_pool2d_reference",
       [](py::handle x_obj, int KH, int KW, int SH, int SW, int PH, int PW) {

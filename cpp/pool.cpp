@@ -4,6 +4,7 @@
 // (an OpenMP region costs more than the work at MNIST sizes).
 #include "pool.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -222,6 +223,7 @@ __attribute__((target("avx512f"))) void pool_plane_2x2_avx512(const Pool2dShape&
 #endif
 
 bool g_simd = true;
+std::atomic<int64_t> g_stream_fallbacks{0};  // stream backward calls that found an argmax outside its window
 
 bool have_avx512() {
 #ifdef FM_X86
@@ -596,6 +598,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) bool unpool_plane_2x2_code_
 }  // namespace
 
 void pool_set_simd(bool enabled) { g_simd = enabled; }
+int64_t pool_stream_fallbacks() { return g_stream_fallbacks.load(); }
 
 // x (N,C,H,W) -> y (N,C,OH,OW), idx (N,C,OH,OW)
 void max_pool2d_forward_reference(const Pool2dShape& s, const float* x, float* y, int64_t* idx) {
@@ -633,7 +636,10 @@ bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* i
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
   const bool half = s.H >= 2 && s.W >= 2 && s.OH == s.H / 2 && s.OW == s.W / 2;
   UnpoolStream st;
-  if (half && use_unpool_stream(s, st) && unpool_stream<false>(s, st, gy, idx, gx)) return true;
+  if (half && use_unpool_stream(s, st)) {
+    if (unpool_stream<false>(s, st, gy, idx, gx)) return true;
+    g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  }
   bool (*plane2x2)(const Pool2dShape&, const float*, const int64_t*, float*) = unpool_plane_2x2;
 #ifdef FM_X86
   if (have_avx512()) plane2x2 = unpool_plane_2x2_avx512;
@@ -659,7 +665,10 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
   if (is2x2 && have_avx512bw()) plane = unpool_plane_2x2_code_avx512;
 #endif
   UnpoolStream st;
-  if (is2x2 && use_unpool_stream(s, st) && unpool_stream<true>(s, st, gy, code, gx)) return true;
+  if (is2x2 && use_unpool_stream(s, st)) {
+    if (unpool_stream<true>(s, st, gy, code, gx)) return true;
+    g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  }
   bool ok = true;
 #pragma omp parallel for schedule(static) reduction(&& : ok) if (P * HW >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) ok = plane(s, gy + p * OHW, code + p * OHW, gx + p * HW) && ok;

@@ -34,5 +34,8 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
 // Use the AVX-512 paths where the CPU has them (default true). Tests turn them off to check the
 // portable paths on the same machine.
 void pool_set_simd(bool enabled);
+// Number of 2x2 backward calls whose flat-stream kernel met an argmax outside its window and
+// fell back to the plane kernels (tests check that valid argmax never does).
+int64_t pool_stream_fallbacks();
 
 }  // namespace fm

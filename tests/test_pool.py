@@ -297,6 +297,16 @@ STREAM_SHAPES = [
 ]
 
 
+def _has_stream():
+    """Whether this CPU runs the stream kernel (AVX-512 VBMI): a valid call leaves the counter alone
+    and a stray index moves it."""
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    y, idx = fm.max_pool2d(x, 2, return_indices=True)
+    before = _core._pool_stream_fallbacks()
+    fm.max_pool2d_backward(y, np.zeros_like(idx), x.shape)
+    return _core._pool_stream_fallbacks() > before
+
+
 def stream_inputs(shape, rng):
     yield rng.standard_normal(shape).astype(np.float32)
     yield rng.integers(0, 3, shape).astype(np.float32)  # ties: the first maximum wins
@@ -308,6 +318,7 @@ def stream_inputs(shape, rng):
 
 
 def check_stream(x, rng):
+    fallbacks = _core._pool_stream_fallbacks()
     y, idx = fm.max_pool2d(x, 2, return_indices=True)
     y2, a = fm.max_pool2d_compact(x, 2)
     gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -323,6 +334,7 @@ def check_stream(x, rng):
     ty, ti, tgx = torch_pool(x, 2, 2, 0, gy)
     np.testing.assert_array_equal(fm.max_pool2d_backward(gy, idx, x.shape), tgx)
     np.testing.assert_array_equal(fm.max_pool2d_compact_backward(gy, a, x.shape, 2), tgx)
+    assert _core._pool_stream_fallbacks() == fallbacks  # valid argmax never leaves the fast path
 
 
 @pytest.mark.parametrize("shape", STREAM_SHAPES, ids=str)
@@ -377,6 +389,7 @@ def test_stream_backward_stray_indices(rng):
             torch.from_numpy(gy), torch.from_numpy(x), [2, 2], [2, 2], [0, 0], [1, 1], False, torch.from_numpy(bad))
         np.testing.assert_allclose(fm.max_pool2d_backward(gy, bad, x.shape), t.numpy(), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(fm.max_pool2d_backward(gy, bad, x.shape).reshape(12, -1), ref, rtol=1e-6, atol=1e-7)
+    assert _core._pool_stream_fallbacks() > 0 or not _has_stream()
     # indices beyond the plane, also ones whose low 16 or 32 bits look like a valid position
     for delta in [196, 1 << 16, 1 << 32, -(1 << 32), -1 - int(idx[1, 2, 3, 4])]:
         bad = idx.copy()
