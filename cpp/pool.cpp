@@ -413,8 +413,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stre
                                            0x001A0018, 0x001E001C, 0x00220020, 0x00260024, 0x002A0028, 0x002E002C,
                                            0x00320030, 0x00360034, 0x003A0038, 0x003E003C);
   const int16_t W = int16_t(2 * OW), plane = int16_t(4 * OH * OW), row2 = int16_t(4 * OW);
-  const __m512i off1 = _mm512_set1_epi16(1), offW = _mm512_set1_epi16(W), offW1 = _mm512_set1_epi16(int16_t(W + 1));
+  const __m512i offW = _mm512_set1_epi16(W);
   const __m512i vplane = _mm512_set1_epi16(plane);
+  const __m512i offWm2 = _mm512_set1_epi16(int16_t(W - 2)), two = _mm512_set1_epi16(2), four = _mm512_set1_epi16(4);
   const uint8_t* cd = static_cast<const uint8_t*>(arg);
   const int64_t* ix = static_cast<const int64_t*>(arg);
   const int32_t rows = int32_t(Pg / OW);  // output rows per period
@@ -445,13 +446,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stre
       __m512i cor = _mm512_add_epi16(_mm512_set1_epi16(int16_t(oh0 * row2)), corner);
       cor = _mm512_mask_sub_epi16(cor, _mm512_cmpge_epi16_mask(drow, _mm512_set1_epi16(int16_t(OH - oh0))), cor, vplane);
       const __m512i l = _mm512_sub_epi16(w, cor);
-      const __mmask32 k0 = _mm512_cmpeq_epi16_mask(l, _mm512_setzero_si512()), k1 = _mm512_cmpeq_epi16_mask(l, off1);
-      const __mmask32 k2 = _mm512_cmpeq_epi16_mask(l, offW), k3 = _mm512_cmpeq_epi16_mask(l, offW1);
-      missing |= valid & ~(k0 | k1 | k2 | k3);
-      c = _mm256_mask_mov_epi8(_mm256_set1_epi8(char(0xFF)), k0, _mm256_setzero_si256());
-      c = _mm256_mask_mov_epi8(c, k1, _mm256_set1_epi8(1));
-      c = _mm256_mask_mov_epi8(c, k2, _mm256_set1_epi8(2));
-      c = _mm256_mask_mov_epi8(c, k3, _mm256_set1_epi8(3));
+      // offset l in {0, 1, W, W+1} -> code l or l - W + 2; anything else is reported missing
+      // (its code byte then does not matter: the caller discards the result)
+      const __mmask32 bottom = _mm512_cmpge_epu16_mask(l, offW);
+      const __m512i t = _mm512_mask_sub_epi16(l, bottom, l, offWm2);
+      missing |= valid & ~_mm512_cmplt_epu16_mask(t, _mm512_mask_blend_epi16(bottom, two, four));
+      c = _mm512_cvtepi16_epi8(t);
       oh0 += rows;
       if (oh0 >= OH) oh0 -= int32_t(OH);
     }
