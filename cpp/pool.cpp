@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -399,8 +400,8 @@ bool make_unpool_stream(int64_t OW, UnpoolStream& st) {
 // argmax lies outside its window.
 template <bool kCode, int Vp>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stream_avx512(
-    const UnpoolStream& st, int64_t OH, int64_t OW, const float* gy, const void* arg, float* gx, int64_t g0,
-    int64_t g1) {
+    const UnpoolStream& st, int64_t OH, int64_t OW, const float* gy, const void* arg, const float* relu_y, float* gx,
+    int64_t g0, int64_t g1) {
   constexpr int Pg = 4 * Vp;
   __m512i src[Vp];
   for (int j = 0; j < Vp; ++j) src[j] = _mm512_load_si512(st.src[j]);
@@ -427,8 +428,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stre
     const int n = int(std::min<int64_t>(Pg, g1 - g));
     const __mmask32 valid = n >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
     const __mmask16 mlo = (__mmask16)valid, mhi = (__mmask16)(valid >> 16);
-    const __m512 v0 = _mm512_maskz_loadu_ps(mlo, gy + g);
-    const __m512 v1 = Pg > 16 ? _mm512_maskz_loadu_ps(mhi, gy + g + 16) : _mm512_setzero_ps();
+    __m512 v0 = _mm512_maskz_loadu_ps(mlo, gy + g);
+    __m512 v1 = Pg > 16 ? _mm512_maskz_loadu_ps(mhi, gy + g + 16) : _mm512_setzero_ps();
+    if (relu_y) {  // fused ReLU backward: gradient 0 where the pooled value is <= 0 (NaN passes)
+      const __m512 z = _mm512_setzero_ps();
+      v0 = _mm512_maskz_mov_ps(_mm512_mask_cmp_ps_mask(mlo, _mm512_maskz_loadu_ps(mlo, relu_y + g), z, _CMP_NLE_UQ), v0);
+      if (Pg > 16)
+        v1 = _mm512_maskz_mov_ps(
+            _mm512_mask_cmp_ps_mask(mhi, _mm512_maskz_loadu_ps(mhi, relu_y + g + 16), z, _CMP_NLE_UQ), v1);
+    }
     __m256i c;  // window offset of each gradient's maximum, one byte each (0xFF: outside)
     if (kCode) {
       c = _mm256_maskz_loadu_epi8(valid, cd + g);
@@ -479,17 +487,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stre
 }
 
 template <bool kCode>
-bool unpool_stream_range(const UnpoolStream& st, int64_t OH, int64_t OW, const float* gy, const void* arg, float* gx,
-                         int64_t g0, int64_t g1) {
+bool unpool_stream_range(const UnpoolStream& st, int64_t OH, int64_t OW, const float* gy, const void* arg,
+                         const float* relu_y, float* gx, int64_t g0, int64_t g1) {
   switch (st.Vp) {
-    case 1: return unpool_stream_avx512<kCode, 1>(st, OH, OW, gy, arg, gx, g0, g1);
-    case 2: return unpool_stream_avx512<kCode, 2>(st, OH, OW, gy, arg, gx, g0, g1);
-    case 3: return unpool_stream_avx512<kCode, 3>(st, OH, OW, gy, arg, gx, g0, g1);
-    case 4: return unpool_stream_avx512<kCode, 4>(st, OH, OW, gy, arg, gx, g0, g1);
-    case 5: return unpool_stream_avx512<kCode, 5>(st, OH, OW, gy, arg, gx, g0, g1);
-    case 6: return unpool_stream_avx512<kCode, 6>(st, OH, OW, gy, arg, gx, g0, g1);
-    case 7: return unpool_stream_avx512<kCode, 7>(st, OH, OW, gy, arg, gx, g0, g1);
-    default: return unpool_stream_avx512<kCode, 8>(st, OH, OW, gy, arg, gx, g0, g1);
+    case 1: return unpool_stream_avx512<kCode, 1>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
+    case 2: return unpool_stream_avx512<kCode, 2>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
+    case 3: return unpool_stream_avx512<kCode, 3>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
+    case 4: return unpool_stream_avx512<kCode, 4>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
+    case 5: return unpool_stream_avx512<kCode, 5>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
+    case 6: return unpool_stream_avx512<kCode, 6>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
+    case 7: return unpool_stream_avx512<kCode, 7>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
+    default: return unpool_stream_avx512<kCode, 8>(st, OH, OW, gy, arg, relu_y, gx, g0, g1);
   }
 }
 #endif
@@ -497,7 +505,8 @@ bool unpool_stream_range(const UnpoolStream& st, int64_t OH, int64_t OW, const f
 // The whole flat stream, split over the threads. False if an argmax lies outside its window
 // (grad_x is then unspecified; the caller redoes it with the plane kernels).
 template <bool kCode>
-bool unpool_stream(const Pool2dShape& s, const UnpoolStream& st, const float* gy, const void* arg, float* gx) {
+bool unpool_stream(const Pool2dShape& s, const UnpoolStream& st, const float* gy, const void* arg, const float* relu_y,
+                   float* gx) {
 #ifdef FM_X86
   const int64_t M = s.N * s.C * s.OH * s.OW, periods = (M + st.Pg - 1) / st.Pg;
   bool ok = true;
@@ -505,11 +514,11 @@ bool unpool_stream(const Pool2dShape& s, const UnpoolStream& st, const float* gy
   {
     int64_t k0, k1;
     split_range(periods, thread_id(), num_threads(), k0, k1);
-    if (k0 < k1) ok = unpool_stream_range<kCode>(st, s.OH, s.OW, gy, arg, gx, k0 * st.Pg, std::min(M, k1 * st.Pg));
+    if (k0 < k1) ok = unpool_stream_range<kCode>(st, s.OH, s.OW, gy, arg, relu_y, gx, k0 * st.Pg, std::min(M, k1 * st.Pg));
   }
   return ok;
 #else
-  (void)s, (void)st, (void)gy, (void)arg, (void)gx;
+  (void)s, (void)st, (void)gy, (void)arg, (void)relu_y, (void)gx;
   return false;
 #endif
 }
@@ -637,7 +646,7 @@ bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* i
   const bool half = s.H >= 2 && s.W >= 2 && s.OH == s.H / 2 && s.OW == s.W / 2;
   UnpoolStream st;
   if (half && use_unpool_stream(s, st)) {
-    if (unpool_stream<false>(s, st, gy, idx, gx)) return true;
+    if (unpool_stream<false>(s, st, gy, idx, nullptr, gx)) return true;
     g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
   }
   bool (*plane2x2)(const Pool2dShape&, const float*, const int64_t*, float*) = unpool_plane_2x2;
@@ -656,7 +665,8 @@ bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* i
 }
 
 // gy (N,C,OH,OW), code (N,C,OH,OW) -> gx (N,C,H,W)
-bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx) {
+bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx,
+                                 const float* relu_y) {
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
   const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0;
   bool (*plane)(const Pool2dShape&, const float*, const uint8_t*, float*) =
@@ -666,8 +676,14 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
 #endif
   UnpoolStream st;
   if (is2x2 && use_unpool_stream(s, st)) {
-    if (unpool_stream<true>(s, st, gy, code, gx)) return true;
+    if (unpool_stream<true>(s, st, gy, code, relu_y, gx)) return true;
     g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::vector<float> masked;  // plane kernels: the ReLU-masked gradient first (one workspace per call)
+  if (relu_y) {
+    masked.resize(size_t(P * OHW));
+    relu_backward(P * OHW, gy, relu_y, masked.data());
+    gy = masked.data();
   }
   bool ok = true;
 #pragma omp parallel for schedule(static) reduction(&& : ok) if (P * HW >= kParallelMin)

@@ -407,3 +407,38 @@ def test_stream_backward_bad_codes(rng):
         bad[2, 4, 13, 13] = code
         with pytest.raises(ValueError, match="window offset outside"):
             fm.max_pool2d_compact_backward(y, bad, x.shape, 2)
+
+
+@pytest.mark.parametrize("shape,k,s,p", [CASES[1], CASES[2], CASES[6], CASES[13], ((3, 17, 14, 14), 2, 2, 0),
+                                         ((2, 3, 10, 14), 2, 2, 0)])
+@pytest.mark.parametrize("simd", [True, False])
+def test_compact_backward_fused_relu(shape, k, s, p, simd, rng):
+    # relu(x) -> max_pool2d, backward through both with torch autograd, against the fused call
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < 0.05] = 0.0
+    x.reshape(-1)[5] = np.nan
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = F.max_pool2d(torch.relu(xt), k, s, p)
+    gy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(gy))
+    _core._pool_set_simd(simd)
+    try:
+        y, a = fm.max_pool2d_compact(fm.relu(x), k, s, p)
+        gx = fm.max_pool2d_compact_backward(gy, a, x.shape, k, s, p, relu_y=y)
+        unfused = fm.max_pool2d_compact_backward(fm.relu_backward(gy, y), a, x.shape, k, s, p)
+    finally:
+        _core._pool_set_simd(True)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(gx, unfused)
+    # torch's relu backward masks where relu(x) <= 0; ours where the pooled value is <= 0: the same
+    # positions, since a gradient lands only on its window's maximum (NaN rows compare as NaN)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_compact_backward_fused_relu_errors(rng):
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y, a = fm.max_pool2d_compact(x, 2)
+    with pytest.raises(ValueError, match="grad_y and relu_y must have the same shape"):
+        fm.max_pool2d_compact_backward(y, a, x.shape, 2, relu_y=y[:, :2])
+    with pytest.raises(TypeError, match="relu_y must be float32"):
+        fm.max_pool2d_compact_backward(y, a, x.shape, 2, relu_y=y.astype(np.float64))

@@ -218,10 +218,9 @@ class MaxPool2d(Module):
     def backward(self, grad_y, input_grad=True):
         if not input_grad:
             return None
-        if self._y is not None:
-            grad_y = F.relu_backward(grad_y, self._y)
+        # with relu_mask the ReLU backward (grad_y where y > 0) is fused into the pool backward
         return F.max_pool2d_compact_backward(grad_y, self._argmax, self._shape, self.kernel_size, self.stride,
-                                             self.padding)
+                                             self.padding, relu_y=self._y)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
