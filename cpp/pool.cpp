@@ -349,17 +349,18 @@ __attribute__((target("avx512f,popcnt"))) bool unpool_plane_2x2_avx512(const Poo
 // bottom input row. The stream repeats with a period of L = lcm(4*OW, 16) floats = Vp vectors
 // of 16 that take Pg = L/4 = 4*Vp consecutive gradients (OW = 14 and OW = 7, MNIST: L = 112, 7
 // vectors from 28 gradients). Per period the kernel
-//   - loads the Pg gradients into two registers and turns the Pg argmax into four bit masks
-//     M_k = {gradients whose maximum is at window offset k = 2*dh + dw} (byte compares for the
-//     compact argmax; for int64 indices, index minus the window's top-left position compared
-//     with 0, 1, W, W+1);
-//   - spreads them to the period's L-bit "nonzero" mask with one pdep per mask and 64-bit half:
-//     the stream positions holding window offset k, in order, take the gradients in order;
+//   - loads the Pg gradients into two registers and the Pg argmax as one byte each: the compact
+//     code 2*dh + dw as stored, or, for int64 indices, index minus the window's top-left plane
+//     position (16-bit arithmetic, wrapping to the next plane inside the period) mapped from
+//     {0, 1, W, W+1} to 0..3 (anything else is reported; the caller then falls back);
+//   - builds the nonzero masks of up to 4 output vectors at once: one byte permute (vpermb) sends
+//     each lane its gradient's code, one byte compare checks it against the lane's own offset;
 //   - writes each of the Vp vectors with one zero-masked two-register permute and one store.
 // Every element of grad_x is written exactly once with full vector stores (aligned when grad_x
-// is), no zero pass, no scatter. An argmax outside its window leaves its M_k bits empty, which
-// the kernel reports (the caller then falls back). The (N*C*OH*OW) gradients are split into
-// equal contiguous runs of whole periods, one per thread.
+// is), no zero pass, no scatter, no branch on the data. The N*C*OH*OW gradients are split into
+// equal contiguous runs of whole periods, one per thread, inside one parallel region.
+// Measured on a Zen 4 (2 threads, MNIST shapes): within 1.2-1.5x of glibc memset of grad_x alone;
+// the int64 path additionally reads 8 bytes per gradient.
 struct UnpoolStream {
   int Vp = 0, Pg = 0;
   alignas(64) int32_t src[8][16];   // gradient (0..Pg-1 inside the period) that feeds each lane
