@@ -460,6 +460,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stre
       const __mmask32 bottom = _mm512_cmpge_epu16_mask(l, offW);
       const __m512i t = _mm512_mask_sub_epi16(l, bottom, l, offWm2);
       missing |= valid & ~_mm512_cmplt_epu16_mask(t, _mm512_mask_blend_epi16(bottom, two, four));
+      if (missing) return false;  // not a 2x2 argmax (say from a 3x3 / stride 2 / padding 1 pool)
       c = _mm512_cvtepi16_epi8(t);
       oh0 += rows;
       if (oh0 >= OH) oh0 -= int32_t(OH);
