@@ -5,9 +5,6 @@
 #include <cmath>
 #include <cstring>
 #include <vector>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include "common.hpp"
 
@@ -61,7 +58,7 @@ void plane_rows(const float* pad, int64_t PW, const double* M, float* o, int64_t
   }
 }
 
-#if defined(__x86_64__)
+#if FM_X86
 // Same as plane_rows, eight output pixels at a time with AVX2 gathers (the coordinate loop is
 // vectorised by the compiler under this target).
 __attribute__((target("avx2,fma"))) void plane_rows_avx2(const float* pad, int64_t PW, const double* M, float* o,
@@ -90,13 +87,7 @@ __attribute__((target("avx2,fma"))) void plane_rows_avx2(const float* pad, int64
   }
 }
 
-bool cpu_has_avx2() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-}
+inline bool cpu_has_avx2() { return simd_at_least(Isa::avx2); }
 #endif
 
 }  // namespace
@@ -110,7 +101,7 @@ bool cpu_has_avx2() {
 void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, int64_t H, int64_t W,
           bool projective) {
   const int64_t plane = H * W, PW = W + 3, PH = H + 3;
-#if defined(__x86_64__)
+#if FM_X86
   // 32-bit gather indices: fine for any image below ~2^31 scratch pixels
   const bool avx2 = cpu_has_avx2() && PH * PW < (int64_t(1) << 31);
 #else
@@ -128,7 +119,7 @@ void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, 
         for (int64_t i = 0; i < H; ++i)
           std::memcpy(&pad[size_t((i + 1) * PW + 1)], img + i * W, size_t(W) * sizeof(float));
         float* o = out + (n * C + c) * plane;
-#if defined(__x86_64__)
+#if FM_X86
         if (avx2) {
           plane_rows_avx2(pad.data(), PW, M, o, H, W, projective, sxs.data(), sys.data());
           continue;

@@ -11,12 +11,6 @@
 #include <cstring>
 #include <vector>
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
-#include <immintrin.h>
-#define FM_X86 1
-#else
-#define FM_X86 0
-#endif
 
 #include "common.hpp"
 
@@ -124,22 +118,8 @@ __attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float* A
   __m512 c[MR][2];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) c[i][0] = c[i][1] = _mm512_setzero_ps();
-  int k = 0;
-  for (; k + 1 < kc; k += 2) {  // unrolled by two k steps
 #pragma GCC unroll 2
-    for (int u = 0; u < 2; ++u) {
-      __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        __m512 a = _mm512_set1_ps(A[i]);
-        c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
-        c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
-      }
-      A += MR;
-      B += 32;
-    }
-  }
-  for (; k < kc; ++k) {
+  for (int k = 0; k < kc; ++k) {
     __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {

@@ -1,9 +1,7 @@
 // The SGEMM every conv / linear layer runs on.
 #pragma once
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
-#include <immintrin.h>
-#endif
+#include "common.hpp"
 
 namespace fm {
 
@@ -22,16 +20,13 @@ void sgemm_parallel(bool trans_a, bool trans_b, int M, int N, int K, float alpha
 void sgemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                      int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
-// Instruction-set dispatch. The level is chosen once from the CPU (avx512f > avx2+fma > generic);
-// FASTMNIST_ISA=generic|avx2|avx512 in the environment or gemm_set_isa() (tests) can lower it.
-enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
-Isa gemm_isa();
+// Isa and gemm_isa() (the run-time instruction-set choice) are declared in common.hpp.
 const char* gemm_isa_name();
 // Selects `name` ("generic", "avx2", "avx512"); returns false (and changes nothing) when the name
 // is unknown or the CPU lacks that instruction set.
 bool gemm_set_isa(const char* name);
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
+#if FM_X86
 namespace detail {
 // In-register 16 x 16 transpose: rows r[0..15] -> r[c] = column c.
 __attribute__((target("avx512f"), always_inline)) inline void transpose16_avx512(__m512 (&r)[16]) {

@@ -14,12 +14,6 @@
 
 #include "common.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FM_X86 1
-#else
-#define FM_X86 0
-#endif
 
 namespace fm {
 
@@ -136,16 +130,9 @@ __attribute__((target("avx2,fma"))) void ger_avx2(const float* const* rows, cons
   }
 }
 
-bool use_avx2() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-}
-#else
-bool use_avx2() { return false; }
 #endif
+
+inline bool use_avx2() { return simd_at_least(Isa::avx2); }
 
 // z (C,) += W[:, :L] x, W (C, ld)
 inline void dots(const float* x, const float* W, int ld, int L, int C, float* z) {

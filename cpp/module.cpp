@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common.hpp"
+#include "gemm.hpp"
 
 namespace py = pybind11;
 
@@ -50,6 +51,8 @@ static py::dict build_info() {
   cpu["avx512f"] = bool(__builtin_cpu_supports("avx512f"));
 #endif
   d["cpu_features"] = cpu;
+  // the SIMD kernels chosen at run time (FASTMNIST_ISA=avx2|generic forces a lower one)
+  d["dispatch"] = std::string(fm::gemm_isa_name());
   d["openmp"] = bool(FASTMNIST_OPENMP);
 #ifdef _OPENMP
   d["openmp_version"] = int(_OPENMP);

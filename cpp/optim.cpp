@@ -89,7 +89,7 @@ __attribute__((always_inline)) inline void sgd_body(float* __restrict p, const f
   }
 }
 
-#if defined(__x86_64__) && !defined(__AVX2__)
+#if FM_X86 && !defined(__AVX2__)
 #define FM_DISPATCH 1
 __attribute__((target("avx2,fma"))) void adam_avx2(float* p, const float* g, float* m, float* v, int64_t n,
                                                    const AdamConst& c) {
@@ -99,13 +99,7 @@ __attribute__((target("avx2,fma"))) void sgd_avx2(float* p, const float* g, floa
                                                   float mom, float damp, float wd, bool nesterov, bool first) {
   sgd_body(p, g, buf, n, lr, mom, damp, wd, nesterov, first);
 }
-bool has_avx2() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
-}
+inline bool has_avx2() { return simd_at_least(Isa::avx2); }
 #endif
 
 void adam_chunk(float* p, const float* g, float* m, float* v, int64_t n, const AdamConst& c) {

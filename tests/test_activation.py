@@ -7,15 +7,9 @@ import pytest
 import torch
 
 import fastmnist.functional as fm
+from torchref import autograd
 
 SHAPES = [(7,), (3, 5), (64, 16, 28, 28), (1, 1, 1, 1), (0, 4), (2, 3, 5, 7, 2)]
-
-
-def autograd(fn, x, gy):
-    xt = torch.from_numpy(x).requires_grad_(True)
-    y = fn(xt)
-    y.backward(torch.from_numpy(gy))
-    return y.detach().numpy(), xt.grad.numpy()
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -56,6 +56,28 @@ def test_build_info_and_info_command():
     assert f"fastmnist {fastmnist.__version__}" in out
     assert "OpenMP: yes" in out and "threads: 3" in out
     assert "torch:" in out and "compiler:" in out
+    assert f"kernel paths: {fastmnist._core.gemm_isa()}" in out
+
+
+def test_info_reports_forced_isa():
+    # FASTMNIST_ISA lowers the run-time kernel choice; info must report the path actually used
+    env = dict(os.environ, FASTMNIST_ISA="generic")
+    out = subprocess.run([sys.executable, "-m", "fastmnist", "info"], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    assert "kernel paths: generic" in out
+    # the same switch governs the other kernel families (one meaning of FASTMNIST_ISA everywhere)
+    code = "import fastmnist; print(fastmnist._core.logreg_kernel_path())"
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert got.stdout.strip() == "generic"
+    assert fastmnist.build_info()["dispatch"] == fastmnist._core.gemm_isa()
+
+
+def test_checkpoint_functions_exported():
+    from fastmnist import train
+
+    assert fastmnist.save_checkpoint is train.save_checkpoint
+    assert fastmnist.load_checkpoint is train.load_checkpoint
+    assert {"save_checkpoint", "load_checkpoint"} <= set(dir(fastmnist))
 
 
 def test_unknown_attribute():

@@ -8,15 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import fastmnist.functional as fm
+from torchref import autograd
 
 SHAPES = [(1, 10), (64, 10), (256, 10), (3, 1), (7, 33), (1000, 40)]
-
-
-def autograd(fn, x, gy):
-    xt = torch.from_numpy(x).requires_grad_(True)
-    y = fn(xt)
-    y.backward(torch.from_numpy(gy))
-    return y.detach().numpy(), xt.grad.numpy()
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -58,6 +58,8 @@ _LAZY = {
     "Trainer": "train",
     "History": "train",
     "fit": "train",
+    "save_checkpoint": "train",
+    "load_checkpoint": "train",
 }
 
 _SUBMODULES = {"data", "functional", "nn", "optim", "parameter", "augment", "models", "train", "logreg",

@@ -341,18 +341,24 @@ def _default_mode(path):
     os.chmod(path, 0o666 & ~mask)
 
 
-def _atomic_write_text(path: Path, text: str):
+def _atomic_write(path: Path, write, mode: str = "w"):
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it over
+    ``path``: readers see the old file or the complete new one, never a torn one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix="." + path.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            write(f)
         _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _atomic_write_text(path: Path, text: str):
+    _atomic_write(path, lambda f: f.write(text))
 
 
 def _flatten_state(prefix, obj, out, meta):
@@ -400,16 +406,7 @@ def save_checkpoint(path, model, optimizer=None, meta=None) -> Path:
         info["optimizer_type"] = type(optimizer).__name__
     arrays["__info__"] = np.array(json.dumps(info))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        _default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
     return path
 
 
