@@ -10,13 +10,8 @@
 #include <limits>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FM_X86 1
-#endif
-
 #include "activation.hpp"  // FM_CLONES
-#include "common.hpp"
+#include "common.hpp"       // FM_X86 (+ immintrin.h), simd_at_least
 
 namespace fm {
 
@@ -168,7 +163,7 @@ FM_CLONES void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, in
   }
 }
 
-#ifdef FM_X86
+#if FM_X86
 // AVX-512 version of pool_plane_2x2: 16 outputs per step; even/odd input columns are separated
 // with a two-register permute, the four candidates merged with PyTorch's update rule.
 // With code set, the window offsets 0..3 are stored as bytes instead of int64 positions.
@@ -226,10 +221,24 @@ __attribute__((target("avx512f"))) void pool_plane_2x2_avx512(const Pool2dShape&
 bool g_simd = true;
 std::atomic<int64_t> g_stream_fallbacks{0};  // stream backward calls that found an argmax outside its window
 
-bool have_avx512() {
-#ifdef FM_X86
-  static const bool ok = __builtin_cpu_supports("avx512f");
-  return ok && g_simd;
+// The AVX-512 kernels run when the package-wide level (gemm_isa(): the CPU, lowered by
+// FASTMNIST_ISA) is avx512, the CPU has the extensions each kernel needs, and the tests have not
+// switched them off (pool_set_simd).
+bool have_avx512() { return g_simd && simd_at_least(Isa::avx512); }
+
+#if FM_X86
+bool cpu_has(bool bw, bool vbmi) {
+  static const bool has_bw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl");
+  static const bool has_vbmi = has_bw && __builtin_cpu_supports("avx512vbmi");
+  return vbmi ? has_vbmi : bw ? has_bw : true;
+}
+#endif
+
+// AVX-512 F + BW + VL (byte loads and masks on 128-bit registers): every AVX-512 CPU but Xeon Phi.
+bool have_avx512bw() {
+#if FM_X86
+  return have_avx512() && cpu_has(true, false);
 #else
   return false;
 #endif
@@ -237,21 +246,8 @@ bool have_avx512() {
 
 // AVX-512 F + BW + VL + VBMI (byte permutes): Ice Lake, Zen 4 and later.
 bool have_avx512vbmi() {
-#ifdef FM_X86
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi");
-  return ok && g_simd;
-#else
-  return false;
-#endif
-}
-
-// AVX-512 F + BW + VL (byte loads and masks on 128-bit registers): every AVX-512 CPU but Xeon Phi.
-bool have_avx512bw() {
-#ifdef FM_X86
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl");
-  return ok && g_simd;
+#if FM_X86
+  return have_avx512() && cpu_has(true, true);
 #else
   return false;
 #endif
@@ -292,7 +288,7 @@ bool unpool_plane_2x2(const Pool2dShape& s, const float* gy, const int64_t* idx,
   return true;
 }
 
-#ifdef FM_X86
+#if FM_X86
 // AVX-512 version of unpool_plane_2x2 without a scatter: it writes every element of the plane
 // once. 8 outputs per step: each int64 index minus its window's top-left position (low 32 bits
 // duplicated into both halves of the lane) is compared with 0,1,0,1,.. (top input row) and
@@ -394,7 +390,7 @@ bool make_unpool_stream(int64_t OW, UnpoolStream& st) {
   return true;
 }
 
-#ifdef FM_X86
+#if FM_X86
 // Gradients g0..g1 (flat indices into gy; g0 a multiple of Pg, g1 a multiple of OW) of the flat
 // stream, Vp vectors per period. kCode: `arg` is the uint8 compact argmax, else the int64 torch
 // indices (planes of at most 2^16 elements: positions are compared in 16 bits). False if an
@@ -509,7 +505,7 @@ bool unpool_stream_range(const UnpoolStream& st, int64_t OH, int64_t OW, const f
 template <bool kCode>
 bool unpool_stream(const Pool2dShape& s, const UnpoolStream& st, const float* gy, const void* arg, const float* relu_y,
                    float* gx) {
-#ifdef FM_X86
+#if FM_X86
   const int64_t M = s.N * s.C * s.OH * s.OW, periods = (M + st.Pg - 1) / st.Pg;
   bool ok = true;
 #pragma omp parallel reduction(&& : ok) if (4 * M >= kParallelMin)
@@ -563,7 +559,7 @@ bool unpool_plane_2x2_code(const Pool2dShape& s, const float* gy, const uint8_t*
   return acc <= 3u;
 }
 
-#ifdef FM_X86
+#if FM_X86
 // AVX-512 version: 16 outputs per step; codes and gradients are duplicated to column pairs with
 // one permute each and compared with 0,1,0,1.. (top row) and 2,3,2,3.. (bottom row): the masks
 // of the four 16-float row pieces. Every element of the plane is written once, no scatter.
@@ -626,7 +622,7 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t*
   void (*plane)(const Pool2dShape&, const float*, float*, int64_t*, uint8_t*) =
       small ? pool_plane_generic : pool_plane_reference;
   if (is2x2) plane = pool_plane_2x2;
-#ifdef FM_X86
+#if FM_X86
   if (is2x2 && have_avx512()) plane = pool_plane_2x2_avx512;
 #endif
 #pragma omp parallel for schedule(static) if (P * HW >= kParallelMin)
@@ -652,7 +648,7 @@ bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* i
     g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
   }
   bool (*plane2x2)(const Pool2dShape&, const float*, const int64_t*, float*) = unpool_plane_2x2;
-#ifdef FM_X86
+#if FM_X86
   if (have_avx512()) plane2x2 = unpool_plane_2x2_avx512;
 #endif
   bool ok = true;
@@ -673,7 +669,7 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
   const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0;
   bool (*plane)(const Pool2dShape&, const float*, const uint8_t*, float*) =
       is2x2 ? unpool_plane_2x2_code : unpool_plane_generic_code;
-#ifdef FM_X86
+#if FM_X86
   if (is2x2 && have_avx512bw()) plane = unpool_plane_2x2_code_avx512;
 #endif
   UnpoolStream st;
