@@ -434,7 +434,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stre
         v1 = _mm512_maskz_mov_ps(
             _mm512_mask_cmp_ps_mask(mhi, _mm512_maskz_loadu_ps(mhi, relu_y + g + 16), z, _CMP_NLE_UQ), v1);
     }
-    __m256i c;  // window offset of each gradient's maximum, one byte each (0xFF: outside)
+    __m256i c;  // window offset 2*dh + dw of each gradient's maximum, one byte each
     if (kCode) {
       c = _mm256_maskz_loadu_epi8(valid, cd + g);
       acc = _mm256_or_si256(acc, c);
@@ -452,7 +452,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) bool unpool_stre
       cor = _mm512_mask_sub_epi16(cor, _mm512_cmpge_epi16_mask(drow, _mm512_set1_epi16(int16_t(OH - oh0))), cor, vplane);
       const __m512i l = _mm512_sub_epi16(w, cor);
       // offset l in {0, 1, W, W+1} -> code l or l - W + 2; anything else is reported missing
-      // (its code byte then does not matter: the caller discards the result)
+      // (this range then stops at once and the caller redoes the whole tensor)
       const __mmask32 bottom = _mm512_cmpge_epu16_mask(l, offW);
       const __m512i t = _mm512_mask_sub_epi16(l, bottom, l, offWm2);
       missing |= valid & ~_mm512_cmplt_epu16_mask(t, _mm512_mask_blend_epi16(bottom, two, four));
