@@ -1,9 +1,12 @@
 """Pooling, activations, linear and losses: fastmnist against PyTorch (and NumPy) at batch 64 and 256.
 
 Max-pool rows time the training path on both sides: forward WITH indices (what autograd needs)
-and the backward from those indices (torch: the aten kernels directly, no autograd overhead);
-"(compact)" rows use fastmnist's uint8 window-offset argmax instead of int64 indices, against the
-same torch rows; "compact/autograd" is a whole forward+backward against torch autograd."""
+and the backward from those indices (torch: the aten kernels directly, no autograd overhead,
+always with torch's int64 indices). "[int64 idx]" rows run fastmnist's PyTorch-compatible API
+(max_pool2d(..., return_indices=True) / max_pool2d_backward); "[uint8 compact]" rows run
+max_pool2d_compact / max_pool2d_compact_backward (the path nn.MaxPool2d and the fused
+nn.Sequential plan use) against the same torch rows; "compact/autograd" is a whole
+forward+backward against torch autograd."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,18 +31,18 @@ def run(ctx):
             shape = f"({N},{C},{H},{H}) 2x2"
             f_ms = timeit(lambda: fm.max_pool2d(x, 2, return_indices=True), **rep)
             t_fwd = timeit(lambda: F.max_pool2d(xt, 2, return_indices=True), **rep)
-            ctx.add("max_pool2d fwd", shape, N, f_ms, t_fwd)
+            ctx.add("max_pool2d fwd [int64 idx]", shape, N, f_ms, t_fwd)
             y, idx = fm.max_pool2d(x, 2, return_indices=True)
             gy = rng.standard_normal(y.shape).astype(np.float32)
             ty, ti = F.max_pool2d(xt, 2, return_indices=True)
             gyt = torch.from_numpy(gy)
             f_ms = timeit(lambda: fm.max_pool2d_backward(gy, idx, x.shape), **rep)
             t_ms = timeit(lambda: t_pool_bwd(gyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, ti), **rep)
-            ctx.add("max_pool2d bwd", shape, N, f_ms, t_ms)
+            ctx.add("max_pool2d bwd [int64 idx]", shape, N, f_ms, t_ms)
             # the same two steps with the compact uint8 argmax (max_pool2d_compact)
             _, a = fm.max_pool2d_compact(x, 2)
-            ctx.add("max_pool2d fwd (compact)", shape, N, timeit(lambda: fm.max_pool2d_compact(x, 2), **rep), t_fwd)
-            ctx.add("max_pool2d bwd (compact)", shape, N,
+            ctx.add("max_pool2d fwd [uint8 compact]", shape, N, timeit(lambda: fm.max_pool2d_compact(x, 2), **rep), t_fwd)
+            ctx.add("max_pool2d bwd [uint8 compact]", shape, N,
                     timeit(lambda: fm.max_pool2d_compact_backward(gy, a, x.shape, 2), **rep), t_ms)
             if C == 16:  # the training step as autograd runs it: forward with indices + backward
                 xr = xt.clone().requires_grad_(True)

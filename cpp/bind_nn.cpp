@@ -103,7 +103,7 @@ std::vector<int64_t> shape_arg(py::handle shape_obj, const char* fn) {
 }
 
 farray max_pool2d_compact_backward(py::handle gy_obj, py::handle code_obj, py::handle shape_obj, py::handle k_obj,
-                                   py::handle s_obj, py::handle p_obj) {
+                                   py::handle s_obj, py::handle p_obj, py::handle relu_obj) {
   const char* fn = "max_pool2d_compact_backward";
   std::vector<int64_t> ishape = shape_arg(shape_obj, fn);
   const int nd = int(ishape.size()), off = nd == 3 ? 1 : 0;
@@ -120,11 +120,17 @@ farray max_pool2d_compact_backward(py::handle gy_obj, py::handle code_obj, py::h
   if (shape_of(gy) != std::vector<py::ssize_t>(oshape.begin(), oshape.end()) || shape_of(code) != shape_of(gy))
     fm::value_error(fn, ": grad_y and argmax must have shape ", shape_str(oshape), " for input_shape ", shape_str(ishape),
                     " and this kernel_size/stride/padding, got ", fm::shape_str(gy), " and ", fm::shape_str(code));
+  farray relu_y;
+  if (!relu_obj.is_none()) {
+    relu_y = fm::float_arg(relu_obj, "relu_y", nd, nd == 4 ? "(N, C, OH, OW)" : "(C, OH, OW)");
+    same_shape(gy, "grad_y", relu_y, "relu_y", fn);
+  }
   farray gx(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
   bool ok;
   {
     py::gil_scoped_release nogil;
-    ok = fm::max_pool2d_backward_compact(s, gy.data(), code.data(), gx.mutable_data());
+    ok = fm::max_pool2d_backward_compact(s, gy.data(), code.data(), gx.mutable_data(),
+                                         relu_obj.is_none() ? nullptr : relu_y.data());
   }
   if (!ok)
     fm::value_error(fn, ": argmax holds a window offset outside the kernel_size (", s.KH, ", ", s.KW,
@@ -314,7 +320,8 @@ void bind_nn(py::module_& m) {
       [](py::handle x, py::handle k, py::handle s, py::handle p) { return max_pool2d_impl("max_pool2d_compact", x, k, s, p, 2); },
       py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
   m.def("max_pool2d_compact_backward", &max_pool2d_compact_backward, py::arg("grad_y"), py::arg("argmax"),
-        py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
+        py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
+        py::kw_only(), py::arg("relu_y") = py::none());
 
   m.def("relu", &unary<fm::relu_forward>, py::arg("x"));
   m.def("sigmoid", &unary<fm::sigmoid_forward>, py::arg("x"));
@@ -345,6 +352,7 @@ void bind_nn(py::module_& m) {
 
   // Testing hooks: switch the AVX-512 paths off/on; plain-loop references.
   m.def("_pool_set_simd", &fm::pool_set_simd, py::arg("enabled"));
+  m.def("_pool_stream_fallbacks", &fm::pool_stream_fallbacks);
   m.def(
       "_max_pool2d_reference",
       [](py::handle x_obj, int KH, int KW, int SH, int SW, int PH, int PW) {

@@ -28,11 +28,16 @@ bool max_pool2d_backward_reference(const Pool2dShape& s, const float* gy, const 
 
 // grad_y (N,C,OH,OW), code (N,C,OH,OW) compact argmax -> grad_x (N,C,H,W); uses the full
 // geometry of `s`. Returns false (grad_x unspecified) on a code outside its window or pointing
-// into the padding.
-bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx);
+// into the padding. With relu_y (N,C,OH,OW) non-null, grad_y counts as 0 where relu_y <= 0: the
+// backward of a ReLU before (or after) the pool, fused (relu_backward(grad_y, relu_y) first).
+bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx,
+                                 const float* relu_y = nullptr);
 
 // Use the AVX-512 paths where the CPU has them (default true). Tests turn them off to check the
 // portable paths on the same machine.
 void pool_set_simd(bool enabled);
+// Number of 2x2 backward calls whose flat-stream kernel met an argmax outside its window and
+// fell back to the plane kernels (tests check that valid argmax never does).
+int64_t pool_stream_fallbacks();
 
 }  // namespace fm

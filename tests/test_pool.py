@@ -281,3 +281,164 @@ def test_compact_errors(rng, simd):
         fm.max_pool2d_compact(x, 2, 0)
     with pytest.raises(TypeError, match="x must be float32"):
         fm.max_pool2d_compact(x.astype(np.float64), 2)
+
+
+# ---- the flat-stream backward (2x2 / stride 2 pools tiling the input: H = 2*OH, W = 2*OW) ----
+# grad_x of the whole tensor is written in one pass whose pattern repeats every lcm(4*OW, 16)
+# floats. The widths cover every period length (1..8 vectors of 16), periods spanning several
+# rows and planes (OW < 8), a partial last period, planes shorter than a period (falls back),
+# and widths whose period is too long (OW = 9, 18, 33: the row kernels run).
+STREAM_SHAPES = [
+    (1, 1, 2, 2), (1, 3, 2, 4), (2, 17, 4, 6), (3, 3, 6, 8), (1, 1, 10, 10), (2, 5, 4, 12),
+    (1, 17, 14, 14), (2, 3, 2, 14), (1, 1, 16, 16), (3, 2, 6, 18), (1, 3, 20, 20), (2, 2, 8, 24),
+    (1, 1, 6, 28), (5, 3, 28, 28), (1, 2, 4, 32), (1, 1, 6, 40), (2, 1, 8, 48), (1, 1, 4, 56),
+    (1, 1, 4, 64), (1, 1, 4, 66), (1, 1, 2, 128), (3, 1, 10, 14),
+    (1, 2, 1024, 64), (1, 1, 1026, 64),  # planes of exactly 2^16 elements (16-bit positions), and more
+    (11, 17, 14, 14), (3, 16, 28, 28),  # large enough to run on several threads
+]
+
+
+def _has_stream():
+    """Whether this CPU runs the stream kernel (AVX-512 VBMI): a valid call leaves the counter alone
+    and a stray index moves it."""
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    y, idx = fm.max_pool2d(x, 2, return_indices=True)
+    before = _core._pool_stream_fallbacks()
+    fm.max_pool2d_backward(y, np.zeros_like(idx), x.shape)
+    return _core._pool_stream_fallbacks() > before
+
+
+def stream_inputs(shape, rng):
+    yield rng.standard_normal(shape).astype(np.float32)
+    yield rng.integers(0, 3, shape).astype(np.float32)  # ties: the first maximum wins
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < 0.1] = np.nan
+    x[rng.random(shape) < 0.1] = -np.inf
+    yield x
+    yield np.full(shape, -np.inf, np.float32)
+
+
+def check_stream(x, rng):
+    fallbacks = _core._pool_stream_fallbacks()
+    y, idx = fm.max_pool2d(x, 2, return_indices=True)
+    y2, a = fm.max_pool2d_compact(x, 2)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    ty, ti, tgx = torch_pool(x, 2, 2, 0, gy)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(y2, ty)
+    np.testing.assert_array_equal(idx, ti)
+    np.testing.assert_array_equal(compact_to_torch(a, x.shape, y.shape, 2, 2, 0), ti)
+    np.testing.assert_array_equal(fm.max_pool2d_backward(gy, idx, x.shape), tgx)
+    np.testing.assert_array_equal(fm.max_pool2d_compact_backward(gy, a, x.shape, 2), tgx)
+    # NaN gradients land at their argmax only
+    gy[..., 0] = np.nan
+    ty, ti, tgx = torch_pool(x, 2, 2, 0, gy)
+    np.testing.assert_array_equal(fm.max_pool2d_backward(gy, idx, x.shape), tgx)
+    np.testing.assert_array_equal(fm.max_pool2d_compact_backward(gy, a, x.shape, 2), tgx)
+    assert _core._pool_stream_fallbacks() == fallbacks  # valid argmax never leaves the fast path
+
+
+@pytest.mark.parametrize("shape", STREAM_SHAPES, ids=str)
+def test_stream_backward(shape, rng):
+    for x in stream_inputs(shape, rng):
+        check_stream(x, rng)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_stream_backward_thread_splits(threads, rng):
+    import fastmnist
+
+    old = fastmnist.get_num_threads()
+    fastmnist.set_num_threads(threads)
+    try:
+        for shape in [(11, 17, 14, 14), (3, 16, 28, 28), (7, 5, 14, 26)]:
+            check_stream(rng.standard_normal(shape).astype(np.float32), rng)
+    finally:
+        fastmnist.set_num_threads(old)
+
+
+def test_stream_backward_portable_equal(rng, portable):
+    for shape in [(2, 17, 4, 6), (5, 3, 28, 28), (1, 17, 14, 14), (3, 2, 6, 18)]:
+        check_stream(rng.standard_normal(shape).astype(np.float32), rng)
+
+
+def test_stream_backward_non_contiguous(rng):
+    x = rng.standard_normal((4, 6, 14, 14)).astype(np.float32)
+    y, idx = fm.max_pool2d(x, 2, return_indices=True)
+    _, a = fm.max_pool2d_compact(x, 2)
+    gy = rng.standard_normal((6, 4, 7, 7)).astype(np.float32).transpose(1, 0, 2, 3)
+    idx_nc = np.asfortranarray(idx)
+    a_nc = np.asfortranarray(a)
+    assert not gy.flags.c_contiguous and not idx_nc.flags.c_contiguous and not a_nc.flags.c_contiguous
+    _, _, tgx = torch_pool(x, 2, 2, 0, np.ascontiguousarray(gy))
+    np.testing.assert_array_equal(fm.max_pool2d_backward(gy, idx_nc, x.shape), tgx)
+    np.testing.assert_array_equal(fm.max_pool2d_compact_backward(gy, a_nc, x.shape, 2), tgx)
+
+
+def test_stream_backward_stray_indices(rng):
+    # indices inside the plane but outside their own 2x2 window: a plain scatter-add (as torch's
+    # max_pool2d_with_indices_backward), computed by the fallback after the stream detects them
+    x = rng.standard_normal((3, 4, 14, 14)).astype(np.float32)
+    y, idx = fm.max_pool2d(x, 2, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    for change in [(0, 0, 0, 0, 100), (2, 3, 6, 6, 0), (1, 1, 3, 4, 195)]:
+        bad = idx.copy()
+        bad[change[:4]] = change[4]
+        ref = np.zeros((12, 196), np.float32)
+        np.add.at(ref, (np.arange(12)[:, None], bad.reshape(12, -1)), gy.reshape(12, -1))
+        t = torch.ops.aten.max_pool2d_with_indices_backward(
+            torch.from_numpy(gy), torch.from_numpy(x), [2, 2], [2, 2], [0, 0], [1, 1], False, torch.from_numpy(bad))
+        np.testing.assert_allclose(fm.max_pool2d_backward(gy, bad, x.shape), t.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(fm.max_pool2d_backward(gy, bad, x.shape).reshape(12, -1), ref, rtol=1e-6, atol=1e-7)
+    assert _core._pool_stream_fallbacks() > 0 or not _has_stream()
+    # indices beyond the plane, also ones whose low 16 or 32 bits look like a valid position
+    for delta in [196, 1 << 16, 1 << 32, -(1 << 32), -1 - int(idx[1, 2, 3, 4])]:
+        bad = idx.copy()
+        bad[1, 2, 3, 4] += delta
+        with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\)"):
+            fm.max_pool2d_backward(gy, bad, x.shape)
+
+
+def test_stream_backward_bad_codes(rng):
+    x = rng.standard_normal((3, 5, 28, 28)).astype(np.float32)
+    y, a = fm.max_pool2d_compact(x, 2)
+    for code in [4, 7, 255]:
+        bad = a.copy()
+        bad[2, 4, 13, 13] = code
+        with pytest.raises(ValueError, match="window offset outside"):
+            fm.max_pool2d_compact_backward(y, bad, x.shape, 2)
+
+
+@pytest.mark.parametrize("shape,k,s,p", [CASES[1], CASES[2], CASES[6], CASES[13], ((3, 17, 14, 14), 2, 2, 0),
+                                         ((2, 3, 10, 14), 2, 2, 0)])
+@pytest.mark.parametrize("simd", [True, False])
+def test_compact_backward_fused_relu(shape, k, s, p, simd, rng):
+    # relu(x) -> max_pool2d, backward through both with torch autograd, against the fused call
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < 0.05] = 0.0
+    x.reshape(-1)[5] = np.nan
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = F.max_pool2d(torch.relu(xt), k, s, p)
+    gy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(gy))
+    _core._pool_set_simd(simd)
+    try:
+        y, a = fm.max_pool2d_compact(fm.relu(x), k, s, p)
+        gx = fm.max_pool2d_compact_backward(gy, a, x.shape, k, s, p, relu_y=y)
+        unfused = fm.max_pool2d_compact_backward(fm.relu_backward(gy, y), a, x.shape, k, s, p)
+    finally:
+        _core._pool_set_simd(True)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(gx, unfused)
+    # torch's relu backward masks where relu(x) <= 0; ours where the pooled value is <= 0: the same
+    # positions, since a gradient lands only on its window's maximum (NaN rows compare as NaN)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_compact_backward_fused_relu_errors(rng):
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y, a = fm.max_pool2d_compact(x, 2)
+    with pytest.raises(ValueError, match="grad_y and relu_y must have the same shape"):
+        fm.max_pool2d_compact_backward(y, a, x.shape, 2, relu_y=y[:, :2])
+    with pytest.raises(TypeError, match="relu_y must be float32"):
+        fm.max_pool2d_compact_backward(y, a, x.shape, 2, relu_y=y.astype(np.float64))

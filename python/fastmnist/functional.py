@@ -108,16 +108,21 @@ def max_pool2d_compact(x, kernel_size, stride=None, padding=0):
 
 
 @_export
-def max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride=None, padding=0):
+def max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride=None, padding=0, *, relu_y=None):
     """Gradient of :func:`max_pool2d_compact`: ``grad_y`` (N, C, OH, OW) placed at the window
     offsets ``argmax`` (uint8, from :func:`max_pool2d_compact` with the same ``kernel_size``,
     ``stride``, ``padding``) of a zero (N, C, H, W) array (``input_shape``); overlapping windows
-    add up. An offset outside the window or inside the padding raises ValueError."""
+    add up. An offset outside the window or inside the padding raises ValueError.
+
+    ``relu_y``: the pooled output, when the pool's input is a ReLU output (or a ReLU follows the
+    pool): ``grad_y`` then counts as 0 where ``relu_y <= 0``, the same as
+    ``relu_backward(grad_y, relu_y)`` first, fused into the one pass.
+    """
     try:
         input_shape = tuple(input_shape)
     except TypeError:
         raise TypeError(f"max_pool2d_compact_backward: input_shape must be a tuple of ints, got {input_shape!r}") from None
-    return _core.max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride, padding)
+    return _core.max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride, padding, relu_y=relu_y)
 
 
 @_export
