@@ -103,9 +103,9 @@ void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, 
   const int64_t plane = H * W, PW = W + 3, PH = H + 3;
 #if FM_X86
   // 32-bit gather indices: fine for any image below ~2^31 scratch pixels
-  const bool avx2 = cpu_has_avx2() && PH * PW < (int64_t(1) << 31);
+  [[maybe_unused]] const bool avx2 = cpu_has_avx2() && PH * PW < (int64_t(1) << 31);
 #else
-  const bool avx2 = false;
+  [[maybe_unused]] const bool avx2 = false;
 #endif
 #pragma omp parallel if (N * C * plane > 8192)
   {

@@ -32,13 +32,6 @@
 #include <cstring>
 #include <vector>
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
-#include <immintrin.h>
-#define FM_X86 1
-#else
-#define FM_X86 0
-#endif
-
 #include "common.hpp"
 #include "conv_wgrad1.hpp"
 #include "gemm.hpp"
@@ -151,7 +144,7 @@ static void forward_gemm(const ConvShape& s, const float* x, const float* w, con
 
 // Zero-padded copy of one image: x_n (C,H,W) -> xp (C, H+2ph, W+2pw). The borders of xp are
 // zeroed once when the buffer is allocated; only the interior is written here.
-static void pad_image(const ConvShape& s, const float* x, float* xp) {
+[[maybe_unused]] static void pad_image(const ConvShape& s, const float* x, float* xp) {
   const int Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
   for (int c = 0; c < s.C; ++c)
     for (int h = 0; h < s.H; ++h)

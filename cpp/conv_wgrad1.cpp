@@ -37,13 +37,6 @@
 #include <cstring>
 #include <vector>
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
-#include <immintrin.h>
-#define FM_X86 1
-#else
-#define FM_X86 0
-#endif
-
 #include "common.hpp"
 #include "gemm.hpp"
 

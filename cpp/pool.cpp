@@ -224,7 +224,7 @@ std::atomic<int64_t> g_stream_fallbacks{0};  // stream backward calls that found
 // The AVX-512 kernels run when the package-wide level (gemm_isa(): the CPU, lowered by
 // FASTMNIST_ISA) is avx512, the CPU has the extensions each kernel needs, and the tests have not
 // switched them off (pool_set_simd).
-bool have_avx512() { return g_simd && simd_at_least(Isa::avx512); }
+[[maybe_unused]] bool have_avx512() { return g_simd && simd_at_least(Isa::avx512); }
 
 #if FM_X86
 bool cpu_has(bool bw, bool vbmi) {
@@ -236,7 +236,7 @@ bool cpu_has(bool bw, bool vbmi) {
 #endif
 
 // AVX-512 F + BW + VL (byte loads and masks on 128-bit registers): every AVX-512 CPU but Xeon Phi.
-bool have_avx512bw() {
+[[maybe_unused]] bool have_avx512bw() {
 #if FM_X86
   return have_avx512() && cpu_has(true, false);
 #else

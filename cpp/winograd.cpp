@@ -35,13 +35,6 @@
 #include <utility>
 #include <vector>
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
-#include <immintrin.h>
-#define FM_WG_X86 1
-#else
-#define FM_WG_X86 0
-#endif
-
 #include "common.hpp"
 #include "gemm.hpp"
 
@@ -95,7 +88,7 @@ struct F25 {
 //   mode 1: the input-gradient weights w'[k][c][i][j] = w[c][k][R-1-i][R-1-j] read from w (C,K,R,R);
 //   mode 2: the transposed weights w'[k][c][i][j] = w[c][k][i][j] read from w (C,K,R,R) (adjoint).
 template <class W>
-#if FM_WG_X86
+#if FM_X86
 __attribute__((target("avx512f")))  // only called when the AVX-512 kernels run
 #endif
 void weight_transform(const float* w, int K, int C, int Kp, int mode, float* U) {
@@ -142,7 +135,7 @@ void weight_transform(const float* w, int K, int C, int Kp, int mode, float* U) 
   }
 }
 
-#if FM_WG_X86
+#if FM_X86
 // out[o] = sum_i Mx[o][i] * in[i] for a constant matrix: after full unrolling the compiler sees
 // every coefficient, so zero terms vanish and +-1 become adds / subtracts.
 template <int NO, int NI>
@@ -776,7 +769,7 @@ int pick_tile(const ConvShape& s, int tile) {
 
 void run_forward(const ConvShape& s, const float* x, const float* w, bool flip, const float* b, float* y,
                  bool relu, int tile) {
-#if FM_WG_X86
+#if FM_X86
   if (s.R == 5) return forward_impl<F25>(s, x, w, flip, b, y, relu);
   if (pick_tile(s, tile) == 4) return forward_impl<F43>(s, x, w, flip, b, y, relu);
   return forward_impl<F23>(s, x, w, flip, b, y, relu);
@@ -786,7 +779,7 @@ void run_forward(const ConvShape& s, const float* x, const float* w, bool flip, 
 }
 
 void run_backward_input_adjoint(const ConvShape& s, const float* dy, const float* w, float* dx, int tile) {
-#if FM_WG_X86
+#if FM_X86
   if (s.R == 5) return backward_input_adjoint<F25>(s, dy, w, dx);
   if (pick_tile(s, tile) == 4) return backward_input_adjoint<F43>(s, dy, w, dx);
   return backward_input_adjoint<F23>(s, dy, w, dx);
@@ -796,7 +789,7 @@ void run_backward_input_adjoint(const ConvShape& s, const float* dy, const float
 }
 
 void run_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db, int tile) {
-#if FM_WG_X86
+#if FM_X86
   if (s.R == 5) return backward_weight_impl<F25>(s, dy, x, dw, db);
   if (pick_tile(s, tile) == 4) return backward_weight_impl<F43>(s, dy, x, dw, db);
   return backward_weight_impl<F23>(s, dy, x, dw, db);
@@ -808,7 +801,7 @@ void run_backward_weight(const ConvShape& s, const float* dy, const float* x, fl
 }  // namespace
 
 bool winograd_available(const ConvShape& s) {
-#if FM_WG_X86
+#if FM_X86
   return gemm_isa() == Isa::avx512 && s.sh == 1 && s.sw == 1 && s.R == s.S && (s.R == 3 || s.R == 5) &&
          s.N > 0;
 #else

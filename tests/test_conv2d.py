@@ -468,6 +468,8 @@ def test_first_layer_weight_gradient_matches_torch(cfg):
     np.testing.assert_array_equal(dw2, dw)
 
 
+@pytest.mark.skipif(_core.gemm_isa() != "avx512", reason="a property of the AVX-512 weight-gradient kernels "
+                    "(the im2col + SGEMM fallback keeps one partial sum per thread)")
 @pytest.mark.parametrize("cfg", [(40, 1, 28, 28, 16, 3, 1), (40, 1, 28, 28, 16, 5, 2), (19, 3, 27, 23, 10, 5, 1)])
 def test_first_layer_weight_gradient_independent_of_thread_count(cfg):
     n, c, h, w, k, r, pd = cfg
