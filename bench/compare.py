@@ -60,7 +60,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="threads for both libraries (default: all cores)")
     ap.add_argument("--only", default=None, help=f"comma-separated sections: {','.join(sections())}")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the rows as a JSON list")
+    ap.add_argument("--data", default=None, metavar="DIR",
+                    help="MNIST IDX directory for the training sections (default: $FASTMNIST_DATA or the "
+                         "download cache)")
     args = ap.parse_args(argv)
+    if args.data:
+        os.environ["FASTMNIST_DATA"] = str(Path(args.data).resolve())
 
     threads = args.threads or len(os.sched_getaffinity(0))
     import torch
