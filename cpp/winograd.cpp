@@ -136,23 +136,23 @@ void weight_transform(const float* w, int K, int C, int Kp, int mode, float* U) 
 }
 
 #if FM_X86
-// out[o] = sum_i Mx[o][i] * in[i] for a constant matrix: after full unrolling the compiler sees
+// out[o] = sum_i coef(o, i) * in[i] for a constant matrix: after full unrolling the compiler sees
 // every coefficient, so zero terms vanish and +-1 become adds / subtracts.
-template <int NO, int NI>
-__attribute__((target("avx512f"), always_inline)) inline void mat_apply(const float (&Mx)[NO][NI],
-                                                                        const __m512* in, __m512* out) {
+template <int NO, int NI, class Coef>
+__attribute__((target("avx512f"), always_inline)) inline void const_apply(Coef coef, const __m512* in,
+                                                                          __m512* out) {
 #pragma GCC unroll 8
   for (int o = 0; o < NO; ++o) {
     // start from a +1 term where the row has one (saves the first multiply / negation)
     int one = -1;
 #pragma GCC unroll 8
     for (int i = NI - 1; i >= 0; --i)
-      if (Mx[o][i] == 1.f) one = i;
+      if (coef(o, i) == 1.f) one = i;
     __m512 acc = one >= 0 ? in[one] : _mm512_setzero_ps();
     bool first = one < 0;
 #pragma GCC unroll 8
     for (int i = 0; i < NI; ++i) {
-      const float c = Mx[o][i];
+      const float c = coef(o, i);
       if (c == 0.f || i == one) continue;
       if (first) {
         acc = c == 1.f ? in[i] : c == -1.f ? _mm512_sub_ps(_mm512_setzero_ps(), in[i])
@@ -168,6 +168,13 @@ __attribute__((target("avx512f"), always_inline)) inline void mat_apply(const fl
     }
     out[o] = acc;
   }
+}
+
+// out = Mx in
+template <int NO, int NI>
+__attribute__((target("avx512f"), always_inline)) inline void mat_apply(const float (&Mx)[NO][NI],
+                                                                        const __m512* in, __m512* out) {
+  const_apply<NO, NI>([&](int o, int i) { return Mx[o][i]; }, in, out);
 }
 
 // BT of the 6-point transforms (FM_WG_BT6) applied to 6 vectors, common terms shared
@@ -332,36 +339,11 @@ __attribute__((target("avx512f"))) void wg_gemm(const float* V, int Cp, const fl
     for (int v = 0; v < KV; ++v) _mm512_storeu_ps(Mo + (size_t)i * Kp + 16 * v, acc[i][v]);
 }
 
-// out[o] = sum_i Mx[i][o] * in[i] (the transposed matrix), same folding as mat_apply.
+// out = Mx^T in
 template <int NI, int NO>
 __attribute__((target("avx512f"), always_inline)) inline void mat_apply_t(const float (&Mx)[NI][NO],
                                                                           const __m512* in, __m512* out) {
-#pragma GCC unroll 8
-  for (int o = 0; o < NO; ++o) {
-    int one = -1;
-#pragma GCC unroll 8
-    for (int i = NI - 1; i >= 0; --i)
-      if (Mx[i][o] == 1.f) one = i;
-    __m512 acc = one >= 0 ? in[one] : _mm512_setzero_ps();
-    bool first = one < 0;
-#pragma GCC unroll 8
-    for (int i = 0; i < NI; ++i) {
-      const float c = Mx[i][o];
-      if (c == 0.f || i == one) continue;
-      if (first) {
-        acc = c == 1.f ? in[i] : c == -1.f ? _mm512_sub_ps(_mm512_setzero_ps(), in[i])
-                                           : _mm512_mul_ps(_mm512_set1_ps(c), in[i]);
-        first = false;
-      } else if (c == 1.f) {
-        acc = _mm512_add_ps(acc, in[i]);
-      } else if (c == -1.f) {
-        acc = _mm512_sub_ps(acc, in[i]);
-      } else {
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(c), in[i], acc);
-      }
-    }
-    out[o] = acc;
-  }
+  const_apply<NO, NI>([&](int o, int i) { return Mx[i][o]; }, in, out);
 }
 
 // Weight gradient, one output-gradient tile, 16 channels: Dy = AT^T dy AT (the adjoint of the
