@@ -83,6 +83,37 @@ struct F25 {
 };
 #undef FM_WG_BT6
 
+// Two-sided product with a constant matrix, vectorised over n: out[p][q][:] = sum_{i,j} L[p][i]
+// in[i][j][:] L[q][j] with L = G (P = A, Q = R: the weight transform G g G^T) or L = G^T (P = R,
+// Q = A: its adjoint G^T dU G). in Q*Q*n, t P*Q*n scratch, out P*P*n, all in double.
+template <class W>
+void g_sandwich(bool adjoint, const double* in, int n, double* t, double* out) {
+  const int P = adjoint ? W::R : W::A, Q = adjoint ? W::A : W::R;
+  auto L = [&](int p, int i) { return adjoint ? W::G[i][p] : W::G[p][i]; };
+  for (int p = 0; p < P; ++p)  // t[p][j] = sum_i L[p][i] in[i][j]
+    for (int j = 0; j < Q; ++j) {
+      double* tr = t + (size_t)(p * Q + j) * n;
+      std::fill(tr, tr + n, 0.0);
+      for (int i = 0; i < Q; ++i) {
+        const double l = L(p, i);
+        if (l == 0.0) continue;
+        const double* ir = in + (size_t)(i * Q + j) * n;
+        for (int k = 0; k < n; ++k) tr[k] += l * ir[k];
+      }
+    }
+  for (int p = 0; p < P; ++p)  // out[p][q] = sum_j t[p][j] L[q][j]
+    for (int q = 0; q < P; ++q) {
+      double* o = out + (size_t)(p * P + q) * n;
+      std::fill(o, o + n, 0.0);
+      for (int j = 0; j < Q; ++j) {
+        const double l = L(q, j);
+        if (l == 0.0) continue;
+        const double* tr = t + (size_t)(p * Q + j) * n;
+        for (int k = 0; k < n; ++k) o[k] += tr[k] * l;
+      }
+    }
+}
+
 // Weight transform -> U [A*A][C][Kp] (zero for k >= K) of
 //   mode 0: w (K,C,R,R) itself;
 //   mode 1: the input-gradient weights w'[k][c][i][j] = w[c][k][R-1-i][R-1-j] read from w (C,K,R,R);
@@ -96,7 +127,7 @@ void weight_transform(const float* w, int K, int C, int Kp, int mode, float* U) 
   // one input channel at a time, all K output channels in the innermost (vectorised) loops
 #pragma omp parallel
   {
-    std::vector<double> g((size_t)R * R * Kp), t((size_t)A * R * Kp), u(Kp);
+    std::vector<double> g((size_t)R * R * Kp), t((size_t)A * R * Kp), u((size_t)A * A * Kp);
 #pragma omp for schedule(static)
     for (int c = 0; c < C; ++c) {
       for (int i = 0; i < R; ++i)
@@ -108,29 +139,11 @@ void weight_transform(const float* w, int K, int C, int Kp, int mode, float* U) 
                     : mode == 2 ? w[(((size_t)c * K + k) * R + i) * R + j]
                                 : w[(((size_t)k * C + c) * R + i) * R + j];
         }
-      for (int a = 0; a < A; ++a)  // t[a][j] = sum_i G[a][i] g[i][j]
-        for (int j = 0; j < R; ++j) {
-          double* tr = t.data() + (size_t)(a * R + j) * Kp;
-          std::fill(tr, tr + Kp, 0.0);
-          for (int i = 0; i < R; ++i) {
-            const double ga = W::G[a][i];
-            if (ga == 0.0) continue;
-            const double* gr = g.data() + (size_t)(i * R + j) * Kp;
-            for (int k = 0; k < Kp; ++k) tr[k] += ga * gr[k];
-          }
-        }
-      for (int a = 0; a < A; ++a)  // U[a][b] = sum_j t[a][j] G[b][j]
-        for (int b = 0; b < A; ++b) {
-          std::fill(u.begin(), u.end(), 0.0);
-          for (int j = 0; j < R; ++j) {
-            const double gb = W::G[b][j];
-            if (gb == 0.0) continue;
-            const double* tr = t.data() + (size_t)(a * R + j) * Kp;
-            for (int k = 0; k < Kp; ++k) u[k] += tr[k] * gb;
-          }
-          float* dst = U + ((size_t)(a * A + b) * C + c) * Kp;
-          for (int k = 0; k < Kp; ++k) dst[k] = (float)u[k];
-        }
+      g_sandwich<W>(false, g.data(), Kp, t.data(), u.data());  // U = G g G^T
+      for (int ab = 0; ab < A * A; ++ab) {
+        float* dst = U + ((size_t)ab * C + c) * Kp;
+        for (int k = 0; k < Kp; ++k) dst[k] = (float)u[(size_t)ab * Kp + k];
+      }
     }
   }
 }
@@ -628,7 +641,7 @@ __attribute__((target("avx512f"))) void finish_weight_gradient(const float* part
   const size_t usz = (size_t)AA * C * Kp;
 #pragma omp parallel
   {
-    std::vector<double> sum((size_t)AA * K), t((size_t)R * A * K), u(K);
+    std::vector<double> sum((size_t)AA * K), t((size_t)R * A * K), u((size_t)R * R * K);
 #pragma omp for schedule(static)
     for (int c = 0; c < C; ++c) {
       std::fill(sum.begin(), sum.end(), 0.0);  // sum[xi][k] of this channel
@@ -638,28 +651,9 @@ __attribute__((target("avx512f"))) void finish_weight_gradient(const float* part
           double* sx = sum.data() + (size_t)xi * K;
           for (int k = 0; k < K; ++k) sx[k] += pg[k];
         }
-      for (int i = 0; i < R; ++i)  // t[i][b] = sum_a G[a][i] dU[a][b]
-        for (int b = 0; b < A; ++b) {
-          double* tr = t.data() + (size_t)(i * A + b) * K;
-          std::fill(tr, tr + K, 0.0);
-          for (int a = 0; a < A; ++a) {
-            const double ga = W::G[a][i];
-            if (ga == 0.0) continue;
-            const double* sr = sum.data() + (size_t)(a * A + b) * K;
-            for (int k = 0; k < K; ++k) tr[k] += ga * sr[k];
-          }
-        }
-      for (int i = 0; i < R; ++i)  // dw[i][j] = sum_b t[i][b] G[b][j]
-        for (int j = 0; j < R; ++j) {
-          std::fill(u.begin(), u.end(), 0.0);
-          for (int b = 0; b < A; ++b) {
-            const double gb = W::G[b][j];
-            if (gb == 0.0) continue;
-            const double* tr = t.data() + (size_t)(i * A + b) * K;
-            for (int k = 0; k < K; ++k) u[k] += tr[k] * gb;
-          }
-          for (int k = 0; k < K; ++k) dw[(((size_t)k * C + c) * R + i) * R + j] = (float)u[k];
-        }
+      g_sandwich<W>(true, sum.data(), K, t.data(), u.data());  // dw = G^T dU G
+      for (int ij = 0; ij < R * R; ++ij)
+        for (int k = 0; k < K; ++k) dw[((size_t)k * C + c) * R * R + ij] = (float)u[(size_t)ij * K + k];
     }
   }
 }
