@@ -509,6 +509,35 @@ std::vector<std::pair<int, int>> balanced_blocks(int n, int most) {
   return bl;
 }
 
+// The per-position products of one image: for every transform position xi,
+//   Out[xi] (T x Np) = In[xi] (T x Kr) * Uw[xi] (Kr x Np)
+// (In rows ldi apart, positions istride apart; Uw positions Kr * Np apart; Out rows Np apart,
+// positions ostride apart), over tile blocks balanced in size, 32 (or 16) output columns at a
+// time. Meanwhile the next image's input (pre_in) is prefetched for reading and this image's
+// output (pre_out) for writing, one part per position.
+struct Blocks {
+  std::vector<std::pair<int, int>> two, one;  // (first tile, count) for 32 / 16 output columns
+  explicit Blocks(int T) : two(balanced_blocks(T, TB2)), one(balanced_blocks(T, TB1)) {}
+};
+inline void position_products(int AA, const Blocks& bl, const float* In, size_t istride, int ldi,
+                              const float* Uw, int Kr, int Np, float* Out, size_t ostride,
+                              const float* pre_in, size_t in_floats, const float* pre_out, size_t out_floats) {
+  for (int xi = 0; xi < AA; ++xi) {
+    if (pre_in) prefetch_part(pre_in, sizeof(float) * in_floats, xi, AA, false);
+    prefetch_part(pre_out, sizeof(float) * out_floats, xi, AA, true);
+    const float* Ix = In + (size_t)xi * istride;
+    const float* Ux = Uw + (size_t)xi * Kr * Np;
+    float* Ox = Out + (size_t)xi * ostride;
+    for (int j0 = 0; j0 < Np; j0 += 32) {
+      const bool two = Np - j0 >= 32;
+      for (const auto& b : two ? bl.two : bl.one) {
+        auto fn = two ? kGemm2[b.second - 1] : kGemm1[b.second - 1];
+        fn(Ix + (size_t)b.first * ldi, ldi, Ux + j0, Np, Kr, Ox + (size_t)b.first * Np + j0);
+      }
+    }
+  }
+}
+
 // Forward (and, with `flip`, the input gradient as a transposed convolution; see the header):
 // x (N,C,H,W), w (K,C,R,R) (flip: (C,K,R,R)), b (K,) or null -> y (N,K,P,Q), ReLU after the bias.
 template <class W>
@@ -527,7 +556,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
   std::vector<float> bias(Kp, 0.f);
   if (b) std::copy(b, b + s.K, bias.begin());
   // tile blocks of the per-position products, balanced in size: (first tile, count)
-  const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
+  const Blocks blocks(T);
 #pragma omp parallel
   {
     const Scratch xT = scratch(0, (size_t)Hb * Wb * Cp, true), V = scratch(1, (size_t)AA * xsC),
@@ -546,20 +575,8 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
                           V.data() + (size_t)t * Cp + cb, xsC);
         }
       // per-position products
-      for (int xi = 0; xi < AA; ++xi) {
-        if (n + 1 < s.N) prefetch_part(x + (n + 1) * xsz, sizeof(float) * xsz, xi, AA, false);
-        prefetch_part(y + n * ysz, sizeof(float) * ysz, xi, AA, true);
-        const float* Vx = V.data() + (size_t)xi * xsC;
-        const float* Ux = U.data() + (size_t)xi * s.C * Kp;
-        float* Mx = Mo.data() + (size_t)xi * xsK;
-        for (int k0 = 0; k0 < Kp; k0 += 32) {
-          const bool two = Kp - k0 >= 32;
-          for (const auto& bl : two ? blocks2 : blocks1) {
-            auto fn = two ? kGemm2[bl.second - 1] : kGemm1[bl.second - 1];
-            fn(Vx + (size_t)bl.first * Cp, Cp, Ux + k0, Kp, s.C, Mx + (size_t)bl.first * Kp + k0);
-          }
-        }
-      }
+      position_products(AA, blocks, V.data(), xsC, Cp, U.data(), s.C, Kp, Mo.data(), xsK,
+                        n + 1 < s.N ? x + (n + 1) * xsz : nullptr, xsz, y + n * ysz, ysz);
       // output transform (+ bias, ReLU)
       for (int th = 0; th < TH; ++th)
         for (int tw = 0; tw < TW; ++tw) {
@@ -588,7 +605,7 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
   const size_t dysz = (size_t)s.K * P * Q, dxsz = (size_t)s.C * s.H * s.W;  // floats per image
   const Scratch Ut = scratch(4, (size_t)AA * s.K * Cp);  // [xi][k][Cp]
   weight_transform<W>(w, s.C, s.K, Cp, 2, Ut.data());
-  const auto blocks2 = balanced_blocks(T, TB2), blocks1 = balanced_blocks(T, TB1);
+  const Blocks blocks(T);
 #pragma omp parallel
   {
     const Scratch dyT = scratch(0, (size_t)TH * M * Wq * Kp, true), Dy = scratch(1, (size_t)AA * xsK),
@@ -603,20 +620,8 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
             dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
                        Dy.data() + (size_t)t * Kp + kb, xsK);
         }
-      for (int xi = 0; xi < AA; ++xi) {
-        if (n + 1 < s.N) prefetch_part(dy + (n + 1) * dysz, sizeof(float) * dysz, xi, AA, false);
-        prefetch_part(dx + n * dxsz, sizeof(float) * dxsz, xi, AA, true);
-        const float* Dx = Dy.data() + (size_t)xi * xsK;
-        const float* Ux = Ut.data() + (size_t)xi * s.K * Cp;
-        float* Vx = dV.data() + (size_t)xi * xsC;
-        for (int c0 = 0; c0 < Cp; c0 += 32) {
-          const bool two = Cp - c0 >= 32;
-          for (const auto& bl : two ? blocks2 : blocks1) {
-            auto fn = two ? kGemm2[bl.second - 1] : kGemm1[bl.second - 1];
-            fn(Dx + (size_t)bl.first * Kp, Kp, Ux + c0, Cp, s.K, Vx + (size_t)bl.first * Cp + c0);
-          }
-        }
-      }
+      position_products(AA, blocks, Dy.data(), xsK, Kp, Ut.data(), s.K, Cp, dV.data(), xsC,
+                        n + 1 < s.N ? dy + (n + 1) * dysz : nullptr, dysz, dx + n * dxsz, dxsz);
       std::fill(dxT.begin(), dxT.end(), 0.f);
       for (int th = 0; th < TH; ++th)
         for (int tw = 0; tw < TW; ++tw) {
