@@ -215,7 +215,7 @@ __attribute__((target("avx512f"))) static void fwd_block_avx512(
 // build_planes writes only the entries that come from x.
 
 // pstride: floats between consecutive planes (>= Hp*Q).
-__attribute__((target("avx512f"))) static void build_planes_avx512(const ConvShape& s, int Q, size_t pstride,
+__attribute__((target("avx512f"))) void build_planes_avx512(const ConvShape& s, int Q, size_t pstride,
                                                                     const float* x, float* xs) {
   for (int c = 0; c < s.C; ++c)
     for (int t = 0; t < s.S; ++t) {

@@ -74,25 +74,6 @@ __attribute__((target("avx512f"))) float group_lane_sum(const float* v, size_t v
 // conflicts).
 constexpr int PLANE = 1040;
 
-// x_n (C,H,W) -> xs[c*S+t][h][q] = xpad[c][h][q+t] (planes PLANE floats apart). Which entries are
-// zero depends only on the geometry, so only the entries that come from x are written: the buffer
-// is cleared once per thread and geometry (see wgrad_flat).
-__attribute__((target("avx512f"))) void build_planes(const ConvShape& s, int Q, const float* x, float* xs) {
-  for (int c = 0; c < s.C; ++c)
-    for (int t = 0; t < s.S; ++t) {
-      const int q0 = std::max(0, s.pw - t), q1 = std::min(Q, s.W + s.pw - t);
-      if (q1 <= q0) continue;
-      const int n = q1 - q0;
-      const float* src = x + (size_t)c * s.H * s.W + q0 + t - s.pw;
-      float* dst = xs + (size_t)(c * s.S + t) * PLANE + (size_t)s.ph * Q + q0;
-      for (int h = 0; h < s.H; ++h, src += s.W, dst += Q)
-        for (int i = 0; i < n; i += 16) {
-          const __mmask16 m = (__mmask16)((1u << std::min(16, n - i)) - 1);
-          _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-        }
-    }
-}
-
 // One vector of 16 output pixels j0.. for taps r in [R0, R1), all t < S, KB output channels.
 // xc: the S planes of one input channel; g0: dy of channel kb (channels PQ floats apart).
 template <int R0, int R1, int S, int KB, bool FULL>
@@ -209,7 +190,7 @@ __attribute__((target("avx512f"))) void wgrad_flat(const ConvShape& s, flat_fn f
       const int n1 = std::min(s.N, (gi + 1) * G);
       for (int c0 = gi * G; c0 < n1; c0 += CHUNK) {
         const int cn = std::min(CHUNK, n1 - c0);
-        for (int i = 0; i < cn; ++i) build_planes(s, Q, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
+        for (int i = 0; i < cn; ++i) build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
         fn(xs, plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
       }
     }
