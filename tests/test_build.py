@@ -73,10 +73,10 @@ def test_info_reports_forced_isa():
 
 
 def test_checkpoint_functions_exported():
-    from fastmnist import train
+    from fastmnist import checkpoint
 
-    assert fastmnist.save_checkpoint is train.save_checkpoint
-    assert fastmnist.load_checkpoint is train.load_checkpoint
+    assert fastmnist.save_checkpoint is checkpoint.save_checkpoint
+    assert fastmnist.load_checkpoint is checkpoint.load_checkpoint
     assert {"save_checkpoint", "load_checkpoint"} <= set(dir(fastmnist))
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fastmnist import models, nn
-from fastmnist.train import History, Trainer, TrainingDiverged, load_checkpoint, prepare, save_checkpoint
+from fastmnist.checkpoint import load_checkpoint, save_checkpoint
+from fastmnist.train import History, Trainer, TrainingDiverged, prepare
 
 
 def make(name, seed=0, **kw):

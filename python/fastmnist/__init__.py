@@ -58,8 +58,8 @@ _LAZY = {
     "Trainer": "train",
     "History": "train",
     "fit": "train",
-    "save_checkpoint": "train",
-    "load_checkpoint": "train",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
 }
 
 _SUBMODULES = {"data", "functional", "nn", "optim", "parameter", "augment", "models", "train", "logreg",

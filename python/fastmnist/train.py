@@ -1,4 +1,4 @@
-"""Training loop, history and checkpoints.
+"""Training loop and history (checkpoints: :mod:`fastmnist.checkpoint`).
 
 The whole data set is converted once to a float32 (N, 1, 28, 28) array; each epoch draws a
 permutation from the seed and slices batches from it, so no Python work happens per sample.
@@ -19,9 +19,7 @@ import csv
 import io
 import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import functional as F
 from . import nn
+from ._io import atomic_write_text
 from ._progress import progress
 
-__all__ = ["Trainer", "History", "fit", "prepare", "save_checkpoint", "load_checkpoint",
-           "TrainingDiverged", "MNIST_MEAN", "MNIST_STD"]
+__all__ = ["Trainer", "History", "fit", "prepare", "TrainingDiverged", "MNIST_MEAN", "MNIST_STD"]
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -103,7 +100,7 @@ class History:
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(path, text)
         return text
 
     def to_csv(self, path=None) -> str:
@@ -114,7 +111,7 @@ class History:
             w.writerow(["" if getattr(self, c)[i] is None else getattr(self, c)[i] for c in self.COLUMNS])
         text = buf.getvalue()
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -329,114 +326,3 @@ def fit(model, x, y, optimizer=None, lr=1e-3, x_val=None, y_val=None, **kw):
     trainer = Trainer(model, optimizer, **kw)
     hist = trainer.fit(x, y, x_val=x_val, y_val=y_val)
     return trainer, hist
-
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints
-# ---------------------------------------------------------------------------------------------
-def _default_mode(path):
-    """mkstemp creates 0600 files; give the final file the usual umask-based mode."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
-def _atomic_write(path: Path, write, mode: str = "w"):
-    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it over
-    ``path``: readers see the old file or the complete new one, never a torn one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix="." + path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        _default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str):
-    _atomic_write(path, lambda f: f.write(text))
-
-
-def _flatten_state(prefix, obj, out, meta):
-    """Arrays of a (nested) optimizer state dict -> npz entries; everything else -> JSON meta."""
-    if isinstance(obj, dict):
-        m = {}
-        for k, v in obj.items():
-            sub = _flatten_state(f"{prefix}/{k}", v, out, {})
-            m[str(k)] = sub
-        return {"__dict__": m}
-    if isinstance(obj, (list, tuple)):
-        return {"__list__": [_flatten_state(f"{prefix}/{i}", v, out, {}) for i, v in enumerate(obj)]}
-    if isinstance(obj, np.ndarray):
-        out[prefix] = obj
-        return {"__array__": prefix}
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if obj is None or isinstance(obj, (int, float, str, bool)):
-        return obj
-    return repr(obj)
-
-
-def _unflatten_state(spec, arrays):
-    if isinstance(spec, dict):
-        if "__dict__" in spec:
-            return {k: _unflatten_state(v, arrays) for k, v in spec["__dict__"].items()}
-        if "__list__" in spec:
-            return [_unflatten_state(v, arrays) for v in spec["__list__"]]
-        if "__array__" in spec:
-            return arrays[spec["__array__"]]
-    return spec
-
-
-def save_checkpoint(path, model, optimizer=None, meta=None) -> Path:
-    """Write ``model``'s parameters (and ``optimizer.state_dict()`` when given) to a ``.npz`` file,
-    atomically (temporary file + ``os.replace``). ``meta`` (JSON-serialisable) is stored too, with
-    the model's build spec so that :func:`load_checkpoint` can rebuild it."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
-    info = {"format": "fastmnist-checkpoint-1", "spec": getattr(model, "spec", None), "meta": meta or {}}
-    if optimizer is not None and hasattr(optimizer, "state_dict"):
-        info["optimizer"] = _flatten_state("optim", optimizer.state_dict(), arrays, {})
-        info["optimizer_type"] = type(optimizer).__name__
-    arrays["__info__"] = np.array(json.dumps(info))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
-    return path
-
-
-def load_checkpoint(path, model=None):
-    """Read a checkpoint written by :func:`save_checkpoint`. Returns ``(model, info)`` where
-    ``model`` is the given one (loaded in place) or rebuilt from the stored spec, and ``info`` holds
-    ``meta``, ``spec`` and, when saved, ``optimizer_state``."""
-    path = Path(path)
-    if not path.exists():
-        raise OSError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{str(path)!r} is not a fastmnist checkpoint (.npz): {e}") from None
-    if "__info__" not in arrays:
-        raise ValueError(f"{str(path)!r} is not a fastmnist checkpoint (no __info__ entry)")
-    info = json.loads(str(arrays.pop("__info__")))
-    state = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-    if model is None:
-        spec = info.get("spec")
-        if not spec:
-            raise ValueError(f"{str(path)!r} does not record which model it holds; pass model=")
-        from . import models
-
-        model = models.build(spec["name"], seed=spec.get("seed", 0), **spec.get("options", {}))
-    model.load_state_dict(state)
-    model.eval()
-    out = {"meta": info.get("meta", {}), "spec": info.get("spec")}
-    if "optimizer" in info:
-        out["optimizer_state"] = _unflatten_state(info["optimizer"], arrays)
-        out["optimizer_type"] = info.get("optimizer_type")
-    return model, out

@@ -81,7 +81,8 @@ def load_inputs(path: Path, limit=None):
 
 
 def run(args) -> int:
-    from ..train import load_checkpoint, prepare
+    from ..checkpoint import load_checkpoint
+    from ..train import prepare
 
     model, info = load_checkpoint(args.checkpoint)
     meta = info.get("meta", {})

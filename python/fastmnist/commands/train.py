@@ -163,7 +163,8 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     import fastmnist
 
     from .. import models
-    from ..train import Trainer, prepare, save_checkpoint
+    from ..checkpoint import save_checkpoint
+    from ..train import Trainer, prepare
 
     options = dict(options or {})
     x_train, y_train, x_test, y_test = data
