@@ -1,0 +1,245 @@
+"""Bad input never crashes or lies: corrupt checkpoints, gzip bombs, diverging training, bad files
+given to the CLI. Memory bounds are checked in a subprocess through its peak RSS."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmnist import models
+from fastmnist.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+
+
+def run_python(code: str, *args, timeout=120):
+    """Run ``code`` in a fresh interpreter (fastmnist importable); returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the forking process (here the
+# test runner, holding MNIST) across exec, while VmHWM belongs to the new process's own memory map
+_RSS = """
+import sys
+{body}
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print("PEAK_RSS_MB", int(hwm.split()[1]) / 1024)
+"""
+
+
+def peak_rss_mb(body: str, *args) -> tuple[float, str]:
+    """(peak RSS in MB, stdout) of a subprocess running ``body``."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("peak RSS is read from /proc (Linux)")
+    r = run_python(_RSS.format(body=body), *args)
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("PEAK_RSS_MB")][-1]
+    return float(line.split()[1]), r.stdout
+
+
+def run_cli(*args, timeout=120):
+    return run_python("import sys; from fastmnist.cli import main; sys.exit(main(sys.argv[1:]))", *args,
+                      timeout=timeout)
+
+
+def assert_one_line_error(r, *fragments):
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "error:" in r.stderr, r.stderr
+    for f in fragments:
+        assert f in r.stderr, r.stderr
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A real fnn checkpoint with Adam state after one step, and its state dict."""
+    from fastmnist import optim
+
+    m = models.build("fnn", seed=3)
+    opt = optim.Adam(m.parameters(), lr=1e-3)
+    x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    from fastmnist import nn
+
+    loss, g = nn.CrossEntropyLoss()(m.forward(x), np.arange(8) % 10)
+    m.backward(g)
+    opt.step()
+    p = save_checkpoint(m, tmp_path_factory.mktemp("ckpt") / "model.npz", opt, meta={"k": 1})
+    return p, m.state_dict()
+
+
+def _entries(path) -> dict:
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _write_zip(path, entries: dict, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for n, b in entries.items():
+            z.writestr(n, b)
+    return path
+
+
+def _npy(a) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _with_info(entries, info) -> dict:
+    return {**entries, "__info__.npy": _npy(np.array(json.dumps(info)))}
+
+
+def _info(entries) -> dict:
+    import io
+
+    return json.loads(str(np.load(io.BytesIO(entries["__info__.npy"]))))
+
+
+def test_save_checkpoint_both_argument_orders(ckpt, tmp_path):
+    p, state = ckpt
+    m, info = load_checkpoint(p)
+    assert info["meta"] == {"k": 1} and info["optimizer_type"] == "Adam"
+    for k, v in state.items():
+        np.testing.assert_array_equal(m.state_dict()[k], v)
+    # torch.save(obj, path) order (documented) and the older (path, model) order write the same arrays
+    m2 = models.build("fnn", seed=3)
+    a = save_checkpoint(m2, tmp_path / "a.npz")
+    b = save_checkpoint(str(tmp_path / "b.npz"), m2)
+    for k in state:
+        np.testing.assert_array_equal(load_checkpoint(a)[0].state_dict()[k], load_checkpoint(b)[0].state_dict()[k])
+    with pytest.raises(TypeError, match="model must be a fastmnist model"):
+        save_checkpoint(tmp_path / "c.npz", tmp_path / "d.npz")
+
+
+def test_truncated_checkpoints(ckpt, tmp_path):
+    p, _ = ckpt
+    data = p.read_bytes()
+    q = tmp_path / "t.npz"
+    for cut in [0, 1, 30, 100, 1000, len(data) // 3, len(data) // 2, len(data) - 200, len(data) - 22, len(data) - 1]:
+        q.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="t.npz"):
+            load_checkpoint(q)
+
+
+def test_bit_flipped_checkpoints(ckpt, tmp_path):
+    # every flip is caught (zip CRC, header checks) or harmless (a field nobody reads): never another
+    # exception type, never a model with other numbers
+    p, state = ckpt
+    data = p.read_bytes()
+    rng = np.random.default_rng(0)
+    q = tmp_path / "f.npz"
+    caught = 0
+    positions = np.concatenate([np.arange(0, 200, 7), np.arange(len(data) - 600, len(data), 13),
+                                rng.integers(0, len(data), 40)])
+    for pos in positions:
+        b = bytearray(data)
+        b[pos] ^= 1 << int(rng.integers(8))
+        q.write_bytes(bytes(b))
+        try:
+            m, _ = load_checkpoint(q)
+        except CheckpointError:
+            caught += 1
+            continue
+        for k, v in state.items():
+            np.testing.assert_array_equal(m.state_dict()[k], v)
+    assert caught > len(positions) // 2
+
+
+def test_zip_with_wrong_entries(ckpt, tmp_path):
+    p, state = ckpt
+    good = _entries(p)
+    info = _info(good)
+    cases = {
+        "text entry": ({"notes.txt": b"hello"}, "unexpected entry 'notes.txt'"),
+        "no info": ({k: v for k, v in good.items() if k != "__info__.npy"}, "no __info__ entry"),
+        "info not json": ({**good, "__info__.npy": _npy(np.array("{not json"))}, "not valid JSON"),
+        "info not text": ({**good, "__info__.npy": _npy(np.zeros(3))}, "__info__ must be a text scalar"),
+        "info list": (_with_info(good, [1, 2]), "must be an object with format"),
+        "deep json": ({**good, "__info__.npy": _npy(np.array("[" * 100000 + "]" * 100000))}, "not valid JSON"),
+        "pickled object": ({**good, "param/fc1.bias.npy": _npy(np.array([object()], dtype=object))},
+                           "holds Python objects"),
+        "missing param": ({k: v for k, v in good.items() if k != "param/fc2.bias.npy"}, "missing ['fc2.bias']"),
+        "extra param": ({**good, "param/fc9.weight.npy": _npy(np.zeros((2, 2), np.float32))},
+                        "unexpected ['fc9.weight']"),
+        "wrong shape": ({**good, "param/fc2.bias.npy": _npy(np.zeros(11, np.float32))},
+                        "shape mismatch for 'fc2.bias': checkpoint has (11,)"),
+        "int dtype": ({**good, "param/fc2.bias.npy": _npy(np.zeros(10, np.int32))}, "shape mismatch for 'fc2.bias'"),
+        "unknown model": (_with_info(good, {**info, "spec": {"name": "resnet", "seed": 0, "options": {}}}),
+                          "unknown model 'resnet'"),
+        "unknown option": (_with_info(good, {**info, "spec": {**info["spec"], "options": {"depth": 3}}}),
+                           "no option 'depth'"),
+        "option type": (_with_info(good, {**info, "spec": {**info["spec"], "options": {"hidden": "256"}}}),
+                        "option 'hidden': '256' is not a valid value"),
+        "negative size": (_with_info(good, {**info, "spec": {**info["spec"], "options": {"hidden": -5}}}),
+                          "option 'hidden': -5"),
+        "seed": (_with_info(good, {**info, "spec": {**info["spec"], "seed": "x"}}), "seed must be an integer"),
+        "bad optimizer state": (_with_info(good, {**info, "optimizer": {"__array__": "optim/nope"}}),
+                                "missing array 'optim/nope'"),
+        "no spec": (_with_info(good, {**info, "spec": None}), "does not record which model"),
+    }
+    for what, (entries, msg) in cases.items():
+        q = _write_zip(tmp_path / "w.npz", entries)
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(q)
+        assert msg in str(e.value), (what, str(e.value))
+    # a gzip-bomb-like deflated entry that declares a huge array is refused from the directory alone
+    big = {**good, "optim/x.npy": _npy(np.zeros(300_000_000, np.float32))[:128]}
+    q = _write_zip(tmp_path / "b.npz", big, zipfile.ZIP_DEFLATED)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(q)
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.npz")
+
+
+def test_spec_lying_about_size_allocates_nothing(ckpt, tmp_path):
+    # the genuine fnn arrays (hidden 256) under a spec claiming hidden=200000 (a 630 MB model): refused
+    # from the headers before anything is built
+    p, _ = ckpt
+    good = _entries(p)
+    info = _info(good)
+    q = _write_zip(tmp_path / "lie.npz", _with_info(good, {**info, "spec": {**info["spec"],
+                                                                           "options": {"hidden": 200000}}}))
+    rss, out = peak_rss_mb("""
+from fastmnist.checkpoint import load_checkpoint, CheckpointError
+try:
+    load_checkpoint(sys.argv[1])
+except CheckpointError as e:
+    print("REFUSED", e)
+""", q)
+    assert "REFUSED" in out and "shape mismatch for 'fc1.weight'" in out and "(200000, 784)" in out
+    assert rss < 250, f"peak RSS {rss:.0f} MB"
+
+
+def test_predict_cli_bad_checkpoints_one_line(ckpt, tmp_path):
+    p, _ = ckpt
+    img = tmp_path / "x-idx3-ubyte"
+    img.write_bytes(bytes([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28]) + bytes(784))
+    r = run_cli("predict", p, img)
+    assert r.returncode == 0 and r.stdout.startswith(f"{img}:0: "), r.stderr
+    data = p.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.npz").write_text("hello")
+    b = bytearray(data)
+    b[len(data) // 2] ^= 0xFF
+    (tmp_path / "flip.npz").write_bytes(bytes(b))
+    for bad in ["trunc.npz", "text.npz", "flip.npz"]:
+        assert_one_line_error(run_cli("predict", tmp_path / bad, img), "fastmnist predict: error:", bad)
+    assert_one_line_error(run_cli("predict", tmp_path, img), "is a directory")
