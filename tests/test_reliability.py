@@ -243,3 +243,74 @@ def test_predict_cli_bad_checkpoints_one_line(ckpt, tmp_path):
     for bad in ["trunc.npz", "text.npz", "flip.npz"]:
         assert_one_line_error(run_cli("predict", tmp_path / bad, img), "fastmnist predict: error:", bad)
     assert_one_line_error(run_cli("predict", tmp_path, img), "is a directory")
+
+
+# ----------------------------------------------------------------------------------- divergence
+
+
+def _small(mnist, n=640):
+    from fastmnist.data import subsample
+
+    return subsample(mnist[0], mnist[1], n, seed=0)
+
+
+def test_exploding_loss_stops_training(mnist):
+    from fastmnist import optim
+    from fastmnist.train import Trainer, TrainingDiverged
+
+    x, y = _small(mnist)
+    m = models.build("fnn", seed=0)
+    tr = Trainer(m, optim.Adam(m.parameters(), lr=1e6), batch_size=32, epochs=2, quiet=True)
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch 1, batch \d+/20: the loss over the last 10 "
+                                               r"batches averages .*lower the learning rate \(--lr"):
+        tr.fit(x, y)
+
+
+class _LrSpikeAt:
+    """A learning-rate schedule that sets the rate to 1e300 for step ``k`` (float32 inf in the kernels)."""
+
+    def __init__(self, opt, k):
+        self.opt, self.k, self.calls = opt, k, 0
+
+    def step(self):
+        self.calls += 1
+        if self.calls == self.k:
+            self.opt.lr = 1e300
+
+
+def test_non_finite_parameters_after_last_step_stop_training(mnist):
+    # the last step of the run overflows the weights: no later forward pass sees a loss, the parameter
+    # check catches it
+    from fastmnist import optim
+    from fastmnist.train import Trainer, TrainingDiverged
+
+    x, y = _small(mnist)
+    m = models.build("logreg", seed=0)
+    opt = optim.SGD(m.parameters(), lr=0.01)
+    tr = Trainer(m, opt, batch_size=64, epochs=1, scheduler=_LrSpikeAt(opt, 9), quiet=True)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 10/10: parameter 'fc1\.(weight|bias)' holds NaN"):
+        tr.fit(x, y)
+
+
+def test_named_recipes_do_not_trip_the_divergence_check(mnist):
+    from fastmnist import augment
+    from fastmnist.train import Trainer
+
+    x, y = _small(mnist, 1024)
+    for name in models.names():
+        r = models.recipe(name)
+        m = models.build(name, seed=0)
+        opt = models.make_optimizer(r, m.parameters())
+        epochs = min(r.epochs, 2)
+        r.epochs = epochs
+        sched = models.make_scheduler(r, opt, (len(y) + r.batch_size - 1) // r.batch_size)
+        aug = augment.from_spec(r.augment) if r.augment else None
+        h = Trainer(m, opt, loss=r.loss, batch_size=r.batch_size, epochs=epochs, augment=aug, scheduler=sched,
+                    normalize=r.normalize, quiet=True).fit(x, y)
+        assert len(h) == epochs and np.isfinite(h.train_loss).all(), name
+
+
+def test_cli_train_diverging_exits_1(mnist_dir, tmp_path):
+    r = run_cli("train", "logreg", "--lr", "1e6", "--epochs", "2", "--train-size", "1000", "--test-size", "100",
+                "--data", mnist_dir, "--quiet", "--no-figures", "--out", tmp_path / "run")
+    assert_one_line_error(r, "fastmnist train: error: training diverged at epoch 1", "lower the learning rate")

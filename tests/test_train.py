@@ -125,7 +125,7 @@ def test_nan_loss_stops_with_clear_error(mnist):
     x_train, y_train, _, _ = mnist
     m, opt, _ = make("fnn")
     m.parameters()[0].data[0, 0] = np.nan
-    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1, batch 1"):
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1, batch 1/4: the loss became nan"):
         Trainer(m, opt, batch_size=64, epochs=1, quiet=True).fit(x_train[:256], y_train[:256])
 
 
