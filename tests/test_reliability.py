@@ -314,3 +314,43 @@ def test_cli_train_diverging_exits_1(mnist_dir, tmp_path):
     r = run_cli("train", "logreg", "--lr", "1e6", "--epochs", "2", "--train-size", "1000", "--test-size", "100",
                 "--data", mnist_dir, "--quiet", "--no-figures", "--out", tmp_path / "run")
     assert_one_line_error(r, "fastmnist train: error: training diverged at epoch 1", "lower the learning rate")
+
+
+# ----------------------------------------------------------------------------------- gzip bomb
+
+
+def _gzip_bomb(path: Path, header: bytes, zero_mb: int) -> Path:
+    """A gzip stream of ``header`` followed by ``zero_mb`` MB of zeros (~1 MB on disk per 1 GB)."""
+    c = zlib.compressobj(1, zlib.DEFLATED, 31)
+    chunk = bytes(1 << 20)
+    with open(path, "wb") as f:
+        f.write(c.compress(header))
+        for _ in range(zero_mb):
+            f.write(c.compress(chunk))
+        f.write(c.flush())
+    return path
+
+
+def test_gzip_bomb_bounded_by_header(tmp_path):
+    # 400 MB of zeros behind a header announcing 10 images: read up to 7,840 + 1 bytes, then refused
+    bomb = _gzip_bomb(tmp_path / "t10k-images-idx3-ubyte.gz",
+                      bytes([0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28]), 400)
+    assert bomb.stat().st_size < 2_000_000
+    rss, out = peak_rss_mb("""
+from fastmnist.data import load_idx, MNISTError
+try:
+    load_idx(sys.argv[1])
+except MNISTError as e:
+    print("REFUSED", e)
+""", bomb)
+    assert "REFUSED" in out and "wrong size" in out
+    assert rss < 200, f"peak RSS {rss:.0f} MB"
+    # as an MNIST file, the same header is refused before any data is read (10 images, not 10000)
+    d = tmp_path
+    from fastmnist.data import MNISTError, load_idx
+
+    with pytest.raises(MNISTError, match=r"announces shape \(10, 28, 28\), expected \(10000, 28, 28\)"):
+        load_idx(bomb, expect_shape=(10000, 28, 28))
+    # predict refuses it with one line
+    r = run_cli("predict", d / "nothing.npz", bomb)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
