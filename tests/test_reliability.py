@@ -354,3 +354,105 @@ except MNISTError as e:
     # predict refuses it with one line
     r = run_cli("predict", d / "nothing.npz", bomb)
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------------- bad files in the CLI
+
+
+def _cli_in_process(capsys, *args) -> tuple[int, str]:
+    from fastmnist.cli import main
+
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """Files of the wrong kind or damaged, each named by what it is."""
+    d = tmp_path_factory.mktemp("bad")
+    (d / "notes.txt").write_text("hello world\n")
+    (d / "notes.csv").write_text("hello world\n")
+    (d / "empty.npz").write_bytes(b"")
+    (d / "empty.npy").write_bytes(b"")
+    (d / "empty.csv").write_bytes(b"")
+    (d / "text.npz").write_text("hello")
+    (d / "text.npy").write_text("hello")
+    (d / "binary.csv").write_bytes(b"\xff\xfe\x00\x81")
+    (d / "ragged.csv").write_text("1,0.5,0.2\n0,0.1\n")
+    np.savez(d / "good.npz", y_true=np.arange(20) % 2, proba=np.random.default_rng(0).random((20, 2)))
+    data = (d / "good.npz").read_bytes()
+    (d / "trunc.npz").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0xFF
+    (d / "flipped.npz").write_bytes(bytes(flipped))
+    np.save(d / "pickle.npy", np.array([object()]), allow_pickle=True)
+    np.savez(d / "strlabels.npz", y_true=np.array(["a", "b"]), proba=np.zeros((2, 2)))
+    (d / "adir").mkdir()
+    return d
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "notes.csv", "empty.npz", "empty.npy", "empty.csv", "text.npz",
+                                  "text.npy", "binary.csv", "ragged.csv", "trunc.npz", "flipped.npz", "pickle.npy",
+                                  "strlabels.npz", "adir", "missing.npz"])
+def test_roc_bad_scores_file_one_line(bad_files, tmp_path, capsys, name):
+    rc, err = _cli_in_process(capsys, "roc", bad_files / name, "--out", tmp_path / "o")
+    assert rc == 1 and err.startswith("fastmnist roc: error: ") and err.count("\n") == 1, err
+    assert name in err
+
+
+def test_roc_good_file_and_bad_labels_file(bad_files, tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    rc, _ = _cli_in_process(capsys, "roc", bad_files / "good.npz", "--out", tmp_path / "o")
+    assert rc == 0
+    d = np.load(bad_files / "good.npz")
+    got = json.loads((tmp_path / "o" / "roc.json").read_text())["classes"]["1"]["auc"]
+    assert got == pytest.approx(roc_auc_score(d["y_true"], d["proba"][:, 1]), abs=1e-12)
+    np.save(tmp_path / "s.npy", d["proba"][:, 1])
+    for bad in ["notes.txt", "text.npy", "adir"]:
+        rc, err = _cli_in_process(capsys, "roc", tmp_path / "s.npy", "--labels", bad_files / bad, "--out", tmp_path / "o")
+        assert rc == 1 and err.count("\n") == 1 and bad in err, err
+
+
+def test_roc_cli_text_file_subprocess(bad_files, tmp_path):
+    # the audit's reproducer, through the installed entry point's code path in a fresh interpreter
+    assert_one_line_error(run_cli("roc", bad_files / "notes.txt", "--out", tmp_path / "o"),
+                          "fastmnist roc: error:", "holds no rows of numbers")
+
+
+def test_predict_bad_inputs_one_line(ckpt, bad_files, tmp_path, capsys):
+    import struct
+
+    p, _ = ckpt
+    # a PNG whose header claims 30000 x 30000 pixels (PIL's decompression-bomb guard)
+    def chunk(t, b):
+        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
+
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+                                        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    (tmp_path / "labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3]))
+    (tmp_path / "f32-idx3-ubyte").write_bytes(bytes([0, 0, 0x0D, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28])
+                                              + np.zeros(784, ">f4").tobytes())
+    cases = [(bad_files / "notes.txt", "not a readable image"), (bad_files / "adir", "is a directory"),
+             (tmp_path / "bomb.png", "not a readable image"), (tmp_path / "missing.png", "does not exist"),
+             (tmp_path / "labels-idx1-ubyte", "expected (N, 28, 28)"), (tmp_path / "f32-idx3-ubyte", "uint8")]
+    for path, msg in cases:
+        rc, err = _cli_in_process(capsys, "predict", p, path)
+        assert rc == 1 and err.startswith("fastmnist predict: error: ") and err.count("\n") == 1, err
+        assert msg in err and path.name in err, err
+    for limit in ["0", "-1"]:
+        rc, err = _cli_in_process(capsys, "predict", p, tmp_path / "labels-idx1-ubyte", "--limit", limit)
+        assert rc == 1 and "--limit must be >= 1" in err
+
+
+def test_data_bad_directory_one_line(bad_files, tmp_path, mnist_dir, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rc, err = _cli_in_process(capsys, "data", "--data", bad_files / "notes.txt", "--no-download")
+    assert rc == 1 and "is not a directory" in err and err.count("\n") == 1
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"]:
+        (d / name).symlink_to(mnist_dir / name)
+    (d / "t10k-labels-idx1-ubyte.gz").mkdir()
+    rc, err = _cli_in_process(capsys, "data", "--data", d, "--no-download")
+    assert rc == 1 and "t10k-labels-idx1-ubyte.gz: is a directory" in err and err.count("\n") == 1

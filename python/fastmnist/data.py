@@ -282,6 +282,8 @@ def load_mnist(root=None, download: bool = True, mirrors=None, quiet: bool = Tru
     directory, so a file is hashed once.
     """
     root = Path(root).expanduser() if root is not None else default_root()
+    if root.exists() and not root.is_dir():
+        raise MNISTError(f"{root} is not a directory (give the directory holding the MNIST files)")
     missing = [name for name, _, _ in FILES.values() if find_file(root, name) is None]
     if missing:
         if not download:
