@@ -127,6 +127,19 @@ def test_save_checkpoint_both_argument_orders(ckpt, tmp_path):
         save_checkpoint(tmp_path / "c.npz", tmp_path / "d.npz")
 
 
+@pytest.mark.parametrize("name,options", [(n, {}) for n in models.names()] + [
+    ("fnn", {"hidden": 64}), ("fnn", {"hidden": 64.0}), ("cnn5", {"dropout": 0.5}), ("cnn5", {"dropout": 0}),
+    ("mlp-scratch", {"sizes": [784, 30, 20, 10], "activation": "relu"}), ("mlp-scratch", {"arch": "cnn"}),
+    ("mlp-scratch", {"output_activation": "sigmoid"}), ("fast", {"c1": 8, "c2": 8, "hidden": 32})])
+def test_validation_accepts_every_genuine_checkpoint(tmp_path, name, options):
+    m = models.build(name, seed=1, **options)
+    m2, info = load_checkpoint(save_checkpoint(m, tmp_path / "m.npz"))
+    assert info["spec"] == {"name": name, "seed": 1, "options": options}
+    for (k, a), (k2, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2
+        np.testing.assert_array_equal(a, b)
+
+
 def test_truncated_checkpoints(ckpt, tmp_path):
     p, _ = ckpt
     data = p.read_bytes()

@@ -148,12 +148,20 @@ class _Archive:
             return np.lib.format.read_array(f, allow_pickle=False)
 
 
+def _size_ok(v) -> bool:
+    """A layer size as the builders accept it: an integer (or integral float) in [1, 2**31)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return math.isfinite(v) and v == int(v) and 1 <= v < 2**31
+
+
 def _check_type(where, value, default):
-    """``value`` of a build option whose default is ``default``: same kind, sane range."""
+    """``value`` of a build option whose default is ``default``: same kind, sane range (sizes as
+    ``fastmnist train --option`` writes them: ``hidden=128``, ``sizes=784,100,10``, ``channels=8``)."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**31
+        ok = _size_ok(value)
     elif isinstance(default, float):
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
               and 0 <= value < 1)
@@ -162,12 +170,12 @@ def _check_type(where, value, default):
     elif default is None:
         ok = value is None or (isinstance(value, str) and len(value) <= 64)
     elif isinstance(default, (tuple, list)):
-        ok = (isinstance(value, list) and 1 <= len(value) <= _MAX_LIST and all(
-            isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**31 for v in value))
+        ok = _size_ok(value) or (isinstance(value, list) and 1 <= len(value) <= _MAX_LIST
+                                 and all(_size_ok(v) for v in value))
     else:
         ok = False
     if not ok:
-        raise CheckpointError(f"{where}: {value!r} is not a valid value (default {default!r})")
+        raise CheckpointError(f"{where}: {value!r:.100} is not a valid value (default {default!r})")
 
 
 def _check_spec(path, spec):
