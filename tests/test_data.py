@@ -282,7 +282,7 @@ def _tamper(src: Path, dst: Path, at: int = 5000) -> Path:
     """A well-formed gzip IDX file whose content differs from src's in one byte."""
     raw = bytearray(gzip.decompress(src.read_bytes()))
     raw[at] ^= 0x10
-    dst.write_bytes(gzip.compress(bytes(raw)))
+    dst.write_bytes(gzip.compress(bytes(raw), 1))
     return dst
 
 
