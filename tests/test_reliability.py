@@ -211,15 +211,29 @@ def test_zip_with_wrong_entries(ckpt, tmp_path):
         with pytest.raises(CheckpointError) as e:
             load_checkpoint(q)
         assert msg in str(e.value), (what, str(e.value))
-    # a gzip-bomb-like deflated entry that declares a huge array is refused from the directory alone
-    big = {**good, "optim/x.npy": _npy(np.zeros(300_000_000, np.float32))[:128]}
+    # an entry whose .npy header announces 300M floats (1.2 GB) with 64 bytes behind it: refused from
+    # the headers, nothing allocated
+    import io
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (300_000_000,)})
+    big = {**good, "optim/x.npy": head.getvalue() + bytes(64)}
     q = _write_zip(tmp_path / "b.npz", big, zipfile.ZIP_DEFLATED)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"entry 'optim/x': its header announces \(300000000,\)"):
         load_checkpoint(q)
     with pytest.raises(CheckpointError, match="is a directory"):
         load_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.npz")
+
+
+def test_checkpoint_size_limit(ckpt, monkeypatch):
+    import fastmnist.checkpoint as ck
+
+    p, _ = ckpt
+    monkeypatch.setattr(ck, "MAX_CHECKPOINT_BYTES", 100_000)
+    with pytest.raises(CheckpointError, match=r"declare [\d,]+ bytes, more than the 100,000-byte limit"):
+        load_checkpoint(p)
 
 
 def test_spec_lying_about_size_allocates_nothing(ckpt, tmp_path):
