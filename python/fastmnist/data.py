@@ -23,8 +23,8 @@ import numpy as np
 from ._io import atomic_write_json
 from ._progress import progress
 
-__all__ = ["MNISTError", "FILES", "CONTENT_MD5", "MAX_IDX_BYTES", "cache_dir", "MIRRORS", "default_root", "download_mnist", "load_idx", "load_mnist",
-           "load_mnist_csv", "subsample", "verify_md5"]
+__all__ = ["MNISTError", "FILES", "CONTENT_MD5", "MAX_IDX_BYTES", "MIRRORS", "cache_dir", "default_root",
+           "download_mnist", "load_idx", "load_mnist", "load_mnist_csv", "subsample", "verify_md5"]
 
 
 class MNISTError(ValueError):
@@ -184,10 +184,9 @@ def _file_key(path: Path) -> str:
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _content_md5(path: Path, arr: np.ndarray, cache: dict) -> str:
-    """md5 of the IDX content (header + data) behind ``arr``, read from ``cache`` (keyed by path, size
-    and mtime) when this exact file was hashed before; a new value is added to ``cache``."""
-    key = _file_key(path)
+def _content_md5(key: str, arr: np.ndarray, cache: dict) -> str:
+    """md5 of the uint8 IDX content (header + data) behind ``arr``, read from ``cache`` when the file
+    (``key``: path, size and mtime, taken before reading it) was hashed before; else added to it."""
     if key not in cache:
         head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
         h = hashlib.md5(head)
@@ -294,6 +293,7 @@ def load_mnist(root=None, download: bool = True, mirrors=None, quiet: bool = Tru
     known = dict(cache)
     for key, (name, _, shape) in FILES.items():
         path = find_file(root, name)
+        key_before = _file_key(path) if verify else None
         arr = load_idx(path, expect_ndim=len(shape), expect_shape=shape)
         if arr.dtype != np.uint8:
             raise MNISTError(f"{path}: expected {shape} uint8 for {key}, got {arr.shape} {arr.dtype}")
@@ -301,7 +301,7 @@ def load_mnist(root=None, download: bool = True, mirrors=None, quiet: bool = Tru
             bad = int(np.argmax(arr > 9))
             raise MNISTError(f"{path}: label out of range 0-9 at index {bad}: {int(arr[bad])}")
         if verify:
-            got = _content_md5(path, arr, cache)
+            got = _content_md5(key_before, arr, cache)
             if got != CONTENT_MD5[key]:
                 if cache != known:
                     _save_md5_cache(cache)
