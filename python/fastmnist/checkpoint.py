@@ -94,7 +94,13 @@ class _Archive:
         self.path = path
         self.zf = zipfile.ZipFile(path)
         self.entries = {}
-        size = path.stat().st_size
+        try:
+            self._scan(path.stat().st_size)
+        except BaseException:
+            self.zf.close()
+            raise
+
+    def _scan(self, size: int):
         stored = 0
         for zi in self.zf.infolist():
             if not zi.filename.endswith(".npy"):
