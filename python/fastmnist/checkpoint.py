@@ -279,7 +279,7 @@ def _load(path: Path, model):
             name, seed, options = _check_spec(path, spec)
             try:
                 expected = nn.parameter_shapes(lambda: models.build(name, seed=seed, **options))
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, ArithmeticError) as e:
                 raise CheckpointError(f"{str(path)!r}: spec {spec!r:.200} does not build: {e}") from None
         else:
             expected = {k: p.data.shape for k, p in model.named_parameters()}
