@@ -273,3 +273,118 @@ def test_subsample_stratified(mnist):
     assert not np.array_equal(ys, ys3)
     with pytest.raises(ValueError, match="n must be"):
         subsample(xtr, ytr, 70000)
+
+
+# ----------------------------------------------------------------------------------- content md5
+
+
+def _tamper(src: Path, dst: Path, at: int = 5000) -> Path:
+    """A well-formed gzip IDX file whose content differs from src's in one byte."""
+    raw = bytearray(gzip.decompress(src.read_bytes()))
+    raw[at] ^= 0x10
+    dst.write_bytes(gzip.compress(bytes(raw), 1))
+    return dst
+
+
+def test_wrong_content_rejected_and_cli_exits_1(tmp_path, mnist_dir, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    d = _copy_set(mnist_dir, tmp_path / "d")
+    _tamper(mnist_dir / "t10k-images-idx3-ubyte.gz", d / "t10k-images-idx3-ubyte.gz")
+    with pytest.raises(MNISTError, match=r"t10k-images-idx3-ubyte.gz: md5 mismatch.*2646ac647ad5339dbf082846283269ea"):
+        load_mnist(d, download=False)
+    from fastmnist.cli import main
+
+    assert main(["data", "--data", str(d), "--no-download", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "md5 mismatch" in err and "Traceback" not in err
+
+
+def test_raw_and_recompressed_copies_verified_by_content(tmp_path, mnist_dir, monkeypatch, capsys):
+    # the expected content md5s are those of the decompressed genuine files, computed here with hashlib
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    d = tmp_path / "d"
+    d.mkdir()
+    want = {}
+    for i, (name, _, _) in enumerate(FILES.values()):
+        raw = gzip.decompress((mnist_dir / name).read_bytes())
+        want[name] = hashlib.md5(raw).hexdigest()
+        if i % 2:
+            (d / name[:-3]).write_bytes(raw)                     # raw file
+        else:
+            (d / name).write_bytes(gzip.compress(raw, 1))        # re-compressed: another .gz md5
+    load_mnist(d, download=False)
+    from fastmnist.cli import main
+
+    assert main(["data", "--data", str(d), "--no-download", "--quiet"]) == 0
+    assert capsys.readouterr().out.count("md5 ok") == 4
+    # a raw file with one byte changed is caught too
+    raw_labels = d / "train-labels-idx1-ubyte"
+    b = bytearray(raw_labels.read_bytes())
+    b[100] = (b[100] + 1) % 10
+    raw_labels.write_bytes(bytes(b))
+    with pytest.raises(MNISTError, match="train-labels-idx1-ubyte: md5 mismatch"):
+        load_mnist(d, download=False)
+    # the cache (written atomically, keyed by path + size + mtime) holds the md5 hashlib gives
+    import json
+
+    cache = json.loads((tmp_path / "cache" / "fastmnist" / "verified-md5.json").read_text())
+    by_name = {k.split("|")[0].rsplit("/", 1)[-1]: v for k, v in cache.items()}
+    assert by_name["t10k-images-idx3-ubyte.gz"] == want["t10k-images-idx3-ubyte.gz"]
+    assert by_name["train-labels-idx1-ubyte"] == hashlib.md5(bytes(b)).hexdigest()
+    assert not list((tmp_path / "cache" / "fastmnist").glob("*.tmp"))
+
+
+def test_md5_cache_is_used(tmp_path, mnist_dir, monkeypatch):
+    # a cached result for this exact (path, size, mtime) is trusted without hashing again: a wrong
+    # cached value makes a genuine file fail, and touching the file invalidates the entry
+    import json
+    import os
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    d = _copy_set(mnist_dir, tmp_path / "d")
+    load_mnist(d, download=False)
+    cpath = tmp_path / "cache" / "fastmnist" / "verified-md5.json"
+    cache = json.loads(cpath.read_text())
+    assert len(cache) == 4
+    key = next(k for k in cache if "t10k-labels" in k)
+    cache[key] = "0" * 32
+    cpath.write_text(json.dumps(cache))
+    with pytest.raises(MNISTError, match="md5 is 0000"):
+        load_mnist(d, download=False)
+    p = d / "t10k-labels-idx1-ubyte.gz"
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    load_mnist(d, download=False)
+
+
+# ----------------------------------------------------------------------------------- bounded reads
+
+
+def _idx_header(shape, code=0x08) -> bytes:
+    return bytes([0, 0, code, len(shape)]) + b"".join(int(s).to_bytes(4, "big") for s in shape)
+
+
+def test_gzip_trailing_data_and_absurd_sizes(tmp_path):
+    x = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    p = tmp_path / "imgs-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(_idx_header(x.shape) + x.tobytes()))
+    np.testing.assert_array_equal(load_idx(p), x)
+    p.write_bytes(gzip.compress(_idx_header(x.shape) + x.tobytes() + b"\0"))
+    with pytest.raises(MNISTError, match=r"wrong size.*more bytes"):
+        load_idx(p)
+    p.write_bytes(gzip.compress(_idx_header(x.shape) + x.tobytes()[:-1]))
+    with pytest.raises(MNISTError, match=r"wrong size.*1583 bytes"):
+        load_idx(p)
+    # 2^32-1 images announced by a 16-byte header: refused before any allocation
+    p.write_bytes(gzip.compress(_idx_header((2**32 - 1, 28, 28))))
+    with pytest.raises(MNISTError, match="more than the 1,073,741,824-byte limit"):
+        load_idx(p)
+    with pytest.raises(MNISTError, match=r"announces shape \(2, 28, 28\), expected \(N, 32, 32\)"):
+        p.write_bytes(gzip.compress(_idx_header(x.shape) + x.tobytes()))
+        load_idx(p, expect_shape=(None, 32, 32))
+    with pytest.raises(MNISTError, match="is a directory"):
+        load_idx(tmp_path)
+    # int16 big-endian data is returned in native order
+    v = np.array([[1, -2], [300, -400]], ">i2")
+    p.write_bytes(_idx_header(v.shape, 0x0B) + v.tobytes())
+    np.testing.assert_array_equal(load_idx(p), v.astype(np.int16))

@@ -103,7 +103,7 @@ def test_checkpoint_round_trip_predicts_identically(mnist, tmp_path):
     m, opt, _ = make("cnn5", seed=2)
     tr = Trainer(m, opt, batch_size=128, epochs=1, seed=0, quiet=True)
     tr.fit(x_train[:1000], y_train[:1000])
-    p = save_checkpoint(tmp_path / "model.npz", m, opt, meta={"note": "test"})
+    p = save_checkpoint(m, tmp_path / "model.npz", opt, meta={"note": "test"})
     assert p.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     m2, info = load_checkpoint(p)
     assert info["meta"] == {"note": "test"} and info["spec"]["name"] == "cnn5"
@@ -125,7 +125,7 @@ def test_nan_loss_stops_with_clear_error(mnist):
     x_train, y_train, _, _ = mnist
     m, opt, _ = make("fnn")
     m.parameters()[0].data[0, 0] = np.nan
-    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1, batch 1"):
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 1, batch 1/4: the loss became nan"):
         Trainer(m, opt, batch_size=64, epochs=1, quiet=True).fit(x_train[:256], y_train[:256])
 
 

@@ -1,10 +1,14 @@
-"""Atomic file writes: every file fastmnist writes goes through :func:`atomic_write`, so a reader
-(or a run killed mid-write) sees the old file or the complete new one, never a torn one."""
+"""File I/O shared by every module. Atomic writes: every file fastmnist writes goes through
+:func:`atomic_write`, so a reader (or a run killed mid-write) sees the old file or the complete new one,
+never a torn one. Safe reads: :func:`read_npz` / :func:`read_npy` turn any unreadable file into one
+``ValueError`` naming it."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,40 @@ def _default_mode(path):
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, 0o666 & ~mask)
+
+
+def _readable_file(path: Path, kind: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a {kind} file")
+    return path
+
+
+def read_npz(path) -> dict:
+    """All arrays of a ``.npz`` file (no pickles), or a ``ValueError`` naming the file for anything that
+    is not a readable ``.npz``: a text file, an empty, truncated or corrupt archive, a directory."""
+    path = _readable_file(path, ".npz")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .npz (zip) archive (empty, truncated or another kind of file)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as e:
+        raise ValueError(f"cannot read {path} as a .npz archive: {e}") from None
+
+
+def read_npy(path) -> np.ndarray:
+    """The array of a ``.npy`` file (no pickles), or a ``ValueError`` naming the file."""
+    path = _readable_file(path, ".npy")
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise ValueError("no .npy header")
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"cannot read {path} as a .npy array: {e}") from None
 
 
 def atomic_write(path: Path, write, mode: str = "w"):
@@ -46,3 +84,4 @@ def atomic_savez(path, compressed: bool = True, **arrays):
     """``np.savez[_compressed](path, **arrays)`` through :func:`atomic_write`."""
     save = np.savez_compressed if compressed else np.savez
     atomic_write(path, lambda f: save(f, **arrays), "wb")
+

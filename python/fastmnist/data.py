@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import math
 import os
 import tempfile
 import urllib.request
@@ -18,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write_json
 from ._progress import progress
 
-__all__ = ["MNISTError", "FILES", "MIRRORS", "default_root", "download_mnist", "load_idx", "load_mnist",
-           "load_mnist_csv", "subsample", "verify_md5"]
+__all__ = ["MNISTError", "FILES", "CONTENT_MD5", "MAX_IDX_BYTES", "MIRRORS", "cache_dir", "default_root",
+           "download_mnist", "load_idx", "load_mnist", "load_mnist_csv", "subsample", "verify_md5"]
 
 
 class MNISTError(ValueError):
@@ -36,6 +39,19 @@ FILES = {
     "test_labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", (10000,)),
 }
 
+# key -> md5 of the decompressed IDX content (= the md5 of the uncompressed file), computed once from the
+# genuine .gz files above. Loading checks this one, so raw and re-compressed copies are verified too.
+CONTENT_MD5 = {
+    "train_images": "6bbc9ace898e44ae57da46a324031adb",
+    "train_labels": "a25bea736e30d166cdddb491f175f624",
+    "test_images": "2646ac647ad5339dbf082846283269ea",
+    "test_labels": "27ae3e4e09519cfbb04c329615203637",
+}
+
+# the most IDX data load_idx reads by default (EMNIST's largest file is ~550 MB): a header announcing
+# more is refused before anything is decompressed
+MAX_IDX_BYTES = 1 << 30
+
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -45,52 +61,98 @@ MIRRORS = [
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def cache_dir() -> Path:
+    """The per-user cache directory: ``$XDG_CACHE_HOME/fastmnist``, default ``~/.cache/fastmnist``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "fastmnist"
+
+
 def default_root() -> Path:
     """``$FASTMNIST_DATA`` if set, else the per-user cache directory."""
     env = os.environ.get("FASTMNIST_DATA")
     if env:
         return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "fastmnist" / "mnist"
+    return cache_dir() / "mnist"
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open_idx(path: Path):
+    """(stream of the IDX bytes of ``path``, decompressing gzip on the fly; the file; whether it is gzip)."""
     try:
-        raw = path.read_bytes()
+        f = open(path, "rb")
     except OSError as e:
         raise MNISTError(f"{path}: cannot read ({e.strerror or e})") from e
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise MNISTError(f"{path}: corrupt or truncated gzip data ({e})") from e
-    return raw
+    try:
+        gz = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+    except OSError as e:
+        f.close()
+        raise MNISTError(f"{path}: cannot read ({e.strerror or e})") from e
+    return (gzip.GzipFile(fileobj=f, mode="rb") if gz else f), f, gz
 
 
-def load_idx(path, expect_ndim: int | None = None) -> np.ndarray:
-    """Read one IDX file (gzipped or raw) into a numpy array, checking its header against its size."""
+def load_idx(path, expect_ndim: int | None = None, expect_shape=None, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Read one IDX file (gzipped or raw) into a numpy array, checking its header against its size.
+
+    The header is read first; ``expect_shape`` (a tuple, None for any size along a dimension) and
+    ``max_bytes`` are checked against it before any data is read, and a gzip stream is decompressed
+    only up to the announced size (plus one byte to detect trailing data), so a gzip bomb costs no
+    more memory than the array the header announces."""
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise MNISTError(f"{path}: file too short for an IDX header ({len(data)} bytes)")
-    zero, dtype_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
-    magic = int.from_bytes(data[:4], "big")
+    if path.is_dir():
+        raise MNISTError(f"{path}: is a directory, not an IDX file")
+    stream, raw_file, gz = _open_idx(path)
+    with raw_file, stream:
+        try:
+            return _parse_idx(path, stream, gz, expect_ndim, expect_shape, max_bytes)
+        except MNISTError:
+            raise
+        except (EOFError, OSError, zlib.error) as e:
+            raise MNISTError(f"{path}: corrupt or truncated {'gzip' if gz else 'IDX'} data ({e})") from e
+
+
+def _parse_idx(path, stream, gz, expect_ndim, expect_shape, max_bytes):
+    head = stream.read(4)
+    if len(head) < 4:
+        raise MNISTError(f"{path}: file too short for an IDX header ({len(head)} bytes)")
+    zero, dtype_code, ndim = int.from_bytes(head[:2], "big"), head[2], head[3]
+    magic = int.from_bytes(head, "big")
     if zero != 0 or dtype_code not in _IDX_DTYPES or ndim == 0:
         raise MNISTError(f"{path}: bad magic number {magic} (0x{magic:08x}); not an IDX file")
     if expect_ndim is not None and ndim != expect_ndim:
         want = {1: 2049, 3: 2051}.get(expect_ndim, "?")
         raise MNISTError(f"{path}: bad magic number {magic}, expected {want} ({expect_ndim}-d IDX)")
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise MNISTError(f"{path}: truncated header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(dims[4 * i: 4 + 4 * i], "big") for i in range(ndim))
+    if expect_shape is not None and (len(shape) != len(expect_shape) or any(
+            w is not None and w != s for s, w in zip(shape, expect_shape))):
+        want = "(" + ", ".join("N" if w is None else str(w) for w in expect_shape) + ")"
+        raise MNISTError(f"{path}: header announces shape {shape}, expected {want}")
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
-    want = header + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != want:
-        raise MNISTError(f"{path}: wrong size: header says shape {shape} ({want} bytes) but the data has "
-                         f"{len(data)} bytes")
-    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+    header = 4 + 4 * ndim
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > max_bytes:
+        raise MNISTError(f"{path}: header announces shape {shape} ({nbytes:,d} bytes), more than the "
+                         f"{max_bytes:,d}-byte limit; not a plausible IDX file (raise max_bytes if it is)")
+    if not gz:
+        size = os.fstat(stream.fileno()).st_size
+        if size != header + nbytes:
+            raise MNISTError(f"{path}: wrong size: header says shape {shape} ({header + nbytes} bytes) but the "
+                             f"file has {size} bytes")
+    buf = np.empty(nbytes, np.uint8)
+    view, got = memoryview(buf), 0
+    while got < nbytes:
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    if got < nbytes or stream.read(1):
+        has = f"{header + got} bytes" if got < nbytes else "more bytes"
+        raise MNISTError(f"{path}: wrong size: header says shape {shape} ({header + nbytes} bytes) but the "
+                         f"data has {has}")
+    arr = buf.view(dtype).reshape(shape)
+    return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
 
 
 def find_file(root: Path, gz_name: str) -> Path | None:
@@ -108,6 +170,48 @@ def verify_md5(path, md5: str) -> bool:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest() == md5
+
+
+_MD5_CACHE_ENTRIES = 64  # the most recently hashed files the cache remembers
+
+
+def _md5_cache_path() -> Path:
+    return cache_dir() / "verified-md5.json"
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _content_md5(key: str, arr: np.ndarray, cache: dict) -> str:
+    """md5 of the uint8 IDX content (header + data) behind ``arr``, read from ``cache`` when the file
+    (``key``: path, size and mtime, taken before reading it) was hashed before; else added to it."""
+    if key not in cache:
+        head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+        h = hashlib.md5(head)
+        h.update(np.ascontiguousarray(arr, np.uint8).data)
+        cache[key] = h.hexdigest()
+    return cache[key]
+
+
+def _load_md5_cache() -> dict:
+    try:
+        d = json.loads(_md5_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _save_md5_cache(cache: dict) -> None:
+    """Write the cache atomically; a cache that cannot be written (read-only home) is skipped."""
+    path = _md5_cache_path()
+    cache = dict(list(cache.items())[-_MD5_CACHE_ENTRIES:])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, cache)
+    except OSError:
+        pass
 
 
 def _mirrors(mirrors) -> list[str]:
@@ -166,29 +270,47 @@ def download_mnist(root=None, mirrors=None, quiet: bool = False, timeout: float 
     return root
 
 
-def load_mnist(root=None, download: bool = True, mirrors=None, quiet: bool = True):
+def load_mnist(root=None, download: bool = True, mirrors=None, quiet: bool = True, verify: bool = True):
     """The MNIST arrays ``(x_train, y_train, x_test, y_test)``: uint8 (60000,28,28), (60000,),
     (10000,28,28), (10000,).
 
     ``root`` is a directory holding the four IDX files (gzipped or raw); None means
     ``$FASTMNIST_DATA``, else the per-user cache. Missing files are downloaded when ``download``.
+    With ``verify`` the md5 of each file's (decompressed) content must be that of the genuine MNIST
+    file; the result is cached per file path, size and modification time in the user cache
+    directory, so a file is hashed once.
     """
     root = Path(root).expanduser() if root is not None else default_root()
+    if root.exists() and not root.is_dir():
+        raise MNISTError(f"{root} is not a directory (give the directory holding the MNIST files)")
     missing = [name for name, _, _ in FILES.values() if find_file(root, name) is None]
     if missing:
         if not download:
             raise MNISTError(f"MNIST files missing in {root}: {', '.join(missing)} (download=False)")
         download_mnist(root, mirrors=mirrors, quiet=quiet)
     out = []
+    cache = _load_md5_cache() if verify else {}
+    known = dict(cache)
     for key, (name, _, shape) in FILES.items():
         path = find_file(root, name)
-        arr = load_idx(path, expect_ndim=len(shape))
-        if arr.shape != shape or arr.dtype != np.uint8:
+        key_before = _file_key(path) if verify else None
+        arr = load_idx(path, expect_ndim=len(shape), expect_shape=shape)
+        if arr.dtype != np.uint8:
             raise MNISTError(f"{path}: expected {shape} uint8 for {key}, got {arr.shape} {arr.dtype}")
         if key.endswith("labels") and arr.max(initial=0) > 9:
             bad = int(np.argmax(arr > 9))
             raise MNISTError(f"{path}: label out of range 0-9 at index {bad}: {int(arr[bad])}")
+        if verify:
+            got = _content_md5(key_before, arr, cache)
+            if got != CONTENT_MD5[key]:
+                if cache != known:
+                    _save_md5_cache(cache)
+                raise MNISTError(f"{path}: md5 mismatch: the content's md5 is {got}, the genuine MNIST "
+                                 f"file's is {CONTENT_MD5[key]}; the file is damaged or not MNIST (delete it to "
+                                 "download it again, or pass verify=False for a modified copy)")
         out.append(arr)
+    if cache != known:
+        _save_md5_cache(cache)
     return tuple(out)
 
 

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -43,8 +44,32 @@ def _rng(seed):
     return np.random.default_rng(seed)
 
 
+_probe = threading.local()
+
+
 def _uniform(rng, shape, bound):
+    shapes = getattr(_probe, "shapes", None)
+    if shapes is not None:  # inside parameter_shapes(): record the shape, allocate one tagged element
+        shapes.append(tuple(int(s) for s in shape))
+        return np.full((1,) * len(shape), len(shapes) - 1, np.float32)
     return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+def parameter_shapes(build) -> "OrderedDict[str, tuple]":
+    """``{name: shape}`` of the parameters of the model ``build()`` returns, without allocating them:
+    while ``build`` runs (in this thread) every layer gets one-element placeholder parameters tagged
+    with the index of the real shape. Used to check a checkpoint's arrays before building its model."""
+    _probe.shapes = shapes = []
+    try:
+        model = build()
+    finally:
+        _probe.shapes = None
+    out = OrderedDict()
+    for name, p in model.named_parameters():
+        if p.data.size != 1 or not 0 <= int(p.data.flat[0]) < len(shapes):
+            raise RuntimeError(f"parameter_shapes: {name!r} was not created through the layer initialiser")
+        out[name] = shapes[int(p.data.flat[0])]
+    return out
 
 
 def _accumulate(p, g):

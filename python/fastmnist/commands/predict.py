@@ -35,13 +35,15 @@ def load_picture(path: Path) -> np.ndarray:
     except ImportError:  # pragma: no cover - pillow is a test dependency
         Image = None
     if Image is not None:
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a directory, not an image")
         try:
             with Image.open(path) as im:
                 im = im.convert("L")
                 if im.size != (28, 28):
                     im = im.resize((28, 28), Image.BILINEAR)
                 a = np.asarray(im, dtype=np.uint8)
-        except OSError as e:
+        except (OSError, Image.DecompressionBombError) as e:
             raise ValueError(f"{str(path)!r} is not a readable image: {e}") from None
     else:
         import matplotlib.image as mpimg
@@ -72,9 +74,9 @@ def load_inputs(path: Path, limit=None):
         x = x[:limit] if limit else x
         return [(f"{path}:{i}", x[i]) for i in range(len(x))]
     if "idx" in name or name.endswith("ubyte") or name.endswith("ubyte.gz"):
-        x = load_idx(path)
-        if x.ndim != 3 or x.shape[1:] != (28, 28):
-            raise ValueError(f"{str(path)!r}: expected an IDX image file (N, 28, 28), got shape {x.shape}")
+        x = load_idx(path, expect_shape=(None, 28, 28))
+        if x.dtype != np.uint8:
+            raise ValueError(f"{str(path)!r}: expected uint8 pixels in an IDX image file, got {x.dtype}")
         x = x[:limit] if limit else x
         return [(f"{path}:{i}", x[i]) for i in range(len(x))]
     return [(str(path), load_picture(path))]
@@ -83,6 +85,9 @@ def load_inputs(path: Path, limit=None):
 def run(args) -> int:
     from ..checkpoint import load_checkpoint
     from ..train import prepare
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
 
     model, info = load_checkpoint(args.checkpoint)
     meta = info.get("meta", {})

@@ -1,7 +1,6 @@
 """``fastmnist roc``: ROC curves and AUCs from saved scores."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,43 +26,52 @@ def add_parser(sub):
 
 
 def _read_table(path: Path) -> np.ndarray:
+    """A .npy array, or the numbers of a text table (.csv / .txt, comma-separated, optional header row)."""
+    from .._io import read_npy
+
     if path.suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read {path} as a .npy array: {e}") from e
+        return read_npy(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a .npy/.csv/.txt file")
     try:
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text table (.csv/.txt) nor a .npy/.npz file") from None
+    except OSError as e:
         raise OSError(f"cannot read {path}: {e}") from e
     if not lines:
         raise ValueError(f"{path} is empty")
+    first = lines[0]
     try:
-        float(lines[0].split(",")[0])
+        float(first.split(",")[0])
     except ValueError:
         lines = lines[1:]  # header
+    if not lines:
+        raise ValueError(f"{path} holds no rows of numbers (its only line: {first[:60]!r})")
     try:
-        a = np.array([[float(v) for v in ln.split(",")] for ln in lines])
+        rows = [[float(v) for v in ln.split(",")] for ln in lines]
     except ValueError as e:
-        raise ValueError(f"{path}: non-numeric value ({e})") from e
+        raise ValueError(f"{path}: non-numeric value ({e})") from None
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise ValueError(f"{path}: rows have different numbers of columns ({sorted(widths)})")
+    a = np.array(rows)
     return a[:, 0] if a.shape[1] == 1 else a
 
 
 def load_scores(scores, labels=None):
     """-> (y_true (N,), scores (N,) or (N, C))."""
+    from .._io import read_npz
+
     path = Path(scores)
     if not path.exists():
         raise FileNotFoundError(f"scores file not found: {path}")
     if path.suffix == ".npz":
-        try:
-            d = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read {path} as a .npz archive: {e}") from e
-        keys = list(d.keys())
+        d = read_npz(path)
         ykey = next((k for k in ("y_true", "labels", "y") if k in d), None)
         skey = next((k for k in ("proba", "y_score", "scores") if k in d), None)
         if skey is None or (ykey is None and labels is None):
-            raise ValueError(f"{path} must hold y_true and proba (or y_score); it holds {keys}")
+            raise ValueError(f"{path} must hold y_true and proba (or y_score); it holds {sorted(d)}")
         s = d[skey]
         y = d[ykey] if labels is None else _read_table(Path(labels))
     else:
@@ -76,19 +84,28 @@ def load_scores(scores, labels=None):
                 s = s[:, 0]
         else:
             raise ValueError(f"{path}: give the labels with --labels (or a .csv whose first column is the label)")
-    y = np.asarray(y).ravel()
+    ylabel = f"{path}: labels" if labels is None else f"{labels}: labels"
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{ylabel} must be a 1-D array, got shape {y.shape}")
+    if y.dtype.kind not in "iubf":
+        raise ValueError(f"{ylabel} must be numbers, got dtype {y.dtype}")
     if y.dtype.kind == "f":
-        if np.any(y != np.round(y)):
-            raise ValueError("labels must be integers")
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{ylabel} must be integers")
         y = y.astype(np.int64)
+    s = np.asarray(s)
+    if s.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: scores must be numbers, got dtype {s.dtype}")
     if s.ndim not in (1, 2):
-        raise ValueError(f"scores must be (N,) or (N, C), got shape {s.shape}")
+        raise ValueError(f"{path}: scores must be (N,) or (N, C), got shape {s.shape}")
     if s.shape[0] != y.shape[0]:
-        raise ValueError(f"scores and labels must have the same length, got {s.shape} and {y.shape}")
+        raise ValueError(f"{path}: scores and labels must have the same length, got {s.shape} and {y.shape}")
     return y, s
 
 
 def run(args) -> int:
+    from .._io import atomic_write_json
     from ..logreg import auc, roc_curve, roc_curve_ovr
     from ..plots import plot_roc
 
@@ -110,8 +127,9 @@ def run(args) -> int:
     else:
         out.mkdir(parents=True, exist_ok=True)
         fig_path = out / "roc.png"
-        (out / "roc.json").write_text(json.dumps({"classes": {
-            k.split()[-1]: {"fpr": f.tolist(), "tpr": t.tolist(), "auc": aucs[k]} for k, (f, t, _) in curves.items()}}))
+        atomic_write_json(out / "roc.json", {"classes": {
+            k.split()[-1]: {"fpr": f.tolist(), "tpr": t.tolist(), "auc": aucs[k]} for k, (f, t, _) in curves.items()}},
+            indent=None)
     plot_roc(curves, title=args.title).savefig(fig_path)
     for k, a in aucs.items():
         print(f"AUC {k}: {a:.5f}")
