@@ -689,6 +689,39 @@ class Sequential(Module):
         tm.train(self.training)
         return tm
 
+    def to_onnx(self, path, input_shape=None, opset: int = 17):
+        """Write the model as an ONNX file (through :meth:`to_torch` and PyTorch's TorchScript ONNX
+        exporter, which needs no extra package), atomically. The graph has one input ``input``
+        (float32, batch dimension dynamic) and one output ``logits``. ``input_shape``: one
+        sample's shape (default (1, 28, 28), or (in_features,) when the first layer is a Linear).
+        Needs ``torch`` and ``onnx``. Returns the path."""
+        import io
+        import warnings
+        from pathlib import Path
+
+        import torch
+
+        from ._io import atomic_write
+
+        if input_shape is None:
+            first = next(iter(self.layers.values()), None)
+            input_shape = (first.in_features,) if isinstance(first, Linear) else (1, 28, 28)
+        try:
+            shape = (1,) + tuple(int(d) for d in input_shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"to_onnx: input_shape must be a tuple of ints, got {input_shape!r}") from None
+        tm = self.to_torch().eval()
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(tm, (torch.zeros(shape),), buf, dynamo=False, opset_version=int(opset),
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(buf.getvalue()), "wb")
+        return path
+
     # -- inspection -----------------------------------------------------------------------------
     def feature_maps(self, x):
         """Run ``x`` layer by layer (unfused, eval mode) and return [(name, activation)] with names
@@ -791,9 +824,9 @@ def _layer_from_torch(name, m):
 
 def from_torch(module) -> Sequential:
     """A :class:`Sequential` equivalent to the PyTorch model ``module`` (a ``torch.nn.Sequential``,
-    possibly nested, of Conv2d, Linear, MaxPool2d, ReLU, Sigmoid, Flatten and Dropout), weights
-    copied; layer names are torch's child names with nested names joined by ``_``. Anything else
-    raises TypeError/ValueError naming the layer."""
+    possibly nested (flattened into one chain), of Conv2d, Linear, MaxPool2d, ReLU, Sigmoid, Flatten
+    and Dropout), weights copied, in the same train/eval mode. Layers get our usual names
+    (``conv1``, ``relu1``, ...). Anything else raises TypeError/ValueError naming the torch layer."""
     import torch
 
     if not isinstance(module, torch.nn.Sequential):
