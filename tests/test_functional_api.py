@@ -91,6 +91,7 @@ def test_unbatched_conv_and_pool(rng):
     np.testing.assert_array_equal(fm.max_pool2d(x, 2), TF.max_pool2d(torch.from_numpy(x), 2).numpy())
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's notice
 @pytest.mark.parametrize("kernel", [(3, 3), (4, 4), (2, 5), (1, 1), (5, 2)])
 def test_padding_same_and_valid_match_torch(kernel, rng):
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
@@ -206,6 +207,7 @@ def test_model_call_accepts_trainer_inputs(mnist):
         m(x_train.astype(np.int32))
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")  # torch's notice
 def test_linear_zero_in_features_matches_torch():
     # issue 14, item 15: nn.Linear(0, 3) raised ZeroDivisionError; torch allows it (output = bias = 0)
     lin, tlin = nn.Linear(0, 3), torch.nn.Linear(0, 3)

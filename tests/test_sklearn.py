@@ -28,6 +28,7 @@ from fastmnist.train import TrainingDiverged  # noqa: E402
 # estimator protocol (get_params/set_params, __sklearn_tags__ and _more_tags) is implemented here.
 
 
+@pytest.mark.filterwarnings("ignore:Estimator LogisticRegression does not inherit")
 @parametrize_with_checks([LogisticRegression()])
 def test_sklearn_check_estimator(estimator, check):
     check(estimator)

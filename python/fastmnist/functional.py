@@ -51,15 +51,22 @@ def _int_or_pair(v, name):
     return v
 
 
+def untorch(a):
+    """A torch tensor as a numpy array (detached, on the CPU); anything else unchanged. fastmnist
+    never imports torch for this."""
+    if type(a).__module__.startswith("torch") and hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return a
+
+
 def _f32(a, name):
     """torch tensors -> numpy; float64/float16 -> float32; None and float32 arrays pass. Integer
     and boolean arrays raise TypeError (conversion would give them a meaning torch does not)."""
     if a is None:
         return None
+    a = untorch(a)
     if not isinstance(a, np.ndarray):
-        if not type(a).__module__.startswith("torch"):
-            return a  # lists etc.: the C++ layer raises its TypeError naming the argument (as torch)
-        a = a.detach().cpu().numpy()
+        return a  # lists etc.: the C++ layer raises its TypeError naming the argument (as torch)
     if a.dtype == np.float32:
         return a
     if a.dtype.kind == "f":

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from . import _core
+from .functional import untorch
 from .roc import auc, roc_auc_ovr, roc_curve, roc_curve_ovr
 
 __all__ = ["LogisticRegression", "NotFittedError", "roc_curve", "roc_curve_ovr", "auc", "roc_auc_ovr"]
@@ -54,9 +55,7 @@ def _features(X, name: str = "X", min_rows: int = 1) -> np.ndarray:
         raise TypeError(f"{name} must be an array (N, D), got None")
     if hasattr(X, "toarray") and hasattr(X, "nnz"):
         raise TypeError(f"{name}: sparse input is not supported; pass {name}.toarray()")
-    if type(X).__module__.startswith("torch"):
-        X = X.detach().cpu().numpy()
-    X = np.asarray(X)
+    X = np.asarray(untorch(X))
     if X.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
     if X.dtype.kind == "O":
@@ -80,9 +79,7 @@ def _features(X, name: str = "X", min_rows: int = 1) -> np.ndarray:
 def _labels(y, n: int, name: str = "y") -> np.ndarray:
     if y is None:
         raise ValueError(f"requires y to be passed, but the target {name} is None")
-    if type(y).__module__.startswith("torch"):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
+    y = np.asarray(untorch(y))
     if y.ndim == 2 and y.shape[1] == 1:
         try:
             from sklearn.exceptions import DataConversionWarning as _W

@@ -95,11 +95,7 @@ def _as_input(x, module):
     uint8 images (N, 28, 28), (N, 784) or (N, 1, 28, 28) are prepared as the Trainer prepares them
     (scaled to [0, 1], then the MNIST mean/std normalisation unless ``module.input_normalize`` is
     False). Other dtypes raise TypeError."""
-    if not isinstance(x, np.ndarray):
-        if type(x).__module__.startswith("torch"):
-            x = x.detach().cpu().numpy()
-        else:
-            x = np.asarray(x)
+    x = np.asarray(F.untorch(x))
     if x.dtype == np.float32:
         return x
     if x.dtype == np.uint8:
@@ -169,10 +165,7 @@ class Module:
         for k, p in own.items():
             if k not in state:
                 continue
-            v = state[k]
-            if type(v).__module__.startswith("torch"):
-                v = v.detach().cpu().numpy()
-            v = np.asarray(v)
+            v = np.asarray(F.untorch(state[k]))
             if v.shape != p.data.shape:
                 raise ValueError(f"load_state_dict: shape mismatch for {k!r}: checkpoint has {v.shape}, "
                                  f"model has {p.data.shape}")
@@ -466,22 +459,22 @@ class _Fused(Module):
         return self
 
 
-class ConvReLU2d(_Fused):
-    """``relu(conv(x))`` as one ``conv2d_relu`` kernel; backward masks grad_y where the output is 0."""
+class _FusedReLU(_Fused):
+    """A Conv2d or Linear with the ReLU after it in one kernel (``_kernel``); backward masks grad_y
+    where the output is 0, then runs the base layer's backward."""
 
-    def __init__(self, conv: Conv2d):
-        self.base = conv
+    def __init__(self, base):
+        self.base = base
         self._x = self._y = None
 
     def forward(self, x):
-        c = self.base
         self._x = x
-        self._y = F.conv2d_relu(x, c.weight.data, c._b(), c.stride, c.padding)
+        self._y = self._kernel(x)
         return self._y
 
     def backward(self, grad_y, input_grad=True):
         if self._x is None:
-            raise RuntimeError("ConvReLU2d.backward called before forward")
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return self.base._grads(F.relu_backward(grad_y, self._y), self._x, input_grad)
 
     def to_torch(self):
@@ -491,6 +484,29 @@ class ConvReLU2d(_Fused):
 
     def extra_repr(self):
         return self.base.extra_repr()
+
+
+class ConvReLU2d(_FusedReLU):
+    """``relu(conv(x))`` as one ``conv2d_relu`` kernel."""
+
+    def __init__(self, conv: Conv2d):
+        super().__init__(conv)
+
+    def _kernel(self, x):
+        c = self.base
+        return F.conv2d_relu(x, c.weight.data, c._b(), c.stride, c.padding)
+
+
+class LinearReLU(_FusedReLU):
+    """``relu(linear(x))`` as one ``linear_relu`` kernel."""
+
+    def __init__(self, linear: Linear):
+        super().__init__(linear)
+
+    def _kernel(self, x):
+        lin = self.base
+        lin._check(x)
+        return F.linear_relu(x, lin.weight.data, lin._b())
 
 
 class ConvReLUPool2d(_Fused):
@@ -522,34 +538,6 @@ class ConvReLUPool2d(_Fused):
 
     def extra_repr(self):
         return f"{self.base.extra_repr()}, pool={self.pool.extra_repr()}"
-
-
-class LinearReLU(_Fused):
-    """``relu(linear(x))`` as one ``linear_relu`` kernel."""
-
-    def __init__(self, linear: Linear):
-        self.base = linear
-        self._x = self._y = None
-
-    def forward(self, x):
-        lin = self.base
-        lin._check(x)
-        self._x = x
-        self._y = F.linear_relu(x, lin.weight.data, lin._b())
-        return self._y
-
-    def backward(self, grad_y, input_grad=True):
-        if self._x is None:
-            raise RuntimeError("LinearReLU.backward called before forward")
-        return self.base._grads(F.relu_backward(grad_y, self._y), self._x, input_grad)
-
-    def to_torch(self):
-        import torch
-
-        return torch.nn.Sequential(self.base.to_torch(), torch.nn.ReLU())
-
-    def extra_repr(self):
-        return self.base.extra_repr()
 
 
 def _fuse_layers(named):
