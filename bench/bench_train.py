@@ -14,37 +14,6 @@ import time
 import numpy as np
 
 
-def to_torch(seq):
-    """The same network in PyTorch with the weights copied."""
-    import torch
-
-    from fastmnist import nn
-
-    mods = []
-    for layer in seq.layers.values():
-        if isinstance(layer, nn.Conv2d):
-            m = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                                layer.padding)
-        elif isinstance(layer, nn.Linear):
-            m = torch.nn.Linear(layer.in_features, layer.out_features)
-        elif isinstance(layer, nn.MaxPool2d):
-            m = torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif isinstance(layer, nn.ReLU):
-            m = torch.nn.ReLU()
-        elif isinstance(layer, nn.Flatten):
-            m = torch.nn.Flatten()
-        elif isinstance(layer, nn.Dropout):
-            m = torch.nn.Dropout(layer.p)
-        else:
-            raise TypeError(type(layer))
-        if hasattr(m, "weight"):
-            with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.weight.data))
-                m.bias.copy_(torch.from_numpy(layer.bias.data))
-        mods.append(m)
-    return torch.nn.Sequential(*mods)
-
-
 def _data(n):
     from fastmnist.data import load_mnist
     from fastmnist.train import prepare
@@ -65,7 +34,8 @@ def _ours_epoch(name, x, y, bs, nb):
             xb = x[i * bs:(i + 1) * bs]
             yb = y[i * bs:(i + 1) * bs]
             out = m.forward(xb)
-            _, g = lossf(out, yb)
+            lossf(out, yb)
+            g = lossf.backward()
             opt.zero_grad()
             m.backward(g)
             opt.step()
@@ -77,7 +47,7 @@ def _torch_epoch(model, x, y, bs, nb):
     import torch
     import torch.nn.functional as TF
 
-    tm = to_torch(model)
+    tm = model.to_torch()
     opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
@@ -134,7 +104,7 @@ def fast_rows(ctx):
     r = models.recipe("fast")
     steps = (len(y_train) + r.batch_size - 1) // r.batch_size
     m = models.build("fast", seed=0)
-    tm = to_torch(m)
+    tm = m.to_torch()
     t = time.perf_counter()
     opt = models.make_optimizer(r, m.parameters())
     tr = Trainer(m, opt, batch_size=r.batch_size, epochs=r.epochs, seed=0, quiet=True,

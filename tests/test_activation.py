@@ -61,7 +61,7 @@ def test_non_contiguous(rng):
 def test_errors(rng):
     x = rng.standard_normal((4, 5)).astype(np.float32)
     with pytest.raises(TypeError, match="x must be float32"):
-        fm.relu(x.astype(np.float64))
+        fm.relu(x.astype(np.int64))  # float64 is converted
     with pytest.raises(TypeError, match="x must be float32"):
         fm.sigmoid(x.astype(np.int32))
     with pytest.raises(TypeError, match="x must be a numpy"):

@@ -233,7 +233,7 @@ G = np.zeros((2, 4, 6, 6), np.float32)
 
 
 @pytest.mark.parametrize("call, exc, pattern", [
-    (lambda: conv2d(X[0], W), ValueError, r"x must have 4 dimensions.*\(3, 8, 8\)"),
+    (lambda: conv2d(X[0, 0], W), ValueError, r"x must have 4 dimensions.*\(8, 8\)"),  # (C, H, W) is unbatched
     (lambda: conv2d(X, W[0]), ValueError, r"weight must have 4 dimensions"),
     (lambda: conv2d(X, np.zeros((4, 2, 3, 3), np.float32)), ValueError, r"in-channels.*\(4, 2, 3, 3\).*\(2, 3, 8, 8\)"),
     (lambda: conv2d(X, W, np.zeros(5, np.float32)), ValueError, r"bias must have shape \(K,\) = \(4,\).*\(5,\)"),
@@ -246,8 +246,8 @@ G = np.zeros((2, 4, 6, 6), np.float32)
     (lambda: conv2d(X, W, stride=(1, -1)), ValueError, r"stride must be >= 1"),
     (lambda: conv2d(X, W, stride=1.5), TypeError, r"stride must be an int or a pair"),
     (lambda: conv2d(X, W, padding=(1, 2, 3)), TypeError, r"padding must be an int or a pair"),
-    (lambda: conv2d(X.astype(np.float64), W), TypeError, r"x must be float32"),
-    (lambda: conv2d(X, W.astype(np.float16)), TypeError, r"weight must be float32"),
+    (lambda: conv2d(X.astype(np.int32), W), TypeError, r"x must be float32"),  # float64 is converted
+    (lambda: conv2d(X, W.astype(np.int16)), TypeError, r"weight must be float32"),
     (lambda: conv2d(X, W, np.zeros(4, np.int32)), TypeError, r"bias must be float32"),
     (lambda: conv2d(X.tolist(), W), TypeError, r"x must be a numpy float32 array"),
     (lambda: conv2d(np.zeros((2, 3, 0, 8), np.float32), W), ValueError, r"non-empty"),

@@ -142,9 +142,9 @@ def test_errors(rng):
     w = rng.standard_normal((3, 5)).astype(np.float32)
     b = np.zeros(3, np.float32)
     with pytest.raises(TypeError, match="x must be float32"):
-        fm.linear(x.astype(np.float64), w)
+        fm.linear(x.astype(np.int32), w)  # float64 is converted
     with pytest.raises(TypeError, match="weight must be float32"):
-        fm.linear(x, w.astype(np.float64))
+        fm.linear(x, w.astype(bool))
     with pytest.raises(TypeError, match="bias must be float32"):
         fm.linear(x, w, b.astype(np.int64))
     with pytest.raises(ValueError, match=r"x must have 2 dimensions.*\(20,\)"):

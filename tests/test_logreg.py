@@ -140,7 +140,7 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="not fitted"):
         LR().predict(X)
     clf = LR(epochs=1).fit(X, y)
-    with pytest.raises(ValueError, match="fitted on 5"):
+    with pytest.raises(ValueError, match="expecting 5 features"):
         clf.predict(X[:, :4])
     with pytest.raises(ValueError, match="unseen"):
         LR(epochs=1).fit(X, y, X, y + 5)

@@ -150,9 +150,9 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="at least one row"):
         fm.softmax_cross_entropy(np.zeros((0, 10), np.float32), np.zeros(0, np.int64))
     with pytest.raises(TypeError, match="x must be float32"):
-        fm.softmax(x.astype(np.float64))
-    with pytest.raises(ValueError, match="x must have 2 dimensions"):
-        fm.log_softmax(x.reshape(2, 2, 10))
+        fm.softmax(x.astype(np.int32))  # float64 is converted
+    with pytest.raises(ValueError, match=r"dim must be in \[-3, 2\]"):  # any rank, along dim
+        fm.log_softmax(x.reshape(2, 2, 10), dim=3)
     with pytest.raises(ValueError, match=r"same shape.*\(4, 10\).*\(4, 9\)"):
         fm.mse_loss(x, x[:, :9])
     with pytest.raises(TypeError, match="target must be float32"):

@@ -14,34 +14,6 @@ from fastmnist.train import prepare
 torch.set_num_threads(1)
 
 
-def to_torch(seq: nn.Sequential) -> torch.nn.Sequential:
-    """The same network in PyTorch, with the weights copied."""
-    mods = []
-    for layer in seq.layers.values():
-        if isinstance(layer, nn.Conv2d):
-            m = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                                layer.padding, bias=layer.bias is not None)
-        elif isinstance(layer, nn.Linear):
-            m = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-        elif isinstance(layer, nn.MaxPool2d):
-            m = torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif isinstance(layer, nn.ReLU):
-            m = torch.nn.ReLU()
-        elif isinstance(layer, nn.Sigmoid):
-            m = torch.nn.Sigmoid()
-        elif isinstance(layer, nn.Flatten):
-            m = torch.nn.Flatten()
-        else:
-            raise AssertionError(type(layer))
-        if hasattr(m, "weight"):
-            with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.weight.data))
-                if m.bias is not None:
-                    m.bias.copy_(torch.from_numpy(layer.bias.data))
-        mods.append(m)
-    return torch.nn.Sequential(*mods)
-
-
 def torch_params(tm):
     return [p for m in tm for p in m.parameters(recurse=False)]
 
@@ -72,7 +44,7 @@ def test_one_training_step_matches_torch(name, opt_name, batch):
 
     x, y = batch
     model = models.build(name, seed=3)
-    tm = to_torch(model)
+    tm = model.to_torch()
     if opt_name == "sgd":
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         topt = torch.optim.SGD(tm.parameters(), lr=0.1, momentum=0.9)
@@ -82,9 +54,9 @@ def test_one_training_step_matches_torch(name, opt_name, batch):
     lossf = nn.CrossEntropyLoss()
     for step in range(2):  # two steps: the second one uses the optimizer state
         out = model.forward(x)
-        loss, grad = lossf(out, y)
+        loss = lossf(out, y)
         opt.zero_grad()
-        model.backward(grad)
+        model.backward(lossf.backward())
         grads = [p.grad.copy() for p in model.parameters()]
         opt.step()
 
@@ -121,12 +93,13 @@ def test_mse_scratch_step_matches_torch(batch, options):
     x, y = batch
     options = {k: v for k, v in options.items() if v is not None}
     model = models.build("mlp-scratch", seed=1, **options)
-    tm = to_torch(model)
+    tm = model.to_torch()
     opt = optim.SGD(model.parameters(), lr=2.0)
     topt = torch.optim.SGD(tm.parameters(), lr=2.0)
-    loss, grad = nn.MSELoss()(model.forward(x), y)
+    crit = nn.MSELoss()
+    loss = crit(model(x), y)
     opt.zero_grad()
-    model.backward(grad)
+    model.backward(crit.backward())
     opt.step()
     tloss = TF.mse_loss(tm(torch.from_numpy(x)), TF.one_hot(torch.from_numpy(y), 10).float())
     topt.zero_grad()
@@ -146,9 +119,7 @@ def small_model(seed=0, fuse=True):
     m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, seed=seed), nn.ReLU(), nn.MaxPool2d(2),
                       nn.Conv2d(4, 6, 3, stride=2, seed=seed + 1), nn.MaxPool2d(2), nn.ReLU(),
                       nn.Flatten(), nn.Linear(6 * 1 * 1, 12, seed=seed + 2), nn.Sigmoid(),
-                      nn.Linear(12, 5, seed=seed + 3))
-    m.fuse = fuse
-    m._build_plan()
+                      nn.Linear(12, 5, seed=seed + 3), fuse=fuse)
     return m
 
 
@@ -166,8 +137,8 @@ def test_finite_difference_gradient_of_whole_model():
         return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
 
     model.zero_grad()
-    loss, grad = lossf(model.forward(x), y)
-    gx = model.backward(grad, input_grad=True)
+    lossf(model.forward(x), y)
+    gx = model.backward(lossf.backward(), input_grad=True)
     params = model.parameters()
     grads = [p.grad.copy() for p in params]
     eps = 1e-3
@@ -209,11 +180,12 @@ def test_fused_plan_equals_unfused():
     for fuse in (True, False):
         m = small_model(seed=2, fuse=fuse)
         out = m.forward(x)
-        _, g = nn.CrossEntropyLoss()(out, y)
-        gx = m.backward(g, input_grad=True)
+        crit = nn.CrossEntropyLoss()
+        crit(out, y)
+        gx = m.backward(crit.backward(), input_grad=True)
         res.append((out, gx, [p.grad.copy() for p in m.parameters()]))
-    plan = small_model()._plan
-    assert [mode for _, mode in plan][:4] == ["deferred", "mask", "deferred", "mask"]
+    fused = nn.fuse(small_model())
+    assert [type(l).__name__ for l in fused.layers.values()][:3] == ["ConvReLUPool2d", "ConvReLUPool2d", "Flatten"]
     np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-5, atol=1e-7)
     for a, b in zip(res[0][2], res[1][2]):
@@ -223,8 +195,9 @@ def test_fused_plan_equals_unfused():
 def test_first_layer_input_grad_skipped():
     m = models.build("cnn", seed=0)
     x = np.zeros((2, 1, 28, 28), np.float32)
-    _, g = nn.CrossEntropyLoss()(m.forward(x), np.array([1, 2]))
-    assert m.backward(g) is None
+    crit = nn.CrossEntropyLoss()
+    crit(m.forward(x), np.array([1, 2]))
+    assert m.backward(crit.backward()) is None
     assert all(np.any(p.grad != 0) for p in m.parameters()[1:])
 
 
@@ -277,7 +250,7 @@ def test_cnn5_dropout_eval_deterministic():
 def test_parameter_counts_equal_torch():
     for name in models.names():
         m = models.build(name)
-        tm = to_torch(nn.Sequential(*[(k, l) for k, l in m.layers.items() if not isinstance(l, nn.Dropout)]))
+        tm = (nn.Sequential(*[(k, l) for k, l in m.layers.items() if not isinstance(l, nn.Dropout)])).to_torch()
         assert m.num_parameters() == sum(p.numel() for p in tm.parameters()), name
         out = m.forward(np.zeros((2, 1, 28, 28), np.float32))
         assert out.shape == (2, 10), name
@@ -285,14 +258,15 @@ def test_parameter_counts_equal_torch():
 
 def test_summary_and_feature_maps(capsys):
     m = models.build("cnn")
-    text = m.summary((1, 28, 28))
+    text = m.summary((1, 1, 28, 28))
+    assert m.summary((1, 28, 28), file=False) == text  # torchsummary's (C, H, W) too
     assert text in capsys.readouterr().out
     assert "conv1 (Conv2d)" in text and "[-1, 16, 28, 28]" in text and "[-1, 32, 7, 7]" in text
     assert f"Total params: {m.num_parameters():,}" in text and "206,922" in text
     x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
     maps = m.feature_maps(x)
     assert [k for k, _ in maps][:3] == ["00_conv1", "01_relu1", "02_pool1"]
-    t = to_torch(m)
+    t = m.to_torch()
     a = torch.from_numpy(x)
     for (k, v), layer in zip(maps, t):
         a = layer(a)

@@ -158,7 +158,7 @@ def test_backward_index_dtypes(rng):
 def test_errors(rng):
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     with pytest.raises(TypeError, match="x must be float32"):
-        fm.max_pool2d(x.astype(np.float64), 2)
+        fm.max_pool2d(x.astype(np.int32), 2)  # float64 is converted
     with pytest.raises(TypeError, match="x"):
         fm.max_pool2d(x.tolist(), 2)
     with pytest.raises(ValueError, match=r"x must have 4 dimensions.*\(8, 8\)"):

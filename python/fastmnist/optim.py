@@ -8,8 +8,10 @@ them between steps.
 
     opt = Adam(model.parameters(), lr=1e-3)
     sched = OneCycleLR(opt, max_lr=0.01, total_steps=epochs * steps_per_epoch)
+    crit = nn.CrossEntropyLoss()
     for x, y in batches:
-        loss = model.forward_backward(x, y)   # fills p.grad
+        loss = crit(model(x), y)
+        model.backward(crit.backward())   # fills p.grad
         opt.step(); opt.zero_grad(); sched.step()
 
 ``state_dict()`` / ``load_state_dict()`` (optimizer and schedule) hold numpy arrays, numbers and

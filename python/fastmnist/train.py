@@ -213,6 +213,7 @@ class Trainer:
         if int(epochs) < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         self.model = model
+        model.input_normalize = bool(normalize)  # model(uint8 images) then prepares them as we do
         self.optimizer = optimizer
         self.loss = nn.get_loss(loss)
         self.batch_size = int(batch_size)
@@ -283,7 +284,7 @@ class Trainer:
                             xb -= mean
                             xb *= inv_std
                     out = model.forward(xb)
-                    loss, grad = lossf(out, yb)
+                    loss, grad = lossf.loss_and_grad(out, yb)
                     loss = float(loss)
                     check.loss(loss, ep, b, nb)
                     opt.zero_grad()
@@ -335,7 +336,7 @@ class Trainer:
 
     def _evaluate_prepared(self, xp, y):
         out = self._outputs(xp)
-        loss, _ = self.loss(out, y)
+        loss, _ = self.loss.loss_and_grad(out, y)
         return float(loss), float(np.mean(out.argmax(1) == y))
 
     def evaluate(self, x, y):
