@@ -272,6 +272,28 @@ class CompileError(RuntimeError):
     """torch.compile failed while ``compile="on"`` was asked for."""
 
 
+def _compile_unavailable(cuda: bool) -> str | None:
+    """Why torch.compile cannot run here (None when it can): no torch.compile, or on the CPU no
+    C++ compiler among the ones inductor would use (``CXX``, else g++)."""
+    torch = _torch()
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    if cuda:
+        return None
+    import shutil
+
+    try:
+        import torch._inductor.config as inductor_config
+
+        cxx = inductor_config.cpp.cxx
+    except (ImportError, AttributeError):  # pragma: no cover - another torch layout: let compile decide
+        return None
+    cands = [c for c in (cxx if isinstance(cxx, (list, tuple)) else (cxx,)) if c]
+    if not any(shutil.which(c) for c in cands):
+        return f"no C++ compiler found for inductor (tried {', '.join(cands) or 'none'}; set CXX)"
+    return None
+
+
 def _preprocess(x, size: int):
     """uint8 tensor (B, 28, 28) on the device -> grey float32 (B, 1, size, size) in [0, 1]."""
     import torch.nn.functional as F
@@ -311,10 +333,15 @@ class FeatureExtractor:
         self.precision, self.compile, self.quiet = precision, compile, quiet
         self.use_amp = None if (self.cuda and precision == "auto") else precision == "fp16"
         self.model = grey_input_model(model, self.size).to(dev).to(memory_format=torch.channels_last)
-        want = compile == "on" or (compile == "auto" and not self.cuda)
-        self.engine = "compiled" if want and hasattr(torch, "compile") else "eager"
-        if compile == "on" and self.engine != "compiled":
-            raise CompileError(f"torch.compile is not available in torch {torch.__version__}")
+        self.engine = "eager"
+        if compile == "on" or (compile == "auto" and not self.cuda):
+            why = _compile_unavailable(self.cuda)
+            if why is None:
+                self.engine = "compiled"
+            elif compile == "on":
+                raise CompileError(f"torch.compile cannot run: {why}")
+            elif not quiet:
+                print(f"torch.compile cannot run ({why}); running eager", file=sys.stderr)
         self._compiled = torch.compile(self.model, dynamic=False) if self.engine == "compiled" else None
 
     def _net(self, u):
@@ -484,7 +511,7 @@ def load_features_mat(path, meta: bool = False):
         if frac.any():
             i = int(np.flatnonzero(frac)[0])
             raise ValueError(f"{path}: 'labels' must be integers, got {int(frac.sum())} non-integer values "
-                             f"(first at row {i}: {y[i]!r})")
+                             f"(first at row {i}: {y[i].item()!r})")
     y = y.astype(np.int64)
     if not meta:
         return X, y
