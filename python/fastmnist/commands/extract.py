@@ -87,6 +87,8 @@ def run(args) -> int:
         print("  nothing left to extract in this shard")
     if r["merged"]:
         print(f"  wrote {r['merged']['train']} and {r['merged']['test']}")
+    elif r["chunks_done"] == r["chunks_total"]:
+        print("  all chunks done; another process is writing the .mat files")
     else:
         print(f"  {r['chunks_done']} of {r['chunks_total']} chunks done; the other shards (or "
               f"'fastmnist extract --merge --out {args.out}') write the .mat files")
