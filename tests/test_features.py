@@ -123,8 +123,8 @@ def test_errors(tmp_path, capsys):
 
 
 def test_fast_paths_match_plain_eager(resnet_weights, mnist):
-    """The grey-input rewrite of conv1 (eager) and torch.compile against the plain eager network on
-    the documented 3-channel NCHW input; 5 digits in batches of 4 also exercise the padded last batch."""
+    """Eager channels-last and torch.compile against the plain eager network on the documented
+    3-channel NCHW input; 5 digits in batches of 4 also exercise the padded last batch."""
     import shutil
 
     images = mnist[2][:5]
@@ -140,7 +140,7 @@ def test_fast_paths_match_plain_eager(resnet_weights, mnist):
         f = fx(images)
         assert fx.engine == {"off": "eager", "on": "compiled"}[mode]
         rel = np.linalg.norm(f - ref, axis=1) / np.linalg.norm(ref, axis=1)
-        # measured: eager ~1e-7, compiled ~1e-6 (both fp32; the rewrite is exact algebra)
+        # measured: eager ~1e-7, compiled ~1e-6 (both fp32)
         assert rel.max() <= (1e-5 if mode == "off" else FEATURE_RTOL), (mode, rel)
         del fx
         torch._dynamo.reset()
