@@ -131,7 +131,7 @@ def run(args) -> int:
                                 title=f"ROC, one vs rest ({what})"),
     }
     for name, fig in figs.items():
-        atomic_write(out / "figures" / name, lambda f: fig.savefig(f, format="png"), "wb")
+        atomic_write(out / "figures" / name, lambda f, fig=fig: fig.savefig(f, format="png"), "wb")
 
     print(f"test accuracy: {100 * acc:.2f}%  (fit {fit_seconds:.1f} s)")
     print(f"AUC class {rc}: {aucs[rc]:.5f}")
