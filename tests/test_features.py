@@ -13,7 +13,8 @@ scipy_io = pytest.importorskip("scipy.io")
 sk = pytest.importorskip("sklearn.metrics")
 
 from fastmnist import cli  # noqa: E402
-from fastmnist.features import (build_resnet50, detect_stride_in_1x1, extract_features,  # noqa: E402
+from fastmnist.features import (FEATURE_RTOL, FeatureExtractor, build_resnet50,  # noqa: E402
+                                check_same_extraction, detect_stride_in_1x1, extract_features,
                                 load_features_mat, resolve_device, save_features_mat)
 
 # Logistic regression on 2,000 training images' features (size 32, shared Keras ImageNet weights,
@@ -37,7 +38,7 @@ def test_stride_in_1x1_weights_run_as_trained(resnet_weights, mnist):
     size = 64
     ours, info = build_resnet50(resnet_weights)  # auto-detected from the file name (keras)
     assert info["stride_in_1x1"] is True
-    feats = extract_features(ours, images, size=size, batch_size=3, device="cpu", quiet=True)
+    feats = extract_features(ours, images, size=size, batch_size=3, device="cpu", quiet=True, compile="off")
     assert feats.shape == (4, 2048) and feats.dtype == np.float32
 
     sd = torch.load(resnet_weights, weights_only=True)
@@ -61,7 +62,7 @@ def test_stride_in_1x1_weights_run_as_trained(resnet_weights, mnist):
 
     forced, info2 = build_resnet50(resnet_weights, stride_in_1x1=False)
     assert info2["stride_in_1x1"] is False
-    f2 = extract_features(forced, images, size=size, batch_size=4, device="cpu", quiet=True)
+    f2 = extract_features(forced, images, size=size, batch_size=4, device="cpu", quiet=True, compile="off")
     np.testing.assert_allclose(f2, ref[1], rtol=1e-4, atol=1e-4)
 
 
@@ -121,6 +122,90 @@ def test_errors(tmp_path, capsys):
     assert "as a MATLAB .mat file" in capsys.readouterr().err
 
 
+def test_fast_paths_match_plain_eager(resnet_weights, mnist):
+    """Eager channels-last and torch.compile against the plain eager network on the documented
+    3-channel NCHW input; 5 digits in batches of 4 also exercise the padded last batch."""
+    import shutil
+
+    images = mnist[2][:5]
+    size = 32
+    model, _ = build_resnet50(resnet_weights)
+    with torch.no_grad():
+        ref = model(_reference_input(images, size)).numpy()
+    modes = ["off"]
+    if shutil.which(__import__("os").environ.get("CXX", "g++")):
+        modes.append("on")
+    for mode in modes:
+        fx = FeatureExtractor(model, size=size, device="cpu", batch_size=4, compile=mode, quiet=True)
+        f = fx(images)
+        assert fx.engine == {"off": "eager", "on": "compiled"}[mode]
+        rel = np.linalg.norm(f - ref, axis=1) / np.linalg.norm(ref, axis=1)
+        # measured: eager ~1e-7, compiled ~1e-6 (both fp32)
+        assert rel.max() <= (1e-5 if mode == "off" else FEATURE_RTOL), (mode, rel)
+        del fx
+        torch._dynamo.reset()
+
+
+def test_compile_falls_back_to_eager_without_a_compiler(capsys):
+    import torch._inductor.config as inductor_config
+
+    from fastmnist.features import CompileError
+
+    model, _ = build_resnet50("none")
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/c++")}):
+        fx = FeatureExtractor(model, size=32, compile="auto")
+        assert fx.engine == "eager"
+        assert "no C++ compiler found for inductor (tried /nonexistent/c++" in capsys.readouterr().err
+        with pytest.raises(CompileError, match="torch.compile cannot run: no C\\+\\+ compiler"):
+            FeatureExtractor(model, size=32, compile="on")
+
+
+def test_extractor_bad_arguments():
+    model, _ = build_resnet50("none")
+    for kw, msg in ((dict(size=16), "size must be an integer >= 32"), (dict(batch_size=0), "batch_size"),
+                    (dict(compile="yes"), "compile must be"), (dict(precision="fp16"), "needs a CUDA device")):
+        with pytest.raises(ValueError, match=msg):
+            FeatureExtractor(model, **kw)
+    fx = FeatureExtractor(model, size=32, compile="off")
+    with pytest.raises(ValueError, match="images must be uint8"):
+        fx(np.zeros((2, 28, 28), np.float32))
+
+
+def test_mat_content_is_validated(tmp_path):
+    """Complex or non-finite features and fractional labels were coerced silently (issue 14, item 9)."""
+    y = np.array([[0], [1], [2]])
+    cases = [({"features": np.ones((3, 4)) * (1 + 1j), "labels": y}, "'features' must be real numbers, got complex"),
+             ({"features": np.ones((3, 4)), "labels": np.array([[0.0], [1.5], [2.0]])},
+              r"'labels' must be integers, got 1 non-integer values \(first at row 1: 1.5"),
+             ({"features": np.ones((3, 4)), "labels": y * (1 + 1j)}, "'labels' must be integers, got complex"),
+             ({"features": np.array([[1.0, np.nan]] * 3), "labels": y}, "3 non-finite values"),
+             ({"features": np.ones((3, 4)), "labels": np.array(["a", "b", "c"])}, "'labels' must be integers")]
+    for i, (d, msg) in enumerate(cases):
+        p = tmp_path / f"bad{i}.mat"
+        scipy_io.savemat(p, d)
+        with pytest.raises(ValueError, match=msg):
+            load_features_mat(p)
+    ok = tmp_path / "ok.mat"
+    scipy_io.savemat(ok, {"features": np.ones((3, 4)), "labels": np.array([[0.0], [1.0], [2.0]])})
+    X, labels = load_features_mat(ok)
+    assert X.dtype == np.float32 and labels.dtype == np.int64 and labels.tolist() == [0, 1, 2]
+
+
+def test_mat_metadata_and_same_extraction(tmp_path):
+    p = save_features_mat(tmp_path / "a.mat", np.ones((2, 3)), [4, 5], split="train", weights="w.pth",
+                          weights_sha256="ab" * 32, size=224, stride_in_1x1=1, preprocessing="pre")
+    assert b"Created on" not in p.read_bytes()[:116]  # no time stamp: same content, same bytes
+    X, y, meta = load_features_mat(p, meta=True)
+    assert meta == {"split": "train", "weights": "w.pth", "weights_sha256": "ab" * 32, "size": 224,
+                    "stride_in_1x1": 1, "preprocessing": "pre"}
+    check_same_extraction(meta, dict(meta, split="test"))
+    with pytest.raises(ValueError, match="different extractions .*size: 224 vs 32"):
+        check_same_extraction(meta, dict(meta, size=32))
+    with pytest.raises(ValueError, match="weights_sha256"):
+        check_same_extraction(meta, dict(meta, weights_sha256="cd" * 32))
+    check_same_extraction(meta, {"size": 224})  # keys an older file lacks are not compared
+
+
 # ---- the whole chain on a subset: one extraction shared by the tests below --------------------
 
 @pytest.fixture(scope="module")
@@ -128,7 +213,7 @@ def features_dir(tmp_path_factory, resnet_weights, mnist_dir):
     d = tmp_path_factory.mktemp("features")
     rc = cli.main(["extract", "--weights", str(resnet_weights), "--size", "32", "--limit", "2000",
                    "--limit-test", "500", "--data", str(mnist_dir), "--device", "cpu", "--batch-size", "250",
-                   "--quiet", "--out", str(d)])
+                   "--compile", "off", "--quiet", "--out", str(d)])
     assert rc == 0
     return d
 
@@ -151,6 +236,7 @@ def test_mat_files(features_dir, mnist):
         labels = d["labels"].ravel()
         assert set(np.unique(labels)) == set(range(10))
         assert str(d["split"][0]) == split and d["stride_in_1x1"].item() == 1 and d["size"].item() == 32
+        assert str(d["weights"][0]) == "resnet50_keras_imagenet_tv.pth" and len(str(d["weights_sha256"][0])) == 64
         assert np.all(np.isfinite(d["features"])) and d["features"].min() >= 0  # post-ReLU average
     # the test-split labels are a stratified subset of the genuine test labels
     counts = np.bincount(scipy_io.loadmat(features_dir / "mnist_test.mat")["labels"].ravel(), minlength=10)
@@ -199,3 +285,18 @@ def test_cli_logreg_and_roc_chain(features_dir, tmp_path):
                comments="")
     assert cli.main(["roc", str(csv), "--out", str(tmp_path / "all.png")]) == 0
     _not_blank(tmp_path / "all.png")
+
+
+def test_cli_logreg_refuses_features_of_other_extractions(features_dir, tmp_path, capsys):
+    """32 px train + 224 px test features used to run silently to ~14 % accuracy."""
+    d = scipy_io.loadmat(features_dir / "mnist_test.mat")
+    d = {k: v for k, v in d.items() if not k.startswith("__")}
+    d["size"] = 224
+    other = tmp_path / "test224.mat"
+    scipy_io.savemat(other, d)
+    rc = cli.main(["logreg", "--train", str(features_dir / "mnist_train.mat"), "--test", str(other),
+                   "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "different extractions" in err and "size: 32 vs 224" in err
+    assert not (tmp_path / "run").exists()

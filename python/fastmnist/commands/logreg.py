@@ -3,12 +3,12 @@
 accuracy-per-epoch plot, the ROC curve of one class with its AUC, per-class AUCs and a summary."""
 from __future__ import annotations
 
-import csv
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .._io import atomic_savez, atomic_write, atomic_write_json
 
 
 def add_parser(sub):
@@ -47,29 +47,21 @@ def _load(args):
         return f(x_tr), y_tr.astype(np.int64), f(x_te), y_te.astype(np.int64), x_te, "logreg-pixels"
     if not (args.train and args.test):
         raise ValueError("give --train and --test feature files (.mat from 'fastmnist extract'), or --pixels")
-    from ..features import load_features_mat
+    from ..features import check_same_extraction, load_features_mat
 
-    X, y = load_features_mat(args.train)
-    Xt, yt = load_features_mat(args.test)
+    X, y, meta = load_features_mat(args.train, meta=True)
+    Xt, yt, meta_t = load_features_mat(args.test, meta=True)
+    check_same_extraction(meta, meta_t, f"--train {args.train}", f"--test {args.test}")
     if X.shape[1] != Xt.shape[1]:
         raise ValueError(f"{args.train} has {X.shape[1]} features per row but {args.test} has {Xt.shape[1]}")
     return X, y, Xt, yt, None, "logreg-features"
-
-
-def write_history(out: Path, h: dict) -> None:
-    (out / "history.json").write_text(json.dumps(h, indent=1))
-    cols = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
-    with open(out / "history.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        for i in range(len(h["epoch"])):
-            w.writerow(["" if h[c][i] is None else h[c][i] for c in cols])
 
 
 def run(args) -> int:
     import fastmnist
     from ..logreg import LogisticRegression, auc, roc_curve_ovr
     from ..plots import plot_logreg_accuracy, plot_roc
+    from ..train import History
 
     X, y, Xt, yt, images, model_name = _load(args)
     out = Path(args.out)
@@ -97,12 +89,14 @@ def run(args) -> int:
         raise ValueError(f"--roc-class {args.roc_class} is not one of the classes {sorted(aucs, key=int)}")
 
     h = clf.history_
-    write_history(out, h)
-    (out / "roc.json").write_text(json.dumps(roc_json))
+    hist = History.from_dict(h)
+    hist.to_json(out / "history.json")
+    hist.to_csv(out / "history.csv")
+    atomic_write_json(out / "roc.json", roc_json, indent=None)
     pred = {"y_true": yt.astype(np.int64), "y_pred": y_pred, "proba": proba.astype(np.float32)}
     if images is not None:
         pred["images"] = images
-    np.savez_compressed(out / "predictions.npz", **pred)
+    atomic_savez(out / "predictions.npz", **pred)
     settings = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
     settings["standardize"] = standardize
     summary = {
@@ -126,7 +120,7 @@ def run(args) -> int:
         "fastmnist_version": fastmnist.__version__,
         "threads": fastmnist.get_num_threads(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(out / "summary.json", summary)
 
     what = "ResNet-50 features" if model_name == "logreg-features" else "pixels"
     figs = {
@@ -137,7 +131,7 @@ def run(args) -> int:
                                 title=f"ROC, one vs rest ({what})"),
     }
     for name, fig in figs.items():
-        fig.savefig(out / "figures" / name)
+        atomic_write(out / "figures" / name, lambda f, fig=fig: fig.savefig(f, format="png"), "wb")
 
     print(f"test accuracy: {100 * acc:.2f}%  (fit {fit_seconds:.1f} s)")
     print(f"AUC class {rc}: {aucs[rc]:.5f}")
