@@ -31,9 +31,13 @@ def test_train_cnn_writes_every_file(tmp_path, mnist_dir, mnist, capsys):
     assert 0.5 < acc <= 1 and s["results"]["train_seconds"] > 0
     assert f"test accuracy: {acc:.4f}" in printed
     h = json.loads((out / "history.json").read_text())
-    assert h["epoch"] == [1] and len(h["val_acc"]) == 1 and h["val_acc"][0] == pytest.approx(acc)
+    # without --val-split the per-epoch evaluation is the test set, and says so
+    assert h["epoch"] == [1] and "val_acc" not in h and h["eval_set"] == "test"
+    assert h["test_acc"][0] == pytest.approx(acc) and h["partial"] == [False] and h["interrupted"] is False
     rows = list(csv.DictReader(open(out / "history.csv")))
-    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "partial"]
+    assert s["status"] == "complete" and s["results"]["per_epoch_eval"] == "test"
+    assert s["results"]["train_size"] == 1000 and s["results"]["val_size"] == 0
     with np.load(out / "predictions.npz") as p:
         assert p["y_true"].dtype == np.int64 and p["y_pred"].dtype == np.int64 and p["y_true"].shape == (200,)
         assert p["proba"].dtype == np.float32 and p["proba"].shape == (200, 10)
@@ -87,9 +91,9 @@ def test_train_with_augmentation_and_val_split(tmp_path, mnist_dir):
                  "--no-figures")
     s = json.loads((out / "summary.json").read_text())
     assert s["settings"]["recipe"]["augment"] == "rotate:10,noise:0.1"
-    assert s["results"]["train_size"] == 1000
+    assert s["results"]["train_size"] == 900 and s["results"]["val_size"] == 100
     h = json.loads((out / "history.json").read_text())
-    assert h["val_acc"][0] is not None
+    assert h["val_acc"][0] is not None and h["eval_set"] == "val" and "test_acc" not in h
 
 
 def test_compare_writes_table_and_subdirectories(tmp_path, mnist_dir, capsys):
