@@ -339,10 +339,15 @@ class Trainer:
         loss, _ = self.loss(out, y)
         return float(loss), float(np.mean(out.argmax(1) == y))
 
-    def evaluate(self, x, y):
-        """(mean loss, accuracy) on images ``x`` and labels ``y``."""
+    def evaluate(self, x, y, return_proba=False):
+        """(mean loss, accuracy) on images ``x`` and labels ``y``; with ``return_proba`` also the
+        class probabilities (N, 10) of the same forward pass: (loss, accuracy, proba)."""
         y = _labels(y, len(x))
-        return self._evaluate_prepared(self._inputs(x), y)
+        if not return_proba:
+            return self._evaluate_prepared(self._inputs(x), y)
+        out = self._outputs(self._inputs(x))
+        loss, _ = self.loss(out, y)
+        return float(loss), float(np.mean(out.argmax(1) == y)), self.loss.probabilities(out)
 
     def predict_proba(self, x):
         """Class probabilities (N, 10) float32 (softmax of the network output)."""
