@@ -10,6 +10,7 @@ convolution / max-pooling demo, and an augmentation preview.
 from __future__ import annotations
 
 import json
+import zipfile
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -608,7 +609,7 @@ def _load_npz(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
 
 
