@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import tempfile
 import urllib.request
 import zlib
@@ -228,6 +229,10 @@ def _is_header(cells) -> bool:
     return len(ints) > 256 and ints == list(range(ints[0], ints[0] + len(ints)))
 
 
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+_NOT_INTEGER = re.compile(r"[^0-9,\s+-]|[0-9]\s+[0-9]|[+-]\s*[,+-]|[+-]\s*$|,\s*,|^\s*,|,\s*$")
+
+
 def _csv_cell_error(path, row, col, names, value, what):
     name = f" ({names[col]!r})" if names else ""
     return MNISTError(f"{path}: {what} in row {row}, column {col + 1}{name}: {value!r}")
@@ -275,15 +280,19 @@ def load_mnist_csv(path, has_header: bool | None = None):
                              + (" (a label and 784 pixels)" if width == 785 else " (784 pixels)"))
     if not lines:
         raise MNISTError(f"{path}: no data rows")
-    try:
-        values = np.fromstring(",".join(lines), dtype=np.float64, sep=",")
-    except ValueError:
-        values = None
+    body = ",".join(lines)
+    values = None
+    if _NOT_INTEGER.search(body) is None:
+        try:
+            values = np.fromstring(body, dtype=np.float64, sep=",")
+        except ValueError:
+            values = None
     if values is None or values.size != len(lines) * width:
-        for i, line in enumerate(lines):  # find the cell that is not a number
+        for i, line in enumerate(lines):  # find the first cell that is not an integer
             for j, tok in enumerate(line.split(",")):
-                if not _is_number(tok):
-                    raise _csv_cell_error(path, i + skip, j, names, tok.strip(), "non-numeric value")
+                if not _INTEGER.fullmatch(tok):
+                    what = "non-numeric value" if not _is_number(tok) else "non-integer value"
+                    raise _csv_cell_error(path, i + skip, j, names, tok.strip(), what)
         raise MNISTError(f"{path}: could not parse the CSV")  # pragma: no cover
     values = values.reshape(len(lines), width)
     lo = np.zeros(width)
