@@ -108,3 +108,30 @@ def test_cnn_scratch_depth_is_configurable_and_learns(tmp_path, mnist_dir, mnist
     assert s["results"]["test_accuracy"] > 0.6
     with np.load(out / "feature_maps.npz") as fm:
         assert [k for k in fm if "conv" in k] == ["00_conv1", "03_conv2", "06_conv3"]
+
+
+def test_summary_command_matches_torch(capsys, tmp_path):
+    # write-up 002's Keras-style model summary: shapes and parameter counts of the same net in torch
+    import torch
+
+    tnet = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(512, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    shapes, x = [], torch.zeros(1, 1, 28, 28)
+    for layer in tnet:
+        x = layer(x)
+        shapes.append("[" + ", ".join(["-1"] + [str(d) for d in x.shape[1:]]) + "]")
+    counts = [sum(p.numel() for p in layer.parameters()) for layer in tnet]
+    assert main(["summary", "cnn5"]) == 0
+    text = capsys.readouterr().out
+    rows = [l.split() for l in text.splitlines() if "(" in l and l.split()[-1].replace(",", "").isdigit()]
+    assert len(rows) == len(tnet)
+    for row, shape, n in zip(rows, shapes, counts):
+        assert " ".join(row[2:-1]) == shape and int(row[-1].replace(",", "")) == n
+    assert f"Total params: {sum(counts):,}" in text
+    assert "recipe default: adam lr 0.001" in text and "5 epochs, batch 128" in text
+    assert main(["summary", "cnn-scratch", "--option", "channels=4,8,16"]) == 0
+    assert text.count("Conv2d") == 2 and capsys.readouterr().out.count("Conv2d") == 3
+    assert main(["summary", str(tmp_path / "missing.npz")]) == 1
+    assert "does not exist" in capsys.readouterr().err
