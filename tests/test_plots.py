@@ -377,3 +377,22 @@ def test_bad_input():
         plots.plot_training_curves({"epoch": [1, 2], "train_loss": [1.0]})
     with pytest.raises(TypeError, match="Figure"):
         plots.save_figure("not a figure", "x.png")
+
+
+def test_roc_zoomed_inset_for_auc_near_one(tmp_path):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    for sep, want_inset in ((3.5, True), (0.8, False)):
+        s = y * sep + rng.normal(size=y.size)
+        fpr, tpr, _ = roc_curve(y, s)
+        fig = plots.plot_roc({"class 9": (fpr, tpr)})
+        ax = fig.axes[0]
+        assert f"AUC = {roc_auc_score(y, s):.4f}" in ax.get_lines()[0].get_label()
+        assert bool(ax.child_axes) == want_inset
+        if want_inset:
+            ins = ax.child_axes[0]
+            assert ins.get_xlim()[1] <= 0.1 and ins.get_ylim()[1] >= 1.0
+            np.testing.assert_array_equal(ins.get_lines()[0].get_xydata(), np.c_[fpr, tpr])
+            check_png(fig, tmp_path / "roc.png")

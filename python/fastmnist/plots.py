@@ -783,11 +783,27 @@ def plot_roc(curves, title: str | None = None, ax=None):
     else:
         fig = ax.figure
     many = len(items) > 1
+    aucs = []
     for i, (label, fpr, tpr, a) in enumerate(items):
         if a is None:
             a = _auc(fpr, tpr)
+        aucs.append(float(a))
         ax.plot(fpr, tpr, lw=1.4 if many else 2.0, label=f"{label} (AUC = {a:.4f})",
                 color=None if many else "C3", drawstyle="default")
+    if aucs and min(aucs) >= 0.97:
+        # near-perfect curves hug the top-left corner: a zoomed inset shows where they differ
+        x_hi = 0.1 if min(aucs) < 0.995 else 0.02
+        y_lo = min(float(np.interp(0.0, fpr, tpr)) for _, fpr, tpr, _ in items)
+        y_lo = max(0.0, min(y_lo, 0.95) - 0.02)
+        ins = ax.inset_axes([0.38, 0.3, 0.5, 0.45])
+        for (label, fpr, tpr, _), line in zip(items, ax.get_lines()):
+            ins.plot(fpr, tpr, lw=1.2, color=line.get_color())
+        ins.set_xlim(0.0, x_hi)
+        ins.set_ylim(y_lo, 1.0 + (1.0 - y_lo) * 0.02)
+        ins.set_title(f"zoom: false positive rate <= {x_hi:g}", fontsize=7)
+        ins.tick_params(labelsize=6)
+        ins.grid(alpha=0.3)
+        ax.indicate_inset_zoom(ins, edgecolor="0.5")
     ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6", label="chance (AUC = 0.5)")
     ax.set_xlim(-0.01, 1.0)
     ax.set_ylim(0.0, 1.01)
