@@ -396,3 +396,30 @@ def test_roc_zoomed_inset_for_auc_near_one(tmp_path):
             assert ins.get_xlim()[1] <= 0.1 and ins.get_ylim()[1] >= 1.0
             np.testing.assert_array_equal(ins.get_lines()[0].get_xydata(), np.c_[fpr, tpr])
             check_png(fig, tmp_path / "roc.png")
+
+
+def test_augmentation_preview_titles_do_not_overlap(mnist, tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    spec = "rotate:10,perspective:0.2,noise:0.2,hflip:0.7"
+    cols = plots.augmentation_columns(spec)
+    assert [c[0] for c in cols] == spec.split(",") + ["all, in order"]
+    fig = plots.plot_augmentation_preview(mnist[2][:3], cols, title=spec)
+    r = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(r)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    boxes = [ax.title.get_window_extent(r) for ax in titled]
+    assert [ax.get_title() for ax in titled] == ["original"] + [c[0] for c in cols]
+    for a, b in zip(boxes, boxes[1:]):
+        assert a.x1 < b.x0, "column titles overlap"
+    check_png(fig, tmp_path / "aug.png")
+
+
+def test_run_figures_include_the_augmentation_preview(tmp_path, mnist_dir):
+    from fastmnist.cli import main
+
+    out = tmp_path / "aug"
+    assert main(["train", "mlp", "--epochs", "1", "--train-size", "300", "--test-size", "100", "--data",
+                 str(mnist_dir), "--out", str(out), "--quiet"]) == 0
+    names = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "augmentation.png" in names and "label_distribution.png" in names
