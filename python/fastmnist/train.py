@@ -10,7 +10,7 @@ Example::
     model = models.build("cnn", seed=0)
     opt = fastmnist.optim.Adam(model.parameters(), lr=1e-3)
     trainer = train.Trainer(model, opt, batch_size=64, epochs=1, seed=0)
-    history = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test)
+    history = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test, eval_set="test")
     print(trainer.evaluate(x_test, y_test))
 """
 from __future__ import annotations
