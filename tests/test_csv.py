@@ -27,6 +27,18 @@ def write_kaggle(path, x, y=None, header=True):
             w.writerow(([int(y[i])] if y is not None else []) + x[i].reshape(-1).tolist())
 
 
+def set_cell(path, line, col, value):
+    """Replace (or with ``value`` None, delete) cell ``col`` of line ``line`` (0-based) of a CSV file."""
+    lines = path.read_text().splitlines()
+    cells = lines[line].split(",")
+    if value is None:
+        del cells[col]
+    else:
+        cells[col] = value
+    lines[line] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def kaggle(mnist, tmp_path_factory):
     x_train, y_train, x_test, y_test = mnist
@@ -99,20 +111,12 @@ def test_bad_first_row_is_an_error_not_a_header(bad, tmp_path, mnist):
     x, y = mnist[2][:3], mnist[3][:3]
     f = tmp_path / "m.csv"
     write_kaggle(f, x, y, header=False)
-    lines = f.read_text().splitlines()
-    cells = lines[0].split(",")
-    cells[7] = bad
-    lines[0] = ",".join(cells)
-    f.write_text("\n".join(lines) + "\n")
+    set_cell(f, 0, 7, bad)
     with pytest.raises(MNISTError, match=rf"in row 1, column 8: '{bad}'"):
         load_mnist_csv(f)
     # the same bad cell under a Kaggle header: row 2 (the header is row 1), column named
     write_kaggle(f, x, y)
-    lines = f.read_text().splitlines()
-    cells = lines[1].split(",")
-    cells[7] = bad
-    lines[1] = ",".join(cells)
-    f.write_text("\n".join(lines) + "\n")
+    set_cell(f, 1, 7, bad)
     with pytest.raises(MNISTError, match=rf"in row 2, column 8 \('pixel6'\): '{bad}'"):
         load_mnist_csv(f)
 
@@ -123,14 +127,7 @@ def test_bad_csvs_name_row_and_column(tmp_path, mnist, capsys):
 
     def corrupt(row, col, value):
         write_kaggle(f, x, y)
-        lines = f.read_text().splitlines()
-        cells = lines[row].split(",")
-        if value is None:
-            del cells[col]
-        else:
-            cells[col] = value
-        lines[row] = ",".join(cells)
-        f.write_text("\n".join(lines) + "\n")
+        set_cell(f, row, col, value)
 
     corrupt(3, 100, None)
     with pytest.raises(MNISTError, match="row 4 has 784 columns, expected 785"):
