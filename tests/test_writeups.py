@@ -72,6 +72,9 @@ def test_tuned_recipes(tmp_path, mnist_dir):
     s, _ = _run(tmp_path, mnist_dir, "cnn", "--recipe", "tuned")
     r = s["settings"]["named_recipe"]
     assert (r["lr"], r["scheduler"], r["epochs"], r["batch_size"]) == (1e-3, "cosine", 10, 64)
+    from fastmnist import models
+
+    assert models.recipe("mlp", "tuned").augment == "noise:0.0616,hflip:0.7"
 
 
 def test_help_is_the_model_table(capsys):

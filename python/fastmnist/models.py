@@ -43,7 +43,7 @@ cnn5           Conv5x5(1->16) -> ReLU -> MaxPool2 -> Conv5x5(16->32) -> ReLU -> 
 cnn-scratch    Write-up 003's from-scratch CNN, ``channels`` (default 8,16) conv blocks of
                Conv3x3(pad 1) -> ReLU -> MaxPool2, then Flatten -> Linear(-> ``hidden`` 128) -> ReLU
                -> Linear(10): depth = len(channels) (1-4). SGD lr 0.05 momentum 0.9, cross-entropy,
-               5 epochs, batch 64 (ours: the write-up's values are not recorded).
+               5 epochs, batch 64 (ours: the write-up's values are not recorded): 98.65 % (seed 0).
 mlp-scratch    Write-up 004's "neural network from scratch": configurable ``sizes`` (default
                784-100-10), ``activation`` sigmoid or relu, MSE on one-hot targets, plain mini-batch
                gradient descent: SGD 0.5, no momentum, 10 epochs, batch 32, inputs in [0, 1] (values
@@ -53,7 +53,8 @@ mlp-scratch    Write-up 004's "neural network from scratch": configurable ``size
 mlp            One hidden layer of 100 ReLU units; write-up 004: Adam lr 0.01, Gaussian noise std 0.2
                (on the [0, 1] images, before normalisation) and horizontal flips (p 0.7), 30 epochs,
                batch 512 (the write-up's batch size is not recorded; 512 as here since the first
-               version). The write-up reports ~94.95 %; this recipe measured 95.13 % (seed 0).
+               version). The write-up reports ~94.95 %; this recipe measured 95.09 % (seed 0).
+               ``tuned``: noise std 0.0616 instead (0.2 in units of the normalised inputs): 95.26 %.
 fast           Our CPU take on tuomaso/train_mnist_fast (0.76 s to 99% on a GPU): the whole set
                preloaded, Conv5x5(1->24) -> MaxPool2 -> ReLU -> Conv3x3(24->32) -> MaxPool2 -> ReLU
                -> Flatten -> Linear(800, 256) -> ReLU -> Linear(256, 10); Adam peak lr 0.015,
@@ -244,7 +245,9 @@ MODELS = {
                                        normalize=False, source=_W004)}),
     "mlp": (_mlp, "784-100-10 ReLU, Gaussian noise + hflip",
             {"default": Recipe(lr=0.01, epochs=30, batch_size=512, augment="noise:0.2,hflip:0.7",
-                               source=_W004)}),
+                               source=_W004),
+             "tuned": Recipe(lr=0.01, epochs=30, batch_size=512, augment="noise:0.0616,hflip:0.7", name="tuned",
+                             source="ours: noise std 0.0616 (95.26 % vs 95.09 %, seed 0)")}),
     "fast": (_fast, "conv5x5(24)-pool-relu-conv3x3(32)-pool-relu-fc256-fc10",
              {"default": Recipe(lr=0.015, betas=(0.7, 0.9), epochs=1, batch_size=256, scheduler="onecycle",
                                 pct_start=0.15, source=_OURS)}),
