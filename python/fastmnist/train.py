@@ -336,6 +336,7 @@ class Trainer:
 
     def _evaluate_prepared(self, xp, y):
         out = self._outputs(xp)
+        self.last_eval_outputs_ = out  # the network outputs of the latest evaluation (reused by callers)
         loss, _ = self.loss(out, y)
         return float(loss), float(np.mean(out.argmax(1) == y))
 

@@ -252,7 +252,12 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
         hist = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test, eval_set="test")
     y_fit = np.asarray(y_train)[trainer.split_["train"]]
     y_val = np.asarray(y_train)[trainer.split_["val"]]
-    test_loss, test_acc, proba = trainer.evaluate(x_test, y_test, return_proba=True)  # one forward pass
+    if hist.eval_set == "test" and len(hist) and hist.val_acc[-1] is not None:
+        # the last per-epoch evaluation ran on the test set with the final model: reuse its outputs
+        test_loss, test_acc = hist.val_loss[-1], hist.val_acc[-1]
+        proba = trainer.loss.probabilities(trainer.last_eval_outputs_)
+    else:
+        test_loss, test_acc, proba = trainer.evaluate(x_test, y_test, return_proba=True)  # one forward pass
     proba = np.asarray(proba, np.float32)
     y_pred = proba.argmax(1).astype(np.int64)
     report = classification_report(np.asarray(y_test, np.int64), y_pred, labels=np.arange(10), digits=4,
