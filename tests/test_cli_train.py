@@ -203,6 +203,8 @@ def test_interrupted_run_exits_130_and_says_so_everywhere(tmp_path, mnist_dir):
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert rows[-1]["partial"] == "1" and rows[0]["partial"] == "0"
     assert "interrupted" in (out / "classification_report.txt").read_text()
+    with np.load(out / "predictions.npz") as z:
+        assert bool(z["interrupted"])
     assert main(["report", str(out), "--no-figures"]) == 0
     assert "INTERRUPTED" in (out / "report.md").read_text()
     assert "(interrupted)" in rest

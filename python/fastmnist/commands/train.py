@@ -269,7 +269,7 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     counts = {"train": _label_counts(y_fit), "val": _label_counts(y_val), "test": _label_counts(y_test)}
     atomic_write_json(out_dir / "label_counts.json", counts)
     atomic_savez(out_dir / "predictions.npz", y_true=np.asarray(y_test, np.int64), y_pred=y_pred,
-                 proba=proba, images=np.asarray(x_test, np.uint8))
+                 proba=proba, images=np.asarray(x_test, np.uint8), interrupted=np.bool_(hist.interrupted))
     interrupted = " (interrupted run)" if hist.interrupted else ""
     atomic_write_text(out_dir / "classification_report.txt",
                       f"{name}: classification report on {len(y_test)} test images{interrupted}\n\n{report}")
