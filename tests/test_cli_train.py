@@ -34,7 +34,7 @@ def test_train_cnn_writes_every_file(tmp_path, mnist_dir, mnist, capsys):
     # without --val-split the per-epoch evaluation is the test set, and says so
     assert h["epoch"] == [1] and "val_acc" not in h and h["eval_set"] == "test"
     assert h["test_acc"][0] == pytest.approx(acc) and h["partial"] == [False] and h["interrupted"] is False
-    rows = list(csv.DictReader(open(out / "history.csv")))
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
     assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "partial"]
     assert s["status"] == "complete" and s["results"]["per_epoch_eval"] == "test"
     assert s["results"]["train_size"] == 1000 and s["results"]["val_size"] == 0
@@ -200,7 +200,7 @@ def test_interrupted_run_exits_130_and_says_so_everywhere(tmp_path, mnist_dir):
     h = json.loads((out / "history.json").read_text())
     assert h["interrupted"] is True and 2 <= len(h["epoch"]) < 500
     assert h["partial"][-1] is True and not any(h["partial"][:-1])
-    rows = list(csv.DictReader(open(out / "history.csv")))
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
     assert rows[-1]["partial"] == "1" and rows[0]["partial"] == "0"
     assert "interrupted" in (out / "classification_report.txt").read_text()
     with np.load(out / "predictions.npz") as z:

@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-
 from fastmnist.cli import main
 from fastmnist.data import MNISTError, load_dataset, load_mnist_csv
 
@@ -64,7 +63,7 @@ def test_kaggle_files_read_back_exactly(kaggle, tmp_path):
 
 
 def test_train_predict_submission_round_trip(kaggle, tmp_path, capsys):
-    d, (x, y, xt, yt) = kaggle
+    d, (_, _, _, yt) = kaggle
     out = tmp_path / "run"
     assert main(["train", "fnn", "--data", str(d), "--out", str(out), "--epochs", "2", "--quiet",
                  "--no-figures"]) == 0
@@ -79,7 +78,7 @@ def test_train_predict_submission_round_trip(kaggle, tmp_path, capsys):
     assert main(["predict", str(out / "model.npz"), str(d / "test.csv"), "--submission", str(sub),
                  "--quiet"]) == 0
     assert "300 predictions" in capsys.readouterr().out
-    rows = list(csv.reader(open(sub)))
+    rows = list(csv.reader(sub.read_text().splitlines()))
     assert rows[0] == ["ImageId", "Label"]
     ids = [int(r[0]) for r in rows[1:]]
     labels = np.array([int(r[1]) for r in rows[1:]])

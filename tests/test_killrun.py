@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 from fastmnist.cli import main
 
 KILLS = 10
@@ -45,7 +43,7 @@ def _torn(path: Path) -> bool:
             with Image.open(path) as im:
                 im.load()
         elif path.suffix == ".csv":
-            rows = list(csv.reader(open(path)))
+            rows = list(csv.reader(path.read_text().splitlines()))
             assert rows and len({len(r) for r in rows}) == 1
         elif path.suffix in (".txt", ".md", ".html"):
             path.read_text()
@@ -61,7 +59,6 @@ def _files(d: Path):
 def test_kill9_during_the_write_phase_leaves_no_torn_file(tmp_path, mnist_dir, capsys):
     # one complete run measures when the write phase starts (the run directory appears) and ends
     ref = tmp_path / "ref"
-    t0 = time.perf_counter()
     p = subprocess.Popen(_cmd(mnist_dir, ref), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while p.poll() is None and not ref.exists():
         time.sleep(0.002)
@@ -105,7 +102,7 @@ def test_kill9_during_the_write_phase_leaves_no_torn_file(tmp_path, mnist_dir, c
     # the next run into a killed directory removes the stale temp files and completes
     last = tmp_path / f"k{KILLS // 2}"
     rc = subprocess.run(_cmd(mnist_dir, last, "--overwrite", "--no-figures"), env=_env(),
-                        capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=300, check=False)
     assert rc.returncode == 0, rc.stderr
     assert not list(last.rglob(".*.tmp"))
     assert json.loads((last / "summary.json").read_text())["status"] == "complete"

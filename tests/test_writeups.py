@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from fastmnist.cli import main
 
 # the write-ups' recipes, as published (see the module docstring of fastmnist.models for the sources)
@@ -23,13 +22,13 @@ WRITEUPS = {
     "cnn5": ("write-up 002", dict(ADAM, lr=1e-3, scheduler=None, epochs=5, batch_size=128, loss="cross_entropy",
                                   augment=None, normalize=True, train_size=None, test_size=None)),
     # 003: CNN from scratch, several conv layers (its optimizer values are not recorded: ours, SGD)
-    "cnn-scratch": ("write-up 003", dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.0, scheduler=None,
-                                         epochs=5, batch_size=64, loss="cross_entropy", augment=None,
-                                         normalize=True, train_size=None, test_size=None)),
+    "cnn-scratch": ("write-up 003", {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0,
+                                     "scheduler": None, "epochs": 5, "batch_size": 64, "loss": "cross_entropy",
+                                     "augment": None, "normalize": True, "train_size": None, "test_size": None}),
     # 004: MLP from scratch (sigmoid, MSE, plain mini-batch gradient descent)
-    "mlp-scratch": ("write-up 004", dict(optimizer="sgd", lr=0.5, momentum=0.0, weight_decay=0.0, scheduler=None,
-                                         epochs=10, batch_size=32, loss="mse", augment=None, normalize=False,
-                                         train_size=None, test_size=None)),
+    "mlp-scratch": ("write-up 004", {"optimizer": "sgd", "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0,
+                                     "scheduler": None, "epochs": 10, "batch_size": 32, "loss": "mse",
+                                     "augment": None, "normalize": False, "train_size": None, "test_size": None}),
     # 004: MLP with Gaussian noise std 0.2 and horizontal flips p 0.7, Adam lr 0.01, 30 epochs
     "mlp": ("write-up 004", dict(ADAM, lr=0.01, scheduler=None, epochs=30, batch_size=512, loss="cross_entropy",
                                  augment="noise:0.2,hflip:0.7", normalize=True, train_size=None, test_size=None)),

@@ -318,7 +318,7 @@ def load_mnist_csv(path, has_header: bool | None = None):
 
 def _is_csv(path: Path) -> bool:
     n = path.name.lower()
-    return n.endswith(".csv") or n.endswith(".csv.gz")
+    return n.endswith((".csv", ".csv.gz"))
 
 
 def _find_csv(root: Path, stem: str):
@@ -366,7 +366,7 @@ def load_dataset(data=None, download: bool = True, seed=0, holdout: float = 0.1,
         info["unlabelled_test"] = str(test_csv)
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout must be in (0, 1), got {holdout}")
-    n_test = max(1, int(round(len(y_tr) * holdout)))
+    n_test = max(1, round(len(y_tr) * holdout))
     if len(y_tr) - n_test < 1:
         raise MNISTError(f"{train_csv}: {len(y_tr)} rows are too few to hold out a test set")
     rng = np.random.default_rng(seed)

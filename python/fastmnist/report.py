@@ -11,8 +11,8 @@ import base64
 import datetime as _dt
 import html
 import json
-import zipfile
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 

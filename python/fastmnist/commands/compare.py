@@ -5,7 +5,14 @@ import argparse
 import time
 from pathlib import Path
 
-from .train import add_common_options, apply_overrides, load_data, prepare_out_dir, settings_dict, train_model
+from .train import (
+    add_common_options,
+    apply_overrides,
+    load_data,
+    prepare_out_dir,
+    settings_dict,
+    train_model,
+)
 
 
 def add_parser(sub):

@@ -94,7 +94,15 @@ def load_test_image(data: str | None, index: int) -> tuple[np.ndarray, int]:
     """Test image ``index`` (float32 in [0, 1], 28x28) and its label. ``data`` is an MNIST directory
     (None: ``$FASTMNIST_DATA`` or the cache, downloading the files when missing), a directory holding
     Kaggle's train.csv or a CSV file (the test set as ``fastmnist train --data`` makes it)."""
-    from ..data import FILES, MNISTError, default_root, find_file, load_dataset, load_idx, load_mnist
+    from ..data import (
+        FILES,
+        MNISTError,
+        default_root,
+        find_file,
+        load_dataset,
+        load_idx,
+        load_mnist,
+    )
 
     root = Path(data).expanduser() if data else default_root()
     fi, fl = (find_file(root, FILES[k][0]) for k in ("test_images", "test_labels"))

@@ -40,7 +40,9 @@ def _load(args):
     if args.pixels:
         if args.train or args.test:
             raise ValueError("give either --pixels or --train/--test, not both")
-        from ..data import load_dataset  # IDX directory, Kaggle CSV directory or CSV file
+        from ..data import (
+            load_dataset,  # IDX directory, Kaggle CSV directory or CSV file
+        )
 
         x_tr, y_tr, x_te, y_te, _ = load_dataset(args.data, download=True, seed=args.seed, quiet=args.quiet)
         f = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
@@ -68,6 +70,7 @@ def write_history(out: Path, h: dict) -> None:
 
 def run(args) -> int:
     import fastmnist
+
     from ..logreg import LogisticRegression, auc, roc_curve_ovr
     from ..plots import plot_logreg_accuracy, plot_roc
 

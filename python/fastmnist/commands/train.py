@@ -235,7 +235,7 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     model = models.build(name, seed=args.seed, **options)
     opt = models.make_optimizer(recipe, model.parameters())
     bs = recipe.batch_size
-    n_fit = len(y_train) - int(round(len(y_train) * (args.val_split or 0.0)))
+    n_fit = len(y_train) - round(len(y_train) * (args.val_split or 0.0))
     steps = (n_fit + bs - 1) // bs
     sched = models.make_scheduler(recipe, opt, steps)
     augment = None
@@ -288,8 +288,8 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
                "epochs_run": len(hist), "interrupted": hist.interrupted,
                "final_train_loss": hist.train_loss[-1] if len(hist) else None,
                "final_train_acc": hist.train_acc[-1] if len(hist) else None,
-               "parameters": model.num_parameters(), "train_size": int(len(y_fit)),
-               "val_size": int(len(y_val)), "test_size": int(len(y_test)),
+               "parameters": model.num_parameters(), "train_size": len(y_fit),
+               "val_size": len(y_val), "test_size": len(y_test),
                "per_epoch_eval": hist.eval_set if len(hist) and hist.val_acc[-1] is not None else None}
     summary = {"command": command, "model": name, "status": "interrupted" if hist.interrupted else "complete",
                "settings": settings or {}, "results": results, "fastmnist_version": fastmnist.__version__,
@@ -325,14 +325,14 @@ def run(args) -> int:
     out = Path(args.out) if args.out else default_out(name)
     prepare_out_dir(out, args.overwrite)
     data, info = load_data(args, recipe)
-    n_val = int(round(len(data[1]) * args.val_split)) if args.val_split else 0
+    n_val = round(len(data[1]) * args.val_split) if args.val_split else 0
     over = ", ".join(f"{k}={v}" for k, v in overrides.items())
     print(f"{name}: {recipe.line()}" + (f" [overridden: {over}]" if over else "") + f"  <- {base.source}")
     if not args.quiet:
         print(f"data: {len(data[1]) - n_val} train / {n_val} val / {len(data[3])} test images "
               f"({info['source']}; test set: {info['test_source']})")
     settings = settings_dict(args, base, recipe, overrides, options, info)
-    results, hist, report = train_model(name, recipe, data, args, out, options=options, settings=settings)
+    results, _, report = train_model(name, recipe, data, args, out, options=options, settings=settings)
     figs = draw_figures(out, args)
     note = " (interrupted)" if results["interrupted"] else ""
     if not args.quiet:
