@@ -22,7 +22,8 @@ def test_train_cnn_writes_every_file(tmp_path, mnist_dir, mnist, capsys):
     out = _train(tmp_path, mnist_dir, "cnn", "--no-figures")
     printed = capsys.readouterr().out
     assert "test accuracy:" in printed
-    for f in ["summary.json", "history.json", "history.csv", "predictions.npz", "feature_maps.npz", "model.npz"]:
+    for f in ["summary.json", "history.json", "history.csv", "predictions.npz", "feature_maps.npz", "model.npz",
+              "label_counts.json", "classification_report.txt", "model_summary.txt"]:
         assert (out / f).is_file(), f
     s = json.loads((out / "summary.json").read_text())
     assert s["command"] == "train" and s["model"] == "cnn" and s["threads"] >= 1
@@ -156,6 +157,9 @@ def test_metadata_describes_the_run(tmp_path, mnist_dir, mnist):
     # the Settings table shows the effective recipe, not None
     assert "| recipe.lr | 0.001 |" in page and "| recipe.batch_size | 64 |" in page
     assert "| overrides.train_size | 30000 |" in page
+    # the data section: images per digit of each set, from the same counts
+    assert "## Data: images per digit" in page
+    assert f"| train | {' | '.join(f'{c:,}' for c in counts['train'])} | 27,000 |" in page
 
 
 def test_out_needs_overwrite_and_stale_temps_go(tmp_path, mnist_dir, capsys):

@@ -388,8 +388,28 @@ def build_report(run_dir, out=None, *, figures: bool = True, title: str | None =
     M.append("## Settings\n")
     M.append(_kv_table_md(flat))
 
-    # per-run (or per-model) history and classification report
+    # the images each set held (label_counts.json: after subsampling and splitting)
     runs = list(models.items()) if kind == "compare" else [("", run_dir)]
+    data_parts, data_md = [], []
+    for name, d in runs:
+        cp = d / "label_counts.json"
+        if not cp.is_file():
+            continue
+        counts = _read_json(cp)
+        if not isinstance(counts, Mapping):
+            raise ValueError(f"{cp} must hold a JSON object")
+        header = ["set"] + [str(k) for k in range(10)] + ["images"]
+        rows = [[k] + [f"{int(c):,}" for c in v] + [f"{int(sum(v)):,}"] for k, v in counts.items() if sum(v)]
+        sub = f"<h3>{_h(name)}</h3>" if name else ""
+        data_parts.append(sub + _table_html(header, rows))
+        data_md.append((f"### {name}\n" if name else "") + _table_md(header, rows))
+    if data_parts:
+        sections.append("data")
+        H.append('<section id="data"><h2>Data: images per digit</h2>' + "".join(data_parts) + "</section>")
+        M.append("## Data: images per digit\n")
+        M.extend(data_md)
+
+    # per-run (or per-model) history and classification report
     hist_parts, hist_md, cr_parts, cr_md = [], [], [], []
     for name, d in runs:
         sub = f"<h3>{_h(name)}</h3>" if name else ""

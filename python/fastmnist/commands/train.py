@@ -9,7 +9,7 @@ import numpy as np
 
 RUN_FILES = """run directory (--out): summary.json (effective recipe, sizes, results; written last),
 history.json, history.csv, predictions.npz, label_counts.json, classification_report.txt,
-feature_maps.npz (CNNs), model.npz (checkpoint for `fastmnist predict`), figures/*.png.
+model_summary.txt, feature_maps.npz (CNNs), model.npz (checkpoint for `fastmnist predict`), figures/*.png.
 Every file is written atomically; --out onto an existing run directory needs --overwrite.
 An interrupted run (Ctrl-C) keeps its files, marks them interrupted and exits 130.
 """
@@ -168,8 +168,8 @@ def load_data(args, recipe):
 
 # the files a train run writes (removed from --out by --overwrite before a new run)
 RUN_DIR_FILES = ("summary.json", "history.json", "history.csv", "predictions.npz", "feature_maps.npz",
-                 "model.npz", "label_counts.json", "classification_report.txt", "table.txt", "report.html",
-                 "report.md")
+                 "model.npz", "label_counts.json", "classification_report.txt", "model_summary.txt", "table.txt",
+                 "report.html", "report.md")
 
 
 def _is_run_dir(d: Path) -> bool:
@@ -273,6 +273,7 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     interrupted = " (interrupted run)" if hist.interrupted else ""
     atomic_write_text(out_dir / "classification_report.txt",
                       f"{name}: classification report on {len(y_test)} test images{interrupted}\n\n{report}")
+    atomic_write_text(out_dir / "model_summary.txt", model.summary(file=False) + "\n")
     if models.is_cnn(model):
         img = prepare(x_test[:1], normalize=False)
         fmap_in = prepare(x_test[:1], normalize=recipe.normalize)
