@@ -696,9 +696,6 @@ def write_run_figures(run_dir, *, dpi: int = 100) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist")
-    from ._io import remove_stale_temps
-
-    remove_stale_temps(run_dir / "figures")
     summary = {}
     if (run_dir / "summary.json").is_file():
         summary = _read_json(run_dir / "summary.json")

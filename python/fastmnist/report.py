@@ -297,9 +297,6 @@ def build_report(run_dir, out=None, *, figures: bool = True, title: str | None =
     summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     if not isinstance(summary, Mapping):
         raise ValueError(f"{run_dir / 'summary.json'} must hold a JSON object")
-    from ._io import remove_stale_temps
-
-    remove_stale_temps(run_dir, recursive=False)
     kind = run_kind(run_dir)
     models = _model_dirs(run_dir, summary) if kind == "compare" else {}
     has_any = summary or models or any((run_dir / f).is_file() for f in ("history.json", "predictions.npz"))
