@@ -22,7 +22,8 @@ def test_train_cnn_writes_every_file(tmp_path, mnist_dir, mnist, capsys):
     out = _train(tmp_path, mnist_dir, "cnn", "--no-figures")
     printed = capsys.readouterr().out
     assert "test accuracy:" in printed
-    for f in ["summary.json", "history.json", "history.csv", "predictions.npz", "feature_maps.npz", "model.npz"]:
+    for f in ["summary.json", "history.json", "history.csv", "predictions.npz", "feature_maps.npz", "model.npz",
+              "label_counts.json", "classification_report.txt", "model_summary.txt"]:
         assert (out / f).is_file(), f
     s = json.loads((out / "summary.json").read_text())
     assert s["command"] == "train" and s["model"] == "cnn" and s["threads"] >= 1
@@ -31,9 +32,13 @@ def test_train_cnn_writes_every_file(tmp_path, mnist_dir, mnist, capsys):
     assert 0.5 < acc <= 1 and s["results"]["train_seconds"] > 0
     assert f"test accuracy: {acc:.4f}" in printed
     h = json.loads((out / "history.json").read_text())
-    assert h["epoch"] == [1] and len(h["val_acc"]) == 1 and h["val_acc"][0] == pytest.approx(acc)
-    rows = list(csv.DictReader(open(out / "history.csv")))
-    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+    # without --val-split the per-epoch evaluation is the test set, and says so
+    assert h["epoch"] == [1] and "val_acc" not in h and h["eval_set"] == "test"
+    assert h["test_acc"][0] == pytest.approx(acc) and h["partial"] == [False] and h["interrupted"] is False
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "partial"]
+    assert s["status"] == "complete" and s["results"]["per_epoch_eval"] == "test"
+    assert s["results"]["train_size"] == 1000 and s["results"]["val_size"] == 0
     with np.load(out / "predictions.npz") as p:
         assert p["y_true"].dtype == np.int64 and p["y_pred"].dtype == np.int64 and p["y_true"].shape == (200,)
         assert p["proba"].dtype == np.float32 and p["proba"].shape == (200, 10)
@@ -87,9 +92,9 @@ def test_train_with_augmentation_and_val_split(tmp_path, mnist_dir):
                  "--no-figures")
     s = json.loads((out / "summary.json").read_text())
     assert s["settings"]["recipe"]["augment"] == "rotate:10,noise:0.1"
-    assert s["results"]["train_size"] == 1000
+    assert s["results"]["train_size"] == 900 and s["results"]["val_size"] == 100
     h = json.loads((out / "history.json").read_text())
-    assert h["val_acc"][0] is not None
+    assert h["val_acc"][0] is not None and h["eval_set"] == "val" and "test_acc" not in h
 
 
 def test_compare_writes_table_and_subdirectories(tmp_path, mnist_dir, capsys):
@@ -122,3 +127,101 @@ def test_cli_errors_are_clean(tmp_path, mnist_dir, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "mlp-scratch" in capsys.readouterr().out
+
+
+def test_metadata_describes_the_run(tmp_path, mnist_dir, mnist):
+    # 30,000 images with --val-split 0.1: summary, histogram data and report all say 27,000 / 3,000 / 10,000
+    out = tmp_path / "meta"
+    assert main(["train", "logreg", "--epochs", "1", "--train-size", "30000", "--val-split", "0.1", "--data",
+                 str(mnist_dir), "--out", str(out), "--quiet"]) == 0
+    r = json.loads((out / "summary.json").read_text())["results"]
+    assert (r["train_size"], r["val_size"], r["test_size"]) == (27000, 3000, 10000)
+    counts = json.loads((out / "label_counts.json").read_text())
+    assert [sum(counts[k]) for k in ("train", "val", "test")] == [27000, 3000, 10000]
+    # the histogram data are the labels of the images used: train + val is the stratified subsample
+    from fastmnist.data import subsample
+
+    _, y_sub = subsample(mnist[0], mnist[1], 30000, seed=0)
+    np.testing.assert_array_equal(np.add(counts["train"], counts["val"]), np.bincount(y_sub, minlength=10))
+    np.testing.assert_array_equal(counts["test"], np.bincount(mnist[3], minlength=10))
+    # the label-distribution figure shows those sets
+    from fastmnist import plots
+
+    fig = plots.plot_label_distribution(counts=counts)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["train set  (27,000 images)", "val set  (3,000 images)",
+                                                       "test set  (10,000 images)"]
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.md").read_text()
+    assert "27,000 train / 3,000 val / 10,000 test" in (out / "report.html").read_text()
+    assert "| train_size | 27000 |" in page and "| val_size | 3000 |" in page and "| test_size | 10000 |" in page
+    # the Settings table shows the effective recipe, not None
+    assert "| recipe.lr | 0.001 |" in page and "| recipe.batch_size | 64 |" in page
+    assert "| overrides.train_size | 30000 |" in page
+    # the data section: images per digit of each set, from the same counts
+    assert "## Data: images per digit" in page
+    assert f"| train | {' | '.join(f'{c:,}' for c in counts['train'])} | 27,000 |" in page
+
+
+def test_out_needs_overwrite_and_stale_temps_go(tmp_path, mnist_dir, capsys):
+    out = _train(tmp_path, mnist_dir, "cnn", "--no-figures")
+    (out / ".predictions.npzab12.tmp").write_bytes(b"torn")
+    assert main(["train", "fnn", "--epochs", "1", "--train-size", "500", "--test-size", "100", "--data",
+                 str(mnist_dir), "--out", str(out), "--quiet", "--no-figures"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["model"] == "cnn"  # untouched
+    assert main(["train", "fnn", "--epochs", "1", "--train-size", "500", "--test-size", "100", "--data",
+                 str(mnist_dir), "--out", str(out), "--quiet", "--no-figures", "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["model"] == "fnn"
+    # nothing of the old cnn run is left to describe another run, and no temp file
+    assert not (out / "feature_maps.npz").exists() and not list(out.glob(".*.tmp"))
+
+
+def test_interrupted_run_exits_130_and_says_so_everywhere(tmp_path, mnist_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "int"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(p) for p in sys.path if p]), MPLBACKEND="Agg")
+    # long epochs (small batches), so that the Ctrl-C sent 0.3 s after epoch 1 lands inside epoch 2
+    p = subprocess.Popen([sys.executable, "-u", "-m", "fastmnist", "train", "fnn", "--epochs", "500",
+                          "--train-size", "8000", "--batch-size", "8", "--test-size", "200", "--no-figures", "--data",
+                          str(mnist_dir), "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in p.stdout:  # wait for the first epoch line, then Ctrl-C
+        lines.append(line)
+        if line.startswith("epoch 1/500"):
+            time.sleep(0.3)
+            p.send_signal(signal.SIGINT)
+            break
+    rest, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, "".join(lines) + rest
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["results"]["interrupted"] is True
+    h = json.loads((out / "history.json").read_text())
+    assert h["interrupted"] is True and 2 <= len(h["epoch"]) < 500
+    assert h["partial"][-1] is True and not any(h["partial"][:-1])
+    rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
+    assert rows[-1]["partial"] == "1" and rows[0]["partial"] == "0"
+    assert "interrupted" in (out / "classification_report.txt").read_text()
+    with np.load(out / "predictions.npz") as z:
+        assert bool(z["interrupted"])
+    assert main(["report", str(out), "--no-figures"]) == 0
+    assert "INTERRUPTED" in (out / "report.md").read_text()
+    assert "(interrupted)" in rest
+
+
+def test_compare_writes_a_checkpoint_per_model(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--models", "logreg,cnn", "--epochs", "1", "--train-size", "500", "--test-size",
+                 "100", "--data", str(mnist_dir), "--out", str(out), "--quiet"]) == 0
+    for name in ("logreg", "cnn"):
+        assert (out / name / "model.npz").is_file()
+        capsys.readouterr()
+        assert main(["predict", str(out / name / "model.npz"), str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+                     "--limit", "3"]) == 0
+        assert len(capsys.readouterr().out.splitlines()) == 3
+    assert (out / "table.txt").is_file() and (out / "figures" / "training_curves_comparison.png").is_file()

@@ -153,8 +153,29 @@ def test_training_curves_comparison_and_missing_validation(run, tmp_path):
     np.testing.assert_allclose(ax_loss.get_lines()[2].get_ydata(), h2["train_loss"])
     # the two models get different colours
     assert ax_loss.get_lines()[0].get_color() != ax_loss.get_lines()[2].get_color()
-    assert ax_loss.get_legend() is not None
+    # one legend for the figure, outside both axes: it covers no curve
+    assert len(fig.legends) == 1 and ax_loss.get_legend() is None and ax_acc.get_legend() is None
     check_png(fig, tmp_path / "cmp.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    r = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(r)
+    leg = fig.legends[0].get_window_extent(r)
+    for ax in (ax_loss, ax_acc):
+        assert not leg.overlaps(ax.get_window_extent(r))
+
+
+def test_training_curves_one_epoch_and_test_columns(tmp_path):
+    # a run evaluated on the test set each epoch (history "test_*" columns) says "test", and a
+    # one-epoch run writes its values beside its single points
+    h = {"epoch": [1], "train_loss": [0.5], "train_acc": [0.9], "test_loss": [0.4], "test_acc": [0.95]}
+    fig = plots.plot_training_curves(h)
+    ax_loss, ax_acc = fig.axes[:2]
+    assert [ln.get_label() for ln in ax_acc.get_lines()] == ["train", "test"]
+    assert all(ln.get_marker() not in (None, "None", "") for ln in ax_acc.get_lines())
+    assert sorted(t.get_text() for t in ax_acc.texts) == ["90.00%", "95.00%"]
+    assert sorted(t.get_text() for t in ax_loss.texts) == ["0.4000", "0.5000"]
+    check_png(fig, tmp_path / "one.png")
 
 
 def test_confusion_matrix_heatmap(run, tmp_path):
@@ -226,11 +247,17 @@ def test_feature_maps(run, tmp_path):
     fig = plots.plot_feature_maps(img, layers, max_channels=8)
     imgs = [ax.images[0] for ax in fig.axes if ax.get_visible() and ax.images]
     np.testing.assert_allclose(np.asarray(imgs[0].get_array()), img)
-    expected = [a[c] for _, a in layers for c in range(min(8, a.shape[0]))]
-    assert len(imgs) == 1 + len(expected)
-    for im, want in zip(imgs[1:], expected):
-        np.testing.assert_allclose(np.asarray(im.get_array()), want)
-    titles = [sf._suptitle.get_text() for sf in fig.subfigs[1:]]
+    # one mosaic per layer (few axes: cheap to draw); tile j of a layer is channel j scaled to [0, 1]
+    assert len(imgs) == 1 + len(layers)
+    for im, (_, a) in zip(imgs[1:], layers):
+        mosaic = np.asarray(im.get_array().filled(np.nan), dtype=np.float64)
+        h, w = a.shape[1:]
+        for j in range(min(8, a.shape[0])):
+            r, q = divmod(j, 8)
+            tile = mosaic[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w]
+            want = (a[j] - a[j].min()) / (a[j].max() - a[j].min()) if a[j].max() > a[j].min() else 0.5
+            np.testing.assert_allclose(tile, np.broadcast_to(want, (h, w)), atol=1e-5)
+    titles = [ax.get_title() for ax in fig.axes[1:]]
     assert titles[0].startswith("00_conv1  (8x24x24") and titles[-1].startswith("05_pool2  (16x4x4")
     check_png(fig, tmp_path / "fmaps.png")
 
@@ -350,3 +377,49 @@ def test_bad_input():
         plots.plot_training_curves({"epoch": [1, 2], "train_loss": [1.0]})
     with pytest.raises(TypeError, match="Figure"):
         plots.save_figure("not a figure", "x.png")
+
+
+def test_roc_zoomed_inset_for_auc_near_one(tmp_path):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    for sep, want_inset in ((3.5, True), (0.8, False)):
+        s = y * sep + rng.normal(size=y.size)
+        fpr, tpr, _ = roc_curve(y, s)
+        fig = plots.plot_roc({"class 9": (fpr, tpr)})
+        ax = fig.axes[0]
+        assert f"AUC = {roc_auc_score(y, s):.4f}" in ax.get_lines()[0].get_label()
+        assert bool(ax.child_axes) == want_inset
+        if want_inset:
+            ins = ax.child_axes[0]
+            assert ins.get_xlim()[1] <= 0.1 and ins.get_ylim()[1] >= 1.0
+            np.testing.assert_array_equal(ins.get_lines()[0].get_xydata(), np.c_[fpr, tpr])
+            check_png(fig, tmp_path / "roc.png")
+
+
+def test_augmentation_preview_titles_do_not_overlap(mnist, tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    spec = "rotate:10,perspective:0.2,noise:0.2,hflip:0.7"
+    cols = plots.augmentation_columns(spec)
+    assert [c[0] for c in cols] == spec.split(",") + ["all, in order"]
+    fig = plots.plot_augmentation_preview(mnist[2][:3], cols, title=spec)
+    r = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(r)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    boxes = [ax.title.get_window_extent(r) for ax in titled]
+    assert [ax.get_title() for ax in titled] == ["original"] + [c[0] for c in cols]
+    for a, b in zip(boxes, boxes[1:]):
+        assert a.x1 < b.x0, "column titles overlap"
+    check_png(fig, tmp_path / "aug.png")
+
+
+def test_run_figures_include_the_augmentation_preview(tmp_path, mnist_dir):
+    from fastmnist.cli import main
+
+    out = tmp_path / "aug"
+    assert main(["train", "mlp", "--epochs", "1", "--train-size", "300", "--test-size", "100", "--data",
+                 str(mnist_dir), "--out", str(out), "--quiet"]) == 0
+    names = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "augmentation.png" in names and "label_distribution.png" in names

@@ -90,7 +90,8 @@ def test_validation_split_and_history_files(mnist, tmp_path):
     h.to_json(tmp_path / "h.json")
     h.to_csv(tmp_path / "h.csv")
     d = json.loads((tmp_path / "h.json").read_text())
-    assert set(d) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
+    assert set(d) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "partial", "eval_set",
+                      "interrupted"}
     assert History.from_json(tmp_path / "h.json").to_dict() == h.to_dict()
     import csv
 

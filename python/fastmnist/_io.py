@@ -85,3 +85,25 @@ def atomic_savez(path, compressed: bool = True, **arrays):
     save = np.savez_compressed if compressed else np.savez
     atomic_write(path, lambda f: save(f, **arrays), "wb")
 
+
+def atomic_savefig(fig, path, **savefig_kw):
+    """``fig.savefig(path, **savefig_kw)`` through :func:`atomic_write` (PNG unless ``format`` says)."""
+    savefig_kw.setdefault("format", "png")
+    atomic_write(path, lambda f: fig.savefig(f, **savefig_kw), "wb")
+
+
+def remove_stale_temps(directory, recursive: bool = True) -> list:
+    """Delete the temporary files (``.<name>*.tmp``) that a killed writer left in ``directory`` (and
+    its sub-directories); returns the paths removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for p in (directory.rglob(".*.tmp") if recursive else directory.glob(".*.tmp")):
+        if p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed

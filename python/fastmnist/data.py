@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import urllib.request
 import zlib
@@ -314,46 +315,187 @@ def load_mnist(root=None, download: bool = True, mirrors=None, quiet: bool = Tru
     return tuple(out)
 
 
-def load_mnist_csv(path, has_header: bool | None = None):
-    """Read the common CSV layout (a ``label`` column then 784 pixel columns, header optional).
-    Returns ``(x uint8 (N,28,28), y uint8 (N,))``."""
-    path = Path(path)
+def _read_text(path: Path) -> str:
+    """A text file, gunzipped when it starts with the gzip magic (``.csv.gz``)."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise MNISTError(f"{path}: cannot read as text ({e})") from e
-    lines = text.splitlines()
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise MNISTError(f"{path}: cannot read ({e})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise MNISTError(f"{path}: not a text file ({e})") from None
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_header(cells) -> bool:
+    """A header row holds names (``label,pixel0,...``) or the column numbers (``0,1,...,783``);
+    a row of numbers with a bad cell (``nan``, ``5e0``, ``abc``) is a data row, and fails as one."""
+    numeric = [c for c in cells if _is_number(c)]
+    if 2 * len(numeric) < len(cells):
+        return True
+    try:
+        ints = [int(c) for c in numeric]
+    except ValueError:
+        return False
+    return len(ints) > 256 and ints == list(range(ints[0], ints[0] + len(ints)))
+
+
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+_NOT_INTEGER = re.compile(r"[^0-9,\s+-]|[0-9]\s+[0-9]|[+-]\s*[,+-]|[+-]\s*$|,\s*,|^\s*,|,\s*$")
+
+
+def _csv_cell_error(path, row, col, names, value, what):
+    name = f" ({names[col]!r})" if names else ""
+    return MNISTError(f"{path}: {what} in row {row}, column {col + 1}{name}: {value!r}")
+
+
+def load_mnist_csv(path, has_header: bool | None = None):
+    """Read an MNIST CSV (plain or ``.csv.gz``): Kaggle's ``train.csv`` (a ``label`` column and 784
+    pixel columns), Kaggle's unlabelled ``test.csv`` (784 pixel columns), or the same without a
+    header row. Returns ``(x uint8 (N, 28, 28), y uint8 (N,))``, with ``y`` None for an unlabelled file.
+
+    The header is recognised by its names (or column numbers); ``has_header`` forces the choice.
+    Every cell must be an integer value (pixels 0-255, labels 0-9): a bad cell raises
+    :class:`MNISTError` naming its row (the line of the file, the header being row 1) and column.
+    """
+    path = Path(path)
+    lines = _read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
         raise MNISTError(f"{path}: empty CSV")
-    first = lines[0].split(",")
+    first = [c.strip().strip('"') for c in lines[0].split(",")]
     if has_header is None:
-        has_header = not all(c.strip().lstrip("-").replace(".", "", 1).isdigit() for c in first)
-    label_col = 0
+        has_header = _is_header(first)
+    names = [c.lower() for c in first] if has_header else None
     if has_header:
-        names = [c.strip().strip('"').lower() for c in first]
-        label_col = names.index("label") if "label" in names else 0
         lines = lines[1:]
-    width = 785
+    width = len(first)
+    if names is not None and "label" in names:
+        label_col = names.index("label")
+    elif width == 785:
+        label_col = 0
+    elif width == 784:
+        label_col = None
+    else:
+        raise MNISTError(f"{path}: the first row has {width} columns; expected 785 (a label and 784 pixels) "
+                         "or 784 (pixels only, as in Kaggle's test.csv)")
+    if width not in (784, 785) or (label_col is not None and width != 785):
+        raise MNISTError(f"{path}: the header has {width} columns; expected 785 with a 'label' column or 784 "
+                         "pixel columns")
+    skip = 1 + int(has_header)  # the file line (row number) of the first data row
     for i, line in enumerate(lines):
         n = line.count(",") + 1
         if n != width:
-            raise MNISTError(f"{path}: row {i + 1 + has_header} has {n} columns, expected {width} "
-                             "(a label and 784 pixels)")
-    try:
-        values = np.array(",".join(lines).split(","), dtype=np.float64).reshape(len(lines), width)
-    except ValueError as e:
-        raise MNISTError(f"{path}: non-numeric value ({e})") from e
-    y = values[:, label_col]
-    x = np.delete(values, label_col, axis=1)
-    bad = np.flatnonzero((y < 0) | (y > 9) | (y != np.round(y)))
-    if bad.size:
-        raise MNISTError(f"{path}: label out of range 0-9 in row {bad[0] + 1 + has_header}: {y[bad[0]]}")
-    badx = np.flatnonzero(((x < 0) | (x > 255) | (x != np.round(x))).any(axis=1))
-    if badx.size:
-        raise MNISTError(f"{path}: pixel outside 0-255 in row {badx[0] + 1 + has_header}")
-    return x.astype(np.uint8).reshape(-1, 28, 28), y.astype(np.uint8)
+            raise MNISTError(f"{path}: row {i + skip} has {n} columns, expected {width}"
+                             + (" (a label and 784 pixels)" if width == 785 else " (784 pixels)"))
+    if not lines:
+        raise MNISTError(f"{path}: no data rows")
+    body = ",".join(lines)
+    values = None
+    if _NOT_INTEGER.search(body) is None:
+        try:
+            values = np.fromstring(body, dtype=np.float64, sep=",")
+        except ValueError:
+            values = None
+    if values is None or values.size != len(lines) * width:
+        for i, line in enumerate(lines):  # find the first cell that is not an integer
+            for j, tok in enumerate(line.split(",")):
+                if not _INTEGER.fullmatch(tok):
+                    what = "non-numeric value" if not _is_number(tok) else "non-integer value"
+                    raise _csv_cell_error(path, i + skip, j, names, tok.strip(), what)
+        raise MNISTError(f"{path}: could not parse the CSV")  # pragma: no cover
+    values = values.reshape(len(lines), width)
+    lo = np.zeros(width)
+    hi = np.full(width, 255.0)
+    if label_col is not None:
+        hi[label_col] = 9
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < lo) | (values > hi)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        tok = lines[i].split(",")[j].strip()
+        v = values[i, j]
+        if not np.isfinite(v) or v != np.round(v):
+            what = "non-integer value"
+        else:
+            what = "label out of range 0-9" if j == label_col else "pixel outside 0-255"
+        raise _csv_cell_error(path, i + skip, j, names, tok, what)
+    if label_col is None:
+        return values.astype(np.uint8).reshape(-1, 28, 28), None
+    y = values[:, label_col].astype(np.uint8)
+    x = np.delete(values, label_col, axis=1).astype(np.uint8)
+    return x.reshape(-1, 28, 28), y
+
+
+def _is_csv(path: Path) -> bool:
+    n = path.name.lower()
+    return n.endswith((".csv", ".csv.gz"))
+
+
+def _find_csv(root: Path, stem: str):
+    for name in (f"{stem}.csv", f"{stem}.csv.gz"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def load_dataset(data=None, download: bool = True, seed=0, holdout: float = 0.1, quiet: bool = True):
+    """The training and test sets that ``--data`` names, and a description of where they come from:
+    ``(x_train, y_train, x_test, y_test, info)``.
+
+    ``data`` is a directory of the four IDX files (None: ``$FASTMNIST_DATA`` or the download cache,
+    downloading what is missing), a directory holding Kaggle's ``train.csv`` (and ``test.csv``), or a
+    labelled CSV file. Kaggle's ``test.csv`` has no labels, so the test set of a CSV source is its
+    ``test.csv`` when that one is labelled, else a random ``holdout`` fraction of the training CSV
+    (``info["test_source"]`` says which); predict an unlabelled ``test.csv`` with ``fastmnist predict``.
+    """
+    root = Path(data).expanduser() if data is not None else None
+    train_csv = test_csv = None
+    if root is not None and root.is_file():
+        if not _is_csv(root):
+            raise MNISTError(f"--data {root}: a file must be a CSV (.csv or .csv.gz); a directory of IDX "
+                             "files or of Kaggle's train.csv/test.csv also works")
+        train_csv = root
+    elif root is not None and root.is_dir() and _find_csv(root, "train") is not None \
+            and find_file(root, FILES["train_images"][0]) is None:
+        train_csv, test_csv = _find_csv(root, "train"), _find_csv(root, "test")
+    elif root is not None and not root.exists() and _is_csv(root):
+        raise MNISTError(f"--data {root}: no such file")
+    if train_csv is None:
+        x_tr, y_tr, x_te, y_te = load_mnist(root, download=download, quiet=quiet)
+        where = str(root if root is not None else default_root())
+        return x_tr, y_tr, x_te, y_te, {"format": "idx", "source": where, "test_source": "t10k (MNIST test set)"}
+    x_tr, y_tr = load_mnist_csv(train_csv)
+    if y_tr is None:
+        raise MNISTError(f"{train_csv}: the training CSV has no label column")
+    info = {"format": "csv", "source": str(train_csv)}
+    if test_csv is not None:
+        x_te, y_te = load_mnist_csv(test_csv)
+        if y_te is not None:
+            info["test_source"] = str(test_csv)
+            return x_tr, y_tr, x_te, y_te, info
+        info["unlabelled_test"] = str(test_csv)
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    n_test = max(1, round(len(y_tr) * holdout))
+    if len(y_tr) - n_test < 1:
+        raise MNISTError(f"{train_csv}: {len(y_tr)} rows are too few to hold out a test set")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y_tr))
+    te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    info["test_source"] = f"{holdout:g} of {train_csv.name} held out ({n_test} rows; seed {seed})"
+    return x_tr[tr], y_tr[tr], x_tr[te], y_tr[te], info
 
 
 def subsample(x, y, n: int, seed=0, stratified: bool = True):

@@ -10,6 +10,7 @@ convolution / max-pooling demo, and an augmentation preview.
 from __future__ import annotations
 
 import json
+import zipfile
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -136,12 +137,21 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
         max_epoch = max(max_epoch, int(np.nanmax(epochs)) if n else 1)
         c = colors[i % len(colors)]
         prefix = f"{name} " if name else ""
+        # "val_*" is a validation split; a run evaluated on the test set each epoch has "test_*"
+        ev, ev_label = ("test", "test") if h.get("test_loss") is not None or h.get("test_acc") is not None \
+            else ("val", "validation")
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-            tr, va = _series(h, f"train_{key}", n), _series(h, f"val_{key}", n)
+            tr, va = _series(h, f"train_{key}", n), _series(h, f"{ev}_{key}", n)
             if tr is not None:
                 ax.plot(epochs, tr, color=c, label=f"{prefix}train", **_TRAIN_STYLE)
             if va is not None:
-                ax.plot(epochs, va, color=c, label=f"{prefix}validation", **_VAL_STYLE)
+                ax.plot(epochs, va, color=c, label=f"{prefix}{ev_label}", **_VAL_STYLE)
+            if n == 1:  # one epoch: a single point per curve, so write its value beside it
+                for v, dy in ((tr, 6), (va, -12)):
+                    if v is not None and np.isfinite(v[0]):
+                        txt = f"{v[0] * 100:.2f}%" if key == "acc" and v[0] <= 1 else f"{v[0]:.4f}"
+                        ax.annotate(txt, (epochs[0], v[0]), xytext=(8, dy), textcoords="offset points",
+                                    fontsize=8, color=c)
             if key == "acc" and (tr is not None or va is not None):
                 any_acc = True
     ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy loss")
@@ -150,8 +160,14 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
         _style(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(0.5, max_epoch + 0.5)
-        if ax.get_lines():
-            ax.legend(loc="best", frameon=False)
+    if len(histories) > 1 and ax_loss.get_lines():
+        # several models: one legend below the axes, where it cannot cover a curve
+        handles, labels = ax_loss.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
+    else:
+        for ax in (ax_loss, ax_acc):
+            if ax.get_lines():
+                ax.legend(loc="best", frameon=False)
     if any_acc:
         ys = np.concatenate([ln.get_ydata() for ln in ax_acc.get_lines()])
         if np.nanmax(ys) <= 1.0:
@@ -239,12 +255,21 @@ def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, tit
 
 # ----------------------------------------------------------------------------- data figures
 def plot_label_distribution(y_train=None, y_test=None, *, sets: Mapping | None = None, num_classes: int = 10,
-                            title: str | None = None, figsize=None) -> Figure:
+                            title: str | None = None, figsize=None, counts: Mapping | None = None) -> Figure:
     """Histogram (one bar per class) of the labels of each set, side by side.
 
     ``plot_label_distribution(y_train, y_test)`` or ``sets={"train": y_train, "test": y_test, ...}``;
-    bar heights are ``np.bincount(labels, minlength=num_classes)``.
+    bar heights are ``np.bincount(labels, minlength=num_classes)``. ``counts={"train": [n0, ..., n9],
+    ...}`` gives the bar heights directly (as in a run's label_counts.json).
     """
+    if counts is not None:
+        c = {}
+        for name, v in counts.items():
+            a = np.asarray(v)
+            if a.ndim != 1 or a.size != num_classes or not np.issubdtype(a.dtype, np.integer) or (a < 0).any():
+                raise ValueError(f"counts of {name!r} must be {num_classes} non-negative integers, got {v!r}")
+            c[name] = a.astype(np.int64)
+        return _label_bars(c, num_classes, title, figsize)
     if sets is None:
         sets = {}
         if y_train is not None:
@@ -259,6 +284,10 @@ def plot_label_distribution(y_train=None, y_test=None, *, sets: Mapping | None =
         if a.size and (a.min() < 0 or a.max() >= num_classes):
             raise ValueError(f"labels of {name!r} must lie in [0, {num_classes}), got [{a.min()}, {a.max()}]")
         counts[name] = np.bincount(a, minlength=num_classes)
+    return _label_bars(counts, num_classes, title, figsize)
+
+
+def _label_bars(counts, num_classes, title, figsize):
     n = len(counts)
     fig = _figure(figsize or (5.2 * n, 4.0))
     axes = np.atleast_1d(fig.subplots(1, n))
@@ -378,10 +407,27 @@ def _as_chw(name, a) -> np.ndarray:
     return a
 
 
+def _mosaic(a: np.ndarray, c: int, ncols: int) -> np.ndarray:
+    """Channels ``a[:c]`` (C, H, W), each scaled to [0, 1] on its own, tiled ``ncols`` per row with a
+    one-pixel NaN gap (drawn blank) between tiles: one image instead of one axes per map."""
+    h, w = a.shape[1:]
+    rows = math.ceil(c / ncols)
+    cols = min(c, ncols)
+    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan, np.float32)
+    for j in range(c):
+        m = a[j].astype(np.float32)
+        lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+        m = (m - lo) / (hi - lo) if hi > lo else np.full_like(m, 0.5)
+        r, q = divmod(j, ncols)
+        out[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w] = m
+    return out
+
+
 def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols: int = 8,
                       title: str | None = None) -> Figure:
     """The input image, then up to ``max_channels`` channels of every layer's output for that image
-    (one block per layer, ``ncols`` maps per row, each map on its own colour scale).
+    (one mosaic per layer, ``ncols`` maps per row, each map scaled to [0, 1] on its own colour scale,
+    channel 0 at the top left).
 
     ``layers`` is a list of ``(name, array)`` with arrays of shape (C, H, W) (a 1-D output, e.g. of
     a linear layer, is drawn as a strip), as stored in feature_maps.npz.
@@ -396,36 +442,34 @@ def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols:
     layers = [(str(nm), _as_chw(nm, a)) for nm, a in layers]
     if not layers:
         raise ValueError("layers is empty")
+    if int(max_channels) < 1 or int(ncols) < 1:
+        raise ValueError(f"max_channels and ncols must be >= 1, got {max_channels}, {ncols}")
     blocks = []
     for nm, a in layers:
-        c = min(a.shape[0], max_channels)
+        c = min(a.shape[0], int(max_channels))
         strip = a.shape[1] == 1 and a.shape[2] > 4 * a.shape[1]
-        rows = 1 if strip else math.ceil(c / ncols)
-        blocks.append((nm, a, c, rows, strip))
-    heights = [1.6] + [0.35 + 1.05 * r if not b[4] else 0.9 for b, r in zip(blocks, [b[3] for b in blocks])]
-    fig = _figure((1.1 * ncols + 0.4, sum(heights) + 0.5))
-    subs = fig.subfigures(len(blocks) + 1, 1, height_ratios=heights, hspace=0.02)
-    ax = subs[0].subplots()
+        blocks.append((nm, a, c, strip))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    # one row of axes per layer, each as high as its mosaic (in tiles)
+    heights = [1.4] + [0.6 if strip else 1.0 * math.ceil(c / ncols) for _, _, c, strip in blocks]
+    width = 1.0 * ncols + 0.4
+    fig = Figure(figsize=(width, sum(heights) + 0.35 * len(blocks) + 0.8))
+    axes = fig.subplots(len(blocks) + 1, 1, gridspec_kw={"height_ratios": heights, "hspace": 0.45})
+    fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.95 / fig.get_figheight(), bottom=0.02)
+    ax = axes[0]
     ax.imshow(img, cmap="gray_r", interpolation="nearest")
     _image_axes(ax)
     ax.set_title(f"input image ({img.shape[0]}x{img.shape[1]})", fontsize=10)
-    for sf, (nm, a, c, rows, strip) in zip(subs[1:], blocks):
+    for ax, (nm, a, c, strip) in zip(axes[1:], blocks):
         shape = "x".join(str(s) for s in a.shape)
         more = f", first {c} of {a.shape[0]} channels" if c < a.shape[0] else ""
-        sf.suptitle(f"{nm}  ({shape}{more})", fontsize=10, fontweight="bold")
+        ax.set_title(f"{nm}  ({shape}{more})", fontsize=10, fontweight="bold")
         if strip:
-            ax = sf.subplots()
             ax.imshow(a[0], cmap="viridis", aspect="auto", interpolation="nearest")
-            _image_axes(ax)
-            continue
-        axes = np.atleast_1d(sf.subplots(rows, ncols)).ravel()
-        for j, axj in enumerate(axes):
-            _image_axes(axj)
-            if j < c:
-                axj.imshow(a[j], cmap="viridis", interpolation="nearest")
-                axj.set_title(f"ch {j}", fontsize=7, fontweight="normal", pad=2)
-            else:
-                axj.set_visible(False)
+        else:
+            ax.imshow(_mosaic(a, c, ncols), cmap=cmap, interpolation="nearest")
+            ax.set_anchor("W")
+        _image_axes(ax)
     _suptitle(fig, title or "Feature maps of one test image")
     return fig
 
@@ -494,14 +538,15 @@ def plot_augmentation_preview(images, transforms: Sequence, *, seed=0, title: st
             raise ValueError(f"transform {name!r} returned {out.shape[0]} images for {x.shape[0]}")
         cols.append((str(name), _as_images(f"output of {name!r}", out)))
     n, m = x.shape[0], len(cols)
-    fig = _figure((1.35 * m + 0.4, 1.3 * n + 0.7))
+    fig = _figure((1.7 * m + 0.4, 1.3 * n + 0.9))
     axes = np.array(fig.subplots(n, m)).reshape(n, m)
     for j, (name, arr) in enumerate(cols):
         for i in range(n):
             axes[i, j].imshow(arr[i], cmap="gray_r", vmin=0.0, vmax=max(1.0, float(arr[i].max())),
                               interpolation="nearest")
             _image_axes(axes[i, j])
-        axes[0, j].set_title(name, fontsize=9)
+        # column titles wrap (a spec such as "perspective:0.2" is wider than one image)
+        axes[0, j].set_title(name, fontsize=8, wrap=True)
     _suptitle(fig, title or "Data augmentation preview")
     return fig
 
@@ -544,8 +589,10 @@ def save_figure(fig: Figure, path, *, dpi: int = 100, tight: bool = False) -> Pa
     if path.suffix.lower() != ".png":
         raise ValueError(f"save_figure writes PNG files; {path} does not end in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight" if tight else None,
-                facecolor="white", metadata={"Software": "fastmnist"})
+    from ._io import atomic_savefig
+
+    atomic_savefig(fig, path, dpi=dpi, format="png", bbox_inches="tight" if tight else None,
+                   facecolor="white", metadata={"Software": "fastmnist"})
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close(fig)
     return path
@@ -562,23 +609,20 @@ def _load_npz(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
 
 
-def _train_labels(settings: Mapping):
-    """The training-set labels from the run's data directory (settings['data'], else
-    $FASTMNIST_DATA / the cache), or None when that file is not there (never downloads)."""
-    from . import data
+def augmentation_columns(spec: str):
+    """``(name, transform)`` pairs of an ``--augment`` spec: each transform alone, then all of them
+    (the preview's columns)."""
+    from .augment import from_spec
 
-    cands = [settings.get("data"), settings.get("data_dir")]
-    roots = [Path(d).expanduser() for d in cands if isinstance(d, str) and d] + [data.default_root()]
-    for root in roots:
-        p = data.find_file(root, data.FILES["train_labels"][0])
-        if p is not None:
-            y = data.load_idx(p, expect_ndim=1)
-            return y.astype(np.int64)
-    return None
+    toks = [t.strip() for t in str(spec).split(",") if t.strip()]
+    cols = [(t, from_spec(t)) for t in toks]
+    if len(toks) > 1:
+        cols.append(("all, in order", from_spec(spec)))
+    return cols
 
 
 def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, settings: Mapping) -> list[Path]:
@@ -592,8 +636,11 @@ def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, setting
     if hist.is_file():
         h = _read_json(hist)
         if h.get("epoch"):
-            save(plot_training_curves(h, title=f"Training curves{model}"), "training_curves")
+            note = " (interrupted)" if h.get("interrupted") else ""
+            save(plot_training_curves(h, title=f"Training curves{model}{note}"), "training_curves")
     pred = run_dir / "predictions.npz"
+    counts_file = run_dir / "label_counts.json"
+    z = None
     if pred.is_file():
         z = _load_npz(pred)
         if "y_true" not in z or "y_pred" not in z:
@@ -602,18 +649,23 @@ def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, setting
         labels = np.arange(max(10, int(max(yt.max(initial=0), yp.max(initial=0))) + 1))
         save(plot_confusion_matrix(yt, yp, labels=labels, title=None if not prefix else
                                    f"Confusion matrix{model}"), "confusion_matrix")
-        sets = {}
-        ytr = _train_labels(settings)
-        if ytr is not None:
-            sets["train"] = ytr
-        sets["test"] = yt
-        if yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
-            save(plot_label_distribution(sets=sets, num_classes=labels.size), "label_distribution")
+        if counts_file.is_file():
+            # the labels of the images the run actually used (after subsampling and splitting)
+            counts = {k: v for k, v in _read_json(counts_file).items() if sum(v)}
+            save(plot_label_distribution(counts=counts, num_classes=labels.size,
+                                         title=f"Label distribution of the images used{model}"),
+                 "label_distribution")
+        elif yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
+            save(plot_label_distribution(sets={"test": yt}, num_classes=labels.size), "label_distribution")
         if "images" in z and z["images"].shape[0] == yt.shape[0]:
             save(plot_samples(z["images"], yt, n=32, title="Sample test images"), "samples")
             save(plot_misclassified(z["images"], yt, yp, z.get("proba"),
                                     title=None if not prefix else f"Misclassified test images{model}"),
                  "misclassified")
+    spec = (settings.get("recipe") or {}).get("augment") if isinstance(settings.get("recipe"), Mapping) else None
+    if spec and z is not None and "images" in z and z["images"].shape[0]:
+        save(plot_augmentation_preview(z["images"][:6], augmentation_columns(spec),
+                                       title=f"Data augmentation preview{model}: {spec}"), "augmentation")
     fm = run_dir / "feature_maps.npz"
     if fm.is_file():
         z = _load_npz(fm)
@@ -633,9 +685,11 @@ def write_run_figures(run_dir, *, dpi: int = 100) -> list[Path]:
     """Draw every figure that the files of ``run_dir`` (see the run-directory contract) allow into
     ``run_dir/figures/`` and return the paths written.
 
-    A train or logreg run gives training curves (history.json), the confusion matrix, label
-    distribution, sample and misclassified grids (predictions.npz), the feature maps
-    (feature_maps.npz) and the ROC curves (roc.json); missing files are skipped. A compare run
+    A train or logreg run gives training curves (history.json), the confusion matrix, sample and
+    misclassified grids (predictions.npz), the label distribution of the images the run used
+    (label_counts.json; else the test labels), the augmentation preview (when summary.json's recipe
+    augments), the feature maps (feature_maps.npz) and the ROC curves (roc.json); missing files are
+    skipped. A compare run
     (summary.json command 'compare', one sub-directory per model) gives the side-by-side training
     curves, the accuracy/time bars, and every model's own figures prefixed with its name.
     """
@@ -726,11 +780,27 @@ def plot_roc(curves, title: str | None = None, ax=None):
     else:
         fig = ax.figure
     many = len(items) > 1
+    aucs = []
     for i, (label, fpr, tpr, a) in enumerate(items):
         if a is None:
             a = _auc(fpr, tpr)
+        aucs.append(float(a))
         ax.plot(fpr, tpr, lw=1.4 if many else 2.0, label=f"{label} (AUC = {a:.4f})",
                 color=None if many else "C3", drawstyle="default")
+    if aucs and min(aucs) >= 0.97:
+        # near-perfect curves hug the top-left corner: a zoomed inset shows where they differ
+        x_hi = 0.1 if min(aucs) < 0.995 else 0.02
+        y_lo = min(float(np.interp(0.0, fpr, tpr)) for _, fpr, tpr, _ in items)
+        y_lo = max(0.0, min(y_lo, 0.95) - 0.02)
+        ins = ax.inset_axes([0.38, 0.3, 0.5, 0.45])
+        for (label, fpr, tpr, _), line in zip(items, ax.get_lines()):
+            ins.plot(fpr, tpr, lw=1.2, color=line.get_color())
+        ins.set_xlim(0.0, x_hi)
+        ins.set_ylim(y_lo, 1.0 + (1.0 - y_lo) * 0.02)
+        ins.set_title(f"zoom: false positive rate <= {x_hi:g}", fontsize=7)
+        ins.tick_params(labelsize=6)
+        ins.grid(alpha=0.3)
+        ax.indicate_inset_zoom(ins, edgecolor="0.5")
     ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.6", label="chance (AUC = 0.5)")
     ax.set_xlim(-0.01, 1.0)
     ax.set_ylim(0.0, 1.01)

@@ -12,6 +12,7 @@ import datetime as _dt
 import html
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -69,6 +70,7 @@ nav { font-size: 14px; margin: 6px 0; }
 nav a { color: var(--accent); margin-right: 14px; text-decoration: none; }
 .cols { display: flex; flex-wrap: wrap; gap: 28px; align-items: flex-start; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
+p.interrupted { background: #fff3f0; border: 1px solid #e7b4a8; border-radius: 6px; padding: 10px 14px; }
 """
 
 
@@ -89,7 +91,7 @@ def _load_predictions(d: Path):
             if "y_true" not in z.files or "y_pred" not in z.files:
                 raise ValueError(f"{p} must hold y_true and y_pred (has {sorted(z.files)})")
             return np.asarray(z["y_true"]), np.asarray(z["y_pred"])
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read {p}: {e}") from None
 
 
@@ -142,6 +144,33 @@ def _h(s) -> str:
     return html.escape(str(s), quote=True)
 
 
+def _flat_settings(settings: Mapping) -> dict:
+    """The settings as one level of ``key: value`` rows: the effective recipe first (``recipe.lr``,
+    ...), nested mappings spelled out as ``outer.inner``; the named recipe it comes from is left out
+    (the ``overrides`` row says what differs from it)."""
+    out = {}
+
+    def walk(prefix, v):
+        if isinstance(v, Mapping) and v:
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        else:
+            out[prefix] = v
+
+    order = ["recipe_name", "recipe_source", "recipe", "overrides"]
+    for k in order + [k for k in settings if k not in order]:
+        if k in settings and k != "named_recipe":
+            v = settings[k]
+            if k == "recipe" and isinstance(v, Mapping):  # name and source have their own rows
+                v = {a: b for a, b in v.items() if a not in ("name", "source", "options") or
+                     (a == "options" and b)}
+            if k == "overrides" and not v:
+                out[k] = "none"
+            else:
+                walk(k, v)
+    return out
+
+
 def _kv_table_html(d: Mapping) -> str:
     rows = "".join(f"<tr><td>{_h(k)}</td><td>{_h(_fmt(v))}</td></tr>" for k, v in d.items())
     return f'<table class="kv">{rows}</table>' if rows else "<p>(none)</p>"
@@ -188,7 +217,8 @@ def _table_md(header, rows) -> str:
 
 
 def _history_rows(h: Mapping):
-    cols = [c for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds") if h.get(c)]
+    cols = [c for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                        "seconds", "partial") if h.get(c)]
     if "epoch" not in cols:
         return None
     n = len(h["epoch"])
@@ -199,6 +229,8 @@ def _history_rows(h: Mapping):
             v = h[c][i] if i < len(h[c]) else None
             if v is None:
                 row.append("-")
+            elif c == "partial":
+                row.append("partial (interrupted)" if v else "")
             elif c == "epoch":
                 row.append(str(v))
             elif c.endswith("acc"):
@@ -314,7 +346,22 @@ def build_report(run_dir, out=None, *, figures: bool = True, title: str | None =
             cards.append(("training time", f"{float(results['train_seconds']):.1f} s"))
         if settings.get("epochs") is not None:
             cards.append(("epochs", _fmt(settings["epochs"])))
+        if "train_size" in results:
+            sizes = [f"{int(results['train_size']):,} train"]
+            if "val_size" in results:
+                sizes.append(f"{int(results['val_size']):,} val")
+            if "test_size" in results:
+                sizes.append(f"{int(results['test_size']):,} test")
+            cards.append(("images", " / ".join(sizes)))
     sections = ["results", "settings"]
+
+    # an interrupted run says so first
+    if summary.get("status") == "interrupted" or results.get("interrupted"):
+        note = ("This run was interrupted (Ctrl-C): the model, the metrics and the figures describe the "
+                "training done until then; the last epoch of the history may be partial.")
+        H.append(f'<p class="interrupted"><strong>INTERRUPTED.</strong> {_h(note)}</p>')
+        M.append(f"**INTERRUPTED.** {note}\n")
+        cards.insert(0, ("status", "interrupted"))
 
     # results
     H.append('<section id="results"><h2>Results</h2>')
@@ -333,12 +380,33 @@ def build_report(run_dir, out=None, *, figures: bool = True, title: str | None =
     H.append("</section>")
 
     # settings
-    H.append('<section id="settings"><h2>Settings</h2>' + _kv_table_html(settings) + "</section>")
+    flat = _flat_settings(settings)
+    H.append('<section id="settings"><h2>Settings</h2>' + _kv_table_html(flat) + "</section>")
     M.append("## Settings\n")
-    M.append(_kv_table_md(settings))
+    M.append(_kv_table_md(flat))
+
+    # the images each set held (label_counts.json: after subsampling and splitting)
+    runs = list(models.items()) if kind == "compare" else [("", run_dir)]
+    data_parts, data_md = [], []
+    for name, d in runs:
+        cp = d / "label_counts.json"
+        if not cp.is_file():
+            continue
+        counts = _read_json(cp)
+        if not isinstance(counts, Mapping):
+            raise ValueError(f"{cp} must hold a JSON object")
+        header = ["set"] + [str(k) for k in range(10)] + ["images"]
+        rows = [[k] + [f"{int(c):,}" for c in v] + [f"{int(sum(v)):,}"] for k, v in counts.items() if sum(v)]
+        sub = f"<h3>{_h(name)}</h3>" if name else ""
+        data_parts.append(sub + _table_html(header, rows))
+        data_md.append((f"### {name}\n" if name else "") + _table_md(header, rows))
+    if data_parts:
+        sections.append("data")
+        H.append('<section id="data"><h2>Data: images per digit</h2>' + "".join(data_parts) + "</section>")
+        M.append("## Data: images per digit\n")
+        M.extend(data_md)
 
     # per-run (or per-model) history and classification report
-    runs = list(models.items()) if kind == "compare" else [("", run_dir)]
     hist_parts, hist_md, cr_parts, cr_md = [], [], [], []
     for name, d in runs:
         sub = f"<h3>{_h(name)}</h3>" if name else ""
@@ -395,7 +463,9 @@ def build_report(run_dir, out=None, *, figures: bool = True, title: str | None =
             + "".join(H)
             + "<footer>Generated by <code>fastmnist report</code>. Self-contained: figures are embedded, "
               "nothing is loaded from the network.</footer></main></body></html>\n")
+    from ._io import atomic_write_text
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    md_path.write_text("\n".join(M), encoding="utf-8")
+    atomic_write_text(out, page)
+    atomic_write_text(md_path, "\n".join(M))
     return out

@@ -10,7 +10,7 @@ Example::
     model = models.build("cnn", seed=0)
     opt = fastmnist.optim.Adam(model.parameters(), lr=1e-3)
     trainer = train.Trainer(model, opt, batch_size=64, epochs=1, seed=0)
-    history = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test)
+    history = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test, eval_set="test")
     print(trainer.evaluate(x_test, y_test))
 """
 from __future__ import annotations
@@ -114,7 +114,10 @@ def _labels(y, n, what="y"):
 
 @dataclass
 class History:
-    """Per-epoch metrics. ``val_*`` hold None where there was no validation set."""
+    """Per-epoch metrics. ``val_*`` hold None where there was no evaluation set. ``eval_set`` names
+    what the ``val_*`` columns measured: ``"val"`` (a validation split) or ``"test"`` (the test set):
+    history.json / history.csv then call the columns ``test_loss`` / ``test_acc``. ``partial`` marks
+    an epoch cut short by Ctrl-C; ``interrupted`` the run."""
 
     epoch: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
@@ -122,16 +125,25 @@ class History:
     val_loss: list = field(default_factory=list)
     val_acc: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    partial: list = field(default_factory=list)
     interrupted: bool = False
+    eval_set: str = "val"
 
-    COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+    COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "partial")
 
     def append(self, **row):
+        row.setdefault("partial", False)
         for c in self.COLUMNS:
             getattr(self, c).append(row.get(c))
 
+    def _name(self, c):
+        return c.replace("val_", "test_") if self.eval_set == "test" and c.startswith("val_") else c
+
     def to_dict(self) -> dict:
-        return {c: list(getattr(self, c)) for c in self.COLUMNS}
+        d = {self._name(c): list(getattr(self, c)) for c in self.COLUMNS}
+        d["eval_set"] = self.eval_set
+        d["interrupted"] = bool(self.interrupted)
+        return d
 
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=1)
@@ -142,9 +154,13 @@ class History:
     def to_csv(self, path=None) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(self.COLUMNS)
+        w.writerow([self._name(c) for c in self.COLUMNS])
         for i in range(len(self.epoch)):
-            w.writerow(["" if getattr(self, c)[i] is None else getattr(self, c)[i] for c in self.COLUMNS])
+            row = []
+            for c in self.COLUMNS:
+                v = getattr(self, c)[i]
+                row.append("" if v is None else int(bool(v)) if c == "partial" else v)
+            w.writerow(row)
         text = buf.getvalue()
         if path is not None:
             atomic_write_text(path, text)
@@ -152,7 +168,16 @@ class History:
 
     @classmethod
     def from_dict(cls, d) -> "History":
-        return cls(**{c: list(d.get(c, [])) for c in cls.COLUMNS})
+        eval_set = d.get("eval_set") or ("test" if "test_acc" in d and "val_acc" not in d else "val")
+        cols = {}
+        for c in cls.COLUMNS:
+            alt = c.replace("val_", "test_")
+            v = d.get(c, d.get(alt, []))
+            cols[c] = list(v) if v is not None else []
+        n = len(cols["epoch"])
+        if len(cols["partial"]) != n:
+            cols["partial"] = [False] * n
+        return cls(**cols, interrupted=bool(d.get("interrupted", False)), eval_set=eval_set)
 
     @classmethod
     def from_json(cls, path_or_text) -> "History":
@@ -232,20 +257,30 @@ class Trainer:
         return prepare(x, self.normalize if normalize is None else normalize)
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, x, y, x_val=None, y_val=None, val_split=0.0) -> History:
+    def fit(self, x, y, x_val=None, y_val=None, val_split=0.0, eval_set="val") -> History:
         """Train on images ``x`` (uint8 (N, 28, 28) or float in [0, 1]) and labels ``y``. Validation
-        on (``x_val``, ``y_val``), or on a ``val_split`` fraction held out of the training set.
+        on (``x_val``, ``y_val``), or on a ``val_split`` fraction held out of the training set (the
+        indices of ``x`` used: ``self.split_["train"]`` / ``["val"]``). ``eval_set`` names what
+        (``x_val``, ``y_val``) is: ``"val"`` or ``"test"`` (``history.eval_set``).
         Returns the :class:`History` (also ``self.history``). Ctrl-C stops after the current batch
-        and keeps the model and the history so far (``history.interrupted``)."""
+        and keeps the model and the history so far (``history.interrupted``; the epoch cut short is
+        marked in ``history.partial``)."""
         rng = np.random.default_rng(self.seed)
         y = _labels(y, len(x))
+        if eval_set not in ("val", "test"):
+            raise ValueError(f"eval_set must be 'val' or 'test', got {eval_set!r}")
+        self.split_ = {"train": np.arange(len(y)), "val": np.arange(0)}
         if val_split and x_val is None:
             if not 0.0 < val_split < 1.0:
                 raise ValueError(f"val_split must be in (0, 1), got {val_split}")
             perm = rng.permutation(len(y))
             nv = int(round(len(y) * val_split))
+            self.split_ = {"train": perm[nv:], "val": perm[:nv]}
             x_val, y_val = x[perm[:nv]], y[perm[:nv]]
             x, y = x[perm[nv:]], y[perm[nv:]]
+            eval_set = "val"
+        if x_val is not None:
+            self.history.eval_set = eval_set
         # augmentation runs on [0, 1] images; normalisation follows it per batch
         pre_norm = self.normalize and self.augment is None
         xs = prepare(x, normalize=pre_norm)
@@ -307,16 +342,17 @@ class Trainer:
                 vl = va = None
                 if xv is not None:
                     vl, va = self._evaluate_prepared(xv, yv)
+                partial = bool(flag.stop) and seen < n
                 hist.append(epoch=ep, train_loss=tot_loss / max(seen, 1), train_acc=correct / max(seen, 1),
-                            val_loss=vl, val_acc=va, seconds=secs)
+                            val_loss=vl, val_acc=va, seconds=secs, partial=partial)
                 if self.log:
                     line = (f"epoch {ep}/{start_epoch + self.epochs - 1}  loss {tot_loss / max(seen, 1):.4f}  "
                             f"acc {correct / max(seen, 1):.4f}")
                     if va is not None:
-                        line += f"  val_loss {vl:.4f}  val_acc {va:.4f}"
+                        line += f"  {hist.eval_set}_loss {vl:.4f}  {hist.eval_set}_acc {va:.4f}"
                     line += f"  {secs:.1f}s"
                     if flag.stop:
-                        line += "  (interrupted)"
+                        line += f"  (interrupted after {seen} of {n} images)" if partial else "  (interrupted)"
                     self.log(line)
                 if flag.stop:
                     hist.interrupted = True
@@ -336,13 +372,19 @@ class Trainer:
 
     def _evaluate_prepared(self, xp, y):
         out = self._outputs(xp)
+        self.last_eval_outputs_ = out  # the network outputs of the latest evaluation (reused by callers)
         loss, _ = self.loss.loss_and_grad(out, y)
         return float(loss), float(np.mean(out.argmax(1) == y))
 
-    def evaluate(self, x, y):
-        """(mean loss, accuracy) on images ``x`` and labels ``y``."""
+    def evaluate(self, x, y, return_proba=False):
+        """(mean loss, accuracy) on images ``x`` and labels ``y``; with ``return_proba`` also the
+        class probabilities (N, 10) of the same forward pass: (loss, accuracy, proba)."""
         y = _labels(y, len(x))
-        return self._evaluate_prepared(self._inputs(x), y)
+        if not return_proba:
+            return self._evaluate_prepared(self._inputs(x), y)
+        out = self._outputs(self._inputs(x))
+        loss, _ = self.loss.loss_and_grad(out, y)
+        return float(loss), float(np.mean(out.argmax(1) == y)), self.loss.probabilities(out)
 
     def predict_proba(self, x):
         """Class probabilities (N, 10) float32 (softmax of the network output)."""

@@ -2,24 +2,32 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from .train import add_common_options, check_augment, load_data, train_model
+from .train import (
+    add_common_options,
+    apply_overrides,
+    load_data,
+    prepare_out_dir,
+    settings_dict,
+    train_model,
+)
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "compare", help="train several models with the same settings and compare them",
-        description="Train each model with the same recipe (default: the side-by-side comparison "
-                    "recipe of logistic regression vs FNN vs CNN: Adam 1e-3, cross-entropy, 10 "
-                    "epochs, batch 64) and print the test accuracy and training time per model. "
-                    "Writes RUN_DIR/summary.json, RUN_DIR/<model>/ (a full train run directory each) "
-                    "and the side-by-side figures.",
+        description="Train each model with the same recipe (default: write-up 001's side-by-side "
+                    "comparison of logistic regression vs FNN vs CNN: Adam 1e-3, cross-entropy, 10 "
+                    "epochs, batch 64; --recipe augmented adds its rotation + perspective augmentation "
+                    "and the 30,000/5,000 subsample) and print the test accuracy and training time per "
+                    "model. Writes RUN_DIR/summary.json, RUN_DIR/table.txt, RUN_DIR/<model>/ (a full "
+                    "train run directory each, checkpoint model.npz included) and the side-by-side "
+                    "figures.",
         epilog="examples:\n"
                "  fastmnist compare\n"
-               "  fastmnist compare --downsample --augment rotate:10,perspective:0.2\n"
+               "  fastmnist compare --recipe augmented\n"
                "  fastmnist compare --models fnn,cnn,cnn5 --epochs 3",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="logreg,fnn,cnn", metavar="A,B,...",
@@ -28,7 +36,8 @@ def add_parser(sub):
                    help="the write-up's downsampling: 30,000 training and 5,000 test images "
                         "(same as --train-size 30000 --test-size 5000)")
     p.add_argument("--own-recipes", action="store_true",
-                   help="use each model's own default recipe instead of the shared comparison recipe")
+                   help="use each model's own recipe (--recipe NAME of each) instead of the shared "
+                        "comparison recipe (cnn's --recipe NAME)")
     add_common_options(p)
     p.set_defaults(func=run)
 
@@ -46,6 +55,7 @@ def run(args) -> int:
     import fastmnist
 
     from .. import models
+    from .._io import atomic_write_json, atomic_write_text
 
     names = [models._lookup(n.strip()) for n in args.models.split(",") if n.strip()]
     if not names:
@@ -55,33 +65,44 @@ def run(args) -> int:
     if args.downsample:
         args.train_size = args.train_size or 30000
         args.test_size = args.test_size or 5000
-    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    data = load_data(args)
-    rows, settings = {}, {}
+    plan = {}
     for name in names:
-        base = models.recipe(name) if args.own_recipes else models.recipe("cnn")
-        if not args.own_recipes:
+        if args.own_recipes:
+            base = models.recipe(name, args.recipe)
+        else:
             # the shared recipe; mlp-scratch keeps its own loss/normalisation
+            base = models.recipe("cnn", args.recipe)
             own = models.recipe(name)
             base.loss, base.normalize = own.loss, own.normalize
-        recipe = resolve_recipe_from(base, args)
-        if not args.quiet:
-            print(f"== {name}: {recipe.optimizer} lr {recipe.lr}, {recipe.epochs} epochs, batch "
-                  f"{recipe.batch_size}, augment {recipe.augment or 'none'}")
-        results, _ = train_model(name, recipe, data, args, out / name, command="compare")
+        recipe, overrides = apply_overrides(base, args)
+        plan[name] = (base, recipe, overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    prepare_out_dir(out, args.overwrite)
+    # one data set for all models: the first model's subsample sizes (the shared recipe has one)
+    data, info = load_data(args, plan[names[0]][1])
+    rows, settings, interrupted = {}, {}, False
+    for name in names:
+        base, recipe, overrides = plan[name]
+        over = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        print(f"== {name}: {recipe.line()}" + (f" [overridden: {over}]" if over else ""))
+        st = settings_dict(args, base, recipe, overrides, {}, info)
+        results, hist, _ = train_model(name, recipe, data, args, out / name, command="train", settings=st)
         rows[name] = results
         settings[name] = recipe.to_dict()
         if not args.quiet:
             print(f"   {name}: test accuracy {results['test_accuracy']:.4f}, {results['train_seconds']:.1f} s")
+        if hist.interrupted:
+            interrupted = True
+            break
+    table = format_table(rows)
+    atomic_write_text(out / "table.txt", table + "\n")
     summary = {"command": "compare", "model": ",".join(names),
-               "settings": {**{k: v for k, v in vars(args).items() if k != "func" and not callable(v)},
-                            "recipes": settings},
+               "status": "interrupted" if interrupted else "complete",
+               "settings": {"recipes": settings, "recipe_name": args.recipe, "own_recipes": args.own_recipes,
+                            "data": info, "val_split": args.val_split or 0.0, "seed": args.seed},
                "results": {"models": rows},
                "fastmnist_version": fastmnist.__version__, "threads": fastmnist.get_num_threads()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    table = format_table(rows)
-    (out / "table.txt").write_text(table + "\n")
+    atomic_write_json(out / "summary.json", summary, default=str)
     figs = []
     if not args.no_figures:
         try:
@@ -92,16 +113,7 @@ def run(args) -> int:
             print("figures skipped: fastmnist.plots is not available")
     print(table)
     print(f"run directory: {out}" + (f" ({len(figs)} figures)" if figs else ""))
+    if interrupted:
+        print("interrupted: the models trained so far are in the run directory (marked interrupted)")
+        return 130
     return 0
-
-
-def resolve_recipe_from(base, args):
-    """Apply the command-line overrides to ``base``."""
-    r = base.updated(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                     momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss)
-    if args.augment is not None:
-        r.augment = None if args.augment.lower() in ("none", "off", "") else args.augment
-        check_augment(r.augment)
-    if args.scheduler is not None:
-        r.scheduler = None if args.scheduler == "none" else args.scheduler
-    return r

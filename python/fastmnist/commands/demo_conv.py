@@ -92,12 +92,23 @@ def max_pool_by_hand(x, *, size: int = 2, stride: int | None = None) -> np.ndarr
 
 def load_test_image(data: str | None, index: int) -> tuple[np.ndarray, int]:
     """Test image ``index`` (float32 in [0, 1], 28x28) and its label. ``data`` is an MNIST directory
-    (None: ``$FASTMNIST_DATA`` or the cache, downloading the files when missing)."""
-    from ..data import FILES, MNISTError, default_root, find_file, load_idx, load_mnist
+    (None: ``$FASTMNIST_DATA`` or the cache, downloading the files when missing), a directory holding
+    Kaggle's train.csv or a CSV file (the test set as ``fastmnist train --data`` makes it)."""
+    from ..data import (
+        FILES,
+        MNISTError,
+        default_root,
+        find_file,
+        load_dataset,
+        load_idx,
+        load_mnist,
+    )
 
     root = Path(data).expanduser() if data else default_root()
     fi, fl = (find_file(root, FILES[k][0]) for k in ("test_images", "test_labels"))
-    if fi is None or fl is None:
+    if data and (root.is_file() or (fi is None and (root / "train.csv").is_file())):
+        _, _, x, y, _ = load_dataset(root, download=False)
+    elif fi is None or fl is None:
         if data:
             raise MNISTError(f"MNIST test files missing in {root}")
         _, _, x, y = load_mnist(root, download=True)
@@ -118,7 +129,8 @@ def add_parser(sub):
     p.add_argument("--stride", type=int, default=1, help="convolution stride (default 1)")
     p.add_argument("--filter", choices=FILTERS, default="edge", help="the 5x5 filter (default edge)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random filter")
-    p.add_argument("--data", help="MNIST directory (default: FASTMNIST_DATA or the cache)")
+    p.add_argument("--data", help="MNIST directory, Kaggle CSV directory or CSV file (default: FASTMNIST_DATA "
+                                  "or the cache)")
     p.add_argument("--out", default="conv_demo.png", help="output PNG (default conv_demo.png)")
     p.add_argument("--dpi", type=int, default=100)
     p.set_defaults(func=run)

@@ -40,9 +40,11 @@ def _load(args):
     if args.pixels:
         if args.train or args.test:
             raise ValueError("give either --pixels or --train/--test, not both")
-        from ..data import load_mnist
+        from ..data import (
+            load_dataset,  # IDX directory, Kaggle CSV directory or CSV file
+        )
 
-        x_tr, y_tr, x_te, y_te = load_mnist(args.data, download=True, quiet=args.quiet)
+        x_tr, y_tr, x_te, y_te, _ = load_dataset(args.data, download=True, seed=args.seed, quiet=args.quiet)
         f = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
         return f(x_tr), y_tr.astype(np.int64), f(x_te), y_te.astype(np.int64), x_te, "logreg-pixels"
     if not (args.train and args.test):
@@ -59,6 +61,7 @@ def _load(args):
 
 def run(args) -> int:
     import fastmnist
+
     from ..logreg import LogisticRegression, auc, roc_curve_ovr
     from ..plots import plot_logreg_accuracy, plot_roc
     from ..train import History

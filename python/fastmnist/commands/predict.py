@@ -14,15 +14,21 @@ def add_parser(sub):
         description="Print the predicted digit and the class probabilities for each image. Images "
                     "are PNG/JPEG files (any size: converted to grayscale, resized to 28x28 and "
                     "inverted when the background is light, since MNIST digits are white on black), "
-                    "IDX image files (.gz or raw; every image in them), or CSV files in the "
-                    "label,pixel0..pixel783 layout (every row).",
+                    "IDX image files (.gz or raw; every image in them), or CSV files (.csv or .csv.gz) "
+                    "in Kaggle's layouts: train.csv (label,pixel0..pixel783) or the unlabelled "
+                    "test.csv (pixel0..pixel783), every row. --submission writes Kaggle's "
+                    "ImageId,Label submission file.",
         epilog="example:\n  fastmnist train cnn --out runs/cnn\n"
-               "  fastmnist predict runs/cnn/model.npz digit.png t10k-images-idx3-ubyte.gz --limit 5",
+               "  fastmnist predict runs/cnn/model.npz digit.png t10k-images-idx3-ubyte.gz --limit 5\n"
+               "  fastmnist predict runs/cnn/model.npz kaggle/test.csv --submission submission.csv --quiet",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="model.npz written by `fastmnist train`")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG image, IDX image file or MNIST CSV")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N images per IDX/CSV file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--submission", metavar="FILE",
+                   help="also write Kaggle's submission CSV: ImageId (1, 2, ... over all inputs in order),Label")
+    p.add_argument("--quiet", action="store_true", help="print nothing per image (with --submission)")
     p.add_argument("--threads", type=int, help="OpenMP threads")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run)
@@ -104,6 +110,15 @@ def run(args) -> int:
     xp = prepare(x, normalize=normalize)
     outs = [model.forward(xp[i:i + 1000]) for i in range(0, len(xp), 1000)]
     proba = loss.probabilities(np.concatenate(outs))
+    if args.submission:
+        from .._io import atomic_write_text
+
+        digits = proba.argmax(1)
+        atomic_write_text(Path(args.submission), "ImageId,Label\n" + "".join(
+            f"{i},{int(d)}\n" for i, d in enumerate(digits, 1)))
+        print(f"wrote {args.submission} ({len(digits)} predictions)")
+    if args.quiet:
+        return 0
     for (label, _), pr in zip(items, proba):
         d = int(pr.argmax())
         if args.json:

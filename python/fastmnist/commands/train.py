@@ -2,31 +2,31 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-MODEL_HELP = """models (default recipe in brackets):
-  logreg       flatten + linear                                  [Adam 1e-3, 10 epochs, batch 64]
-  fnn          784-256-10 ReLU                                   [Adam 1e-3, 10 epochs, batch 64]
-  cnn          conv3x3(16)-pool-conv3x3(32)-pool-fc128-fc10      [Adam 1e-3, 10 epochs, batch 64]
-  cnn5         conv5x5(16)-pool-conv5x5(32)-pool-dense64-dense10 [Adam 1e-3, 5 epochs, batch 128]
-  mlp-scratch  784-100-10 sigmoid, MSE on one-hot                [SGD 0.5, 10 epochs, batch 32]
-               (--option arch=cnn gives the from-scratch CNN; activation=relu; loss via --loss)
-  mlp          784-100-10 ReLU, noise + hflip 0.7 augmentation   [Adam 0.01, 30 epochs, batch 512]
-  fast         conv5x5(24)-pool-relu-conv3x3(32)-pool-relu-fc256-fc10, one-cycle
-                                                                 [Adam 0.01 betas .7/.9, 1 epoch, batch 256]
-
-run directory (--out): summary.json, history.json, history.csv, predictions.npz,
-feature_maps.npz (CNNs), model.npz (checkpoint for `fastmnist predict`), figures/*.png
+RUN_FILES = """run directory (--out): summary.json (effective recipe, sizes, results; written last),
+history.json, history.csv, predictions.npz, label_counts.json, classification_report.txt,
+model_summary.txt, feature_maps.npz (CNNs), model.npz (checkpoint for `fastmnist predict`), figures/*.png.
+Every file is written atomically; --out onto an existing run directory needs --overwrite.
+An interrupted run (Ctrl-C) keeps its files, marks them interrupted and exits 130.
 """
+
+
+def model_help():
+    from .. import models
+
+    return models.help_table() + "\n\n" + RUN_FILES
 
 
 def add_common_options(p, with_model_defaults=True):
     """Options shared by ``train`` and ``compare``."""
     g = p.add_argument_group("training (defaults: the model's recipe)")
+    g.add_argument("--recipe", default="default", metavar="NAME",
+                   help="named recipe: 'default' (the write-up's), 'tuned' (ours, where one exists), "
+                        "'augmented' (write-up 001's optional augmentation + 30,000/5,000 subsample)")
     g.add_argument("--epochs", type=int, help="number of epochs")
     g.add_argument("--batch-size", type=int, help="mini-batch size")
     g.add_argument("--lr", type=float, help="learning rate (the peak rate with --scheduler onecycle)")
@@ -40,15 +40,21 @@ def add_common_options(p, with_model_defaults=True):
                    help="augmentation, e.g. 'rotate:10,perspective:0.2' or 'noise:0.2,hflip:0.7'; "
                         "'none' turns off a recipe's augmentation (see fastmnist.augment.from_spec)")
     d = p.add_argument_group("data")
-    d.add_argument("--data", metavar="DIR", help="directory with the MNIST IDX files "
-                                                 "(default: $FASTMNIST_DATA or the download cache)")
+    d.add_argument("--data", metavar="PATH",
+                   help="a directory of the MNIST IDX files, a directory holding Kaggle's train.csv "
+                        "(and test.csv), or a labelled CSV file (.csv or .csv.gz); a CSV source without a "
+                        "labelled test.csv holds out 10%% of its rows as the test set "
+                        "(default: $FASTMNIST_DATA or the download cache)")
     d.add_argument("--train-size", type=int, metavar="N", help="train on a stratified subsample of N images")
     d.add_argument("--test-size", type=int, metavar="N", help="evaluate on a stratified subsample of N test images")
     d.add_argument("--val-split", type=float, default=0.0, metavar="F",
-                   help="hold out this fraction of the training set for the per-epoch validation "
-                        "columns (default 0: the per-epoch validation columns use the test set)")
+                   help="hold out this fraction of the training set as a validation set for the "
+                        "per-epoch val_loss/val_acc columns (default 0: no validation split; the per-epoch "
+                        "columns then measure the test set and are called test_loss/test_acc)")
     o = p.add_argument_group("run")
     o.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-<time>)")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace the run in an existing --out directory (its run files are removed first)")
     o.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation (default 0)")
     o.add_argument("--threads", type=int, help="OpenMP threads (default: OMP_NUM_THREADS or all cores)")
     o.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
@@ -71,15 +77,20 @@ def add_parser(sub):
         "train", help="train a named model and write a run directory",
         description="Train one of the classic MNIST models with the fastmnist kernels, print the "
                     "per-epoch metrics and the final test accuracy, and write a run directory.",
-        epilog=MODEL_HELP + augment_help() + "\nexamples:\n  fastmnist train cnn\n"
-               "  fastmnist train cnn --augment rotate:10,perspective:0.2 --epochs 3\n"
-               "  fastmnist train mlp-scratch --option arch=cnn --option activation=relu --loss cross_entropy\n"
+        epilog=model_help() + augment_help() + "\nexamples:\n  fastmnist train cnn\n"
+               "  fastmnist train cnn --recipe tuned\n"
+               "  fastmnist train cnn --recipe augmented --epochs 3\n"
+               "  fastmnist train cnn-scratch --data kaggle/ --option channels=8,16,32\n"
+               "  fastmnist train mlp-scratch --option activation=relu --loss cross_entropy\n"
                "  fastmnist train fast --threads 2",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="logreg, fnn, cnn, cnn5, mlp-scratch, mlp or fast")
+    from .. import models
+
+    p.add_argument("model", metavar="MODEL", help=", ".join(models.names()))
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="model option, e.g. dropout=0.5 (cnn5), activation=relu / arch=cnn / "
-                        "sizes=784,30,10 (mlp-scratch), hidden=512 (fnn, mlp, fast); repeatable")
+                   help="model option, e.g. dropout=0.5 (cnn5), channels=8,16,32 / hidden=128 (cnn-scratch), "
+                        "activation=relu / arch=cnn / sizes=784,30,10 (mlp-scratch), hidden=512 (fnn, mlp, "
+                        "fast); repeatable")
     add_common_options(p)
     p.set_defaults(func=run)
 
@@ -105,24 +116,32 @@ def parse_options(items):
     return out
 
 
+_OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "loss", "train_size",
+              "test_size")
+
+
+def apply_overrides(base, args):
+    """``base`` with the command-line options applied: ``(effective recipe, {field: value} changed)``."""
+    r = base.updated(**{k: getattr(args, k, None) for k in _OVERRIDES})
+    aug = args.augment
+    if aug is not None:
+        r.augment = None if aug.strip().lower() in ("none", "off", "") else aug
+    check_augment(r.augment)
+    if args.scheduler is not None:
+        r.scheduler = None if args.scheduler == "none" else args.scheduler
+    b, e = base.to_dict(), r.to_dict()
+    overrides = {k: e[k] for k in e if e[k] != b[k]}
+    return r, overrides
+
+
 def resolve_recipe(name, args):
+    """The named recipe (``--recipe``) of model ``name`` and the effective one after the command-line
+    overrides: ``(base, effective, overrides)``."""
     from .. import models
 
-    r = models.recipe(name)
-    aug = args.augment
-    if aug is not None and aug.lower() in ("none", "off", ""):
-        aug = ""
-    sched = args.scheduler
-    if sched == "none":
-        sched = ""
-    r = r.updated(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                  momentum=args.momentum, weight_decay=args.weight_decay, loss=args.loss)
-    if aug is not None:
-        r.augment = aug or None
-    check_augment(r.augment)
-    if sched is not None:
-        r.scheduler = sched or None
-    return r
+    base = models.recipe(name, getattr(args, "recipe", None) or "default")
+    r, overrides = apply_overrides(base, args)
+    return base, r, overrides
 
 
 def check_augment(spec):
@@ -131,39 +150,84 @@ def check_augment(spec):
                          "after augmentation)")
 
 
-def load_data(args):
-    from ..data import load_mnist, subsample
+def load_data(args, recipe):
+    """The data ``--data`` names, subsampled as ``recipe`` says: ``(data tuple, info dict)``."""
+    from ..data import load_dataset, subsample
 
-    x_train, y_train, x_test, y_test = load_mnist(args.data, download=True)
-    if args.train_size:
-        if args.train_size < 10:
-            raise ValueError(f"--train-size must be >= 10, got {args.train_size}")
-        x_train, y_train = subsample(x_train, y_train, args.train_size, seed=args.seed)
-    if args.test_size:
-        if args.test_size < 1:
-            raise ValueError(f"--test-size must be >= 1, got {args.test_size}")
-        x_test, y_test = subsample(x_test, y_test, args.test_size, seed=args.seed + 1)
-    return x_train, y_train, x_test, y_test
+    x_train, y_train, x_test, y_test, info = load_dataset(args.data, download=True, seed=args.seed)
+    if recipe.train_size:
+        if not 10 <= recipe.train_size <= len(y_train):
+            raise ValueError(f"--train-size must be in 10..{len(y_train)}, got {recipe.train_size}")
+        x_train, y_train = subsample(x_train, y_train, recipe.train_size, seed=args.seed)
+    if recipe.test_size:
+        if not 1 <= recipe.test_size <= len(y_test):
+            raise ValueError(f"--test-size must be in 1..{len(y_test)}, got {recipe.test_size}")
+        x_test, y_test = subsample(x_test, y_test, recipe.test_size, seed=args.seed + 1)
+    return (x_train, y_train, x_test, y_test), info
+
+
+# the files a train run writes (removed from --out by --overwrite before a new run)
+RUN_DIR_FILES = ("summary.json", "history.json", "history.csv", "predictions.npz", "feature_maps.npz",
+                 "model.npz", "label_counts.json", "classification_report.txt", "model_summary.txt", "table.txt",
+                 "report.html", "report.md")
+
+
+def _is_run_dir(d: Path) -> bool:
+    return any((d / f).exists() for f in RUN_DIR_FILES) or (d / "figures").is_dir()
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready for a new run: remove the temporary files a killed run left; refuse an
+    existing non-empty directory unless ``overwrite``, which removes the old run's files (those a
+    run writes, and the model sub-directories of a compare run; nothing else)."""
+    from .._io import remove_stale_temps
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    remove_stale_temps(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(f"--out {out} is not empty (it holds an earlier run): pass --overwrite to replace "
+                         "that run, or choose another directory")
+    subs = [out] + [d for d in out.iterdir() if d.is_dir() and d.name != "figures" and _is_run_dir(d)]
+    for d in subs:
+        for f in RUN_DIR_FILES:
+            if (d / f).is_file():
+                (d / f).unlink()
+        figs = d / "figures"
+        if figs.is_dir():
+            for f in figs.glob("*.png"):
+                f.unlink()
 
 
 def default_out(name):
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _settings(args, recipe, options):
-    s = {k: v for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
-    s["recipe"] = recipe.to_dict()
-    s["model_options"] = options
-    return s
+def settings_dict(args, base, recipe, overrides, options, data_info):
+    """summary.json's "settings": the effective recipe (and the named one it comes from, with the
+    command-line overrides), the model options, the data and the run options."""
+    return {"recipe": recipe.to_dict(), "recipe_name": base.name, "recipe_source": base.source,
+            "named_recipe": base.to_dict(), "overrides": overrides, "model_options": options,
+            "data": data_info, "val_split": args.val_split or 0.0, "seed": args.seed,
+            "epochs": recipe.epochs}
 
 
-def train_model(name, recipe, data, args, out_dir: Path, options=None, command="train", log=None):
-    """Train ``name`` with ``recipe`` on ``data`` and write a full run directory in ``out_dir``.
-    Returns the results dict."""
+def _label_counts(y):
+    return np.bincount(np.asarray(y, np.int64), minlength=10).tolist()
+
+
+def train_model(name, recipe, data, args, out_dir: Path, options=None, command="train", log=None,
+                settings=None):
+    """Train ``name`` with ``recipe`` on ``data`` and write a full run directory in ``out_dir``
+    (every file atomically; summary.json last). Returns ``(results, history, trainer)``."""
     import fastmnist
 
     from .. import models
+    from .._io import atomic_savez, atomic_write_json, atomic_write_text
     from ..checkpoint import save_checkpoint
+    from ..metrics import classification_report
     from ..train import Trainer, prepare
 
     options = dict(options or {})
@@ -171,7 +235,7 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     model = models.build(name, seed=args.seed, **options)
     opt = models.make_optimizer(recipe, model.parameters())
     bs = recipe.batch_size
-    n_fit = len(y_train) - int(round(len(y_train) * (args.val_split or 0.0)))
+    n_fit = len(y_train) - round(len(y_train) * (args.val_split or 0.0))
     steps = (n_fit + bs - 1) // bs
     sched = models.make_scheduler(recipe, opt, steps)
     augment = None
@@ -185,16 +249,31 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     if args.val_split:
         hist = trainer.fit(x_train, y_train, val_split=args.val_split)
     else:
-        hist = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test)
-    test_loss, test_acc = trainer.evaluate(x_test, y_test)
-    proba = trainer.predict_proba(x_test).astype(np.float32)
+        hist = trainer.fit(x_train, y_train, x_val=x_test, y_val=y_test, eval_set="test")
+    y_fit = np.asarray(y_train)[trainer.split_["train"]]
+    y_val = np.asarray(y_train)[trainer.split_["val"]]
+    if hist.eval_set == "test" and len(hist) and hist.val_acc[-1] is not None:
+        # the last per-epoch evaluation ran on the test set with the final model: reuse its outputs
+        test_loss, test_acc = hist.val_loss[-1], hist.val_acc[-1]
+        proba = trainer.loss.probabilities(trainer.last_eval_outputs_)
+    else:
+        test_loss, test_acc, proba = trainer.evaluate(x_test, y_test, return_proba=True)  # one forward pass
+    proba = np.asarray(proba, np.float32)
     y_pred = proba.argmax(1).astype(np.int64)
+    report = classification_report(np.asarray(y_test, np.int64), y_pred, labels=np.arange(10), digits=4,
+                                   zero_division=0)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     hist.to_json(out_dir / "history.json")
     hist.to_csv(out_dir / "history.csv")
-    np.savez_compressed(out_dir / "predictions.npz", y_true=np.asarray(y_test, np.int64), y_pred=y_pred,
-                        proba=proba, images=np.asarray(x_test, np.uint8))
+    counts = {"train": _label_counts(y_fit), "val": _label_counts(y_val), "test": _label_counts(y_test)}
+    atomic_write_json(out_dir / "label_counts.json", counts)
+    atomic_savez(out_dir / "predictions.npz", y_true=np.asarray(y_test, np.int64), y_pred=y_pred,
+                 proba=proba, images=np.asarray(x_test, np.uint8), interrupted=np.bool_(hist.interrupted))
+    interrupted = " (interrupted run)" if hist.interrupted else ""
+    atomic_write_text(out_dir / "classification_report.txt",
+                      f"{name}: classification report on {len(y_test)} test images{interrupted}\n\n{report}")
+    atomic_write_text(out_dir / "model_summary.txt", model.summary(file=False) + "\n")
     if models.is_cnn(model):
         img = prepare(x_test[:1], normalize=False)
         fmap_in = prepare(x_test[:1], normalize=recipe.normalize)
@@ -202,22 +281,22 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
         for key, a in model.feature_maps(fmap_in):
             if a.ndim == 4:
                 maps[key] = np.asarray(a[0], np.float32)
-        np.savez_compressed(out_dir / "feature_maps.npz", **maps)
+        atomic_savez(out_dir / "feature_maps.npz", **maps)
     meta = {"normalize": recipe.normalize, "loss": recipe.loss, "recipe": recipe.to_dict(),
-            "test_accuracy": test_acc}
-    if command == "train":
-        save_checkpoint(out_dir / "model.npz", model, opt, meta=meta)
+            "test_accuracy": test_acc, "interrupted": hist.interrupted}
+    save_checkpoint(out_dir / "model.npz", model, opt, meta=meta)
     results = {"test_accuracy": test_acc, "test_loss": test_loss, "train_seconds": trainer.train_seconds,
                "epochs_run": len(hist), "interrupted": hist.interrupted,
                "final_train_loss": hist.train_loss[-1] if len(hist) else None,
                "final_train_acc": hist.train_acc[-1] if len(hist) else None,
-               "parameters": model.num_parameters(), "train_size": int(len(y_train)),
-               "test_size": int(len(y_test))}
-    summary = {"command": "train", "model": name, "settings": _settings(args, recipe, options),
-               "results": results, "fastmnist_version": fastmnist.__version__,
+               "parameters": model.num_parameters(), "train_size": len(y_fit),
+               "val_size": len(y_val), "test_size": len(y_test),
+               "per_epoch_eval": hist.eval_set if len(hist) and hist.val_acc[-1] is not None else None}
+    summary = {"command": command, "model": name, "status": "interrupted" if hist.interrupted else "complete",
+               "settings": settings or {}, "results": results, "fastmnist_version": fastmnist.__version__,
                "threads": fastmnist.get_num_threads()}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    return results, hist
+    atomic_write_json(out_dir / "summary.json", summary, default=str)
+    return results, hist, report
 
 
 def draw_figures(out_dir, args):
@@ -236,7 +315,8 @@ def run(args) -> int:
 
     name = models._lookup(args.model)
     options = parse_options(args.option)
-    recipe = resolve_recipe(name, args)
+    models.build(name, seed=0, **options)  # bad options fail before any data is read
+    base, recipe, overrides = resolve_recipe(name, args)
     if recipe.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {recipe.epochs}")
     if recipe.batch_size < 1:
@@ -244,16 +324,24 @@ def run(args) -> int:
     if args.val_split and not 0.0 < args.val_split < 1.0:
         raise ValueError(f"--val-split must be in (0, 1), got {args.val_split}")
     out = Path(args.out) if args.out else default_out(name)
-    data = load_data(args)
+    prepare_out_dir(out, args.overwrite)
+    data, info = load_data(args, recipe)
+    n_val = round(len(data[1]) * args.val_split) if args.val_split else 0
+    over = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    print(f"{name}: {recipe.line()}" + (f" [overridden: {over}]" if over else "") + f"  <- {base.source}")
     if not args.quiet:
-        aug = recipe.augment or "none"
-        print(f"{name}: {recipe.optimizer} lr {recipe.lr}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
-              f"loss {recipe.loss}, augment {aug}, schedule {recipe.scheduler or 'none'}; "
-              f"{len(data[1])} train / {len(data[3])} test images")
-    results, hist = train_model(name, recipe, data, args, out, options=options)
+        print(f"data: {len(data[1]) - n_val} train / {n_val} val / {len(data[3])} test images "
+              f"({info['source']}; test set: {info['test_source']})")
+    settings = settings_dict(args, base, recipe, overrides, options, info)
+    results, _, report = train_model(name, recipe, data, args, out, options=options, settings=settings)
     figs = draw_figures(out, args)
     note = " (interrupted)" if results["interrupted"] else ""
+    if not args.quiet:
+        print(f"classification report ({len(data[3])} test images):\n{report}", end="")
     print(f"test accuracy: {results['test_accuracy']:.4f}  test loss: {results['test_loss']:.4f}  "
           f"training time: {results['train_seconds']:.1f} s{note}")
     print(f"run directory: {out}" + (f" ({len(figs)} figures)" if figs else ""))
+    if results["interrupted"]:
+        print("interrupted: the run directory holds the model and metrics so far (marked interrupted)")
+        return 130
     return 0
