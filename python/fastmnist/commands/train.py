@@ -284,7 +284,7 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
         atomic_savez(out_dir / "feature_maps.npz", **maps)
     meta = {"normalize": recipe.normalize, "loss": recipe.loss, "recipe": recipe.to_dict(),
             "test_accuracy": test_acc, "interrupted": hist.interrupted}
-    save_checkpoint(out_dir / "model.npz", model, opt, meta=meta)
+    save_checkpoint(model, out_dir / "model.npz", opt, meta=meta)
     results = {"test_accuracy": test_acc, "test_loss": test_loss, "train_seconds": trainer.train_seconds,
                "epochs_run": len(hist), "interrupted": hist.interrupted,
                "final_train_loss": hist.train_loss[-1] if len(hist) else None,
