@@ -12,13 +12,20 @@ namespace fm {
 
 namespace {
 
+// The largest float <= v (float(v) rounds to nearest, which can exceed v above 2^24).
+inline float float_floor(int64_t v) {
+  float f = float(v);
+  return double(f) > double(v) ? std::nextafter(f, 0.0f) : f;
+}
+
 // Source coordinates of output row i (W pixels), shifted by +1 into scratch-plane coordinates and
 // clamped to [0, W+1] x [0, H+1] (NaN from w == 0 goes to the zero border too).
 __attribute__((always_inline)) inline void row_coords(const double* __restrict M, int64_t i, int64_t H, int64_t W,
                                                       bool projective, float* __restrict sxs,
                                                       float* __restrict sys) {
   const double u0 = M[1] * double(i) + M[2], v0 = M[4] * double(i) + M[5], w0 = M[7] * double(i) + M[8];
-  const float hx = float(W + 1), hy = float(H + 1);
+  // upper clamps W+1, H+1 rounded down to a float (rounding up would let a tap read past the plane)
+  const float hx = float_floor(W + 1), hy = float_floor(H + 1);
   for (int64_t j = 0; j < W; ++j) {
     double u = M[0] * double(j) + u0, v = M[3] * double(j) + v0;
     if (projective) {

@@ -90,7 +90,7 @@ void bind_logreg(py::module_& m) {
           if (pp[i] < 0 || pp[i] >= N) fm::value_error("perm must hold row indices in [0, ", N, "), got ", pp[i], " at index ", i);
         fm::LogregEpochStats st;
         {
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           auto fn = reference ? fm::logreg_epoch_reference : fm::logreg_epoch;
           st = fn(X.data(), yp, pp, M, (int)D, (int)C, W.mutable_data(), b.mutable_data(), mean, scale, lr, l2, batch_size);
         }
@@ -117,7 +117,7 @@ void bind_logreg(py::module_& m) {
         if ((mean == nullptr) != (scale == nullptr)) fm::value_error("mean and scale must be given together");
         farray out({N, C});
         {
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           fm::logreg_forward(X.data(), N, (int)D, (int)C, W.data(), b.data(), mean, scale, out.mutable_data(), softmax);
         }
         return out;
@@ -133,19 +133,27 @@ void bind_logreg(py::module_& m) {
         if (!py::isinstance<py::array>(score_)) fm::type_error("y_score must be a numpy array");
         py::array s = py::reinterpret_borrow<py::array>(score_);
         if (s.ndim() != 1) fm::value_error("y_score must be 1-D (n,), got shape ", fm::shape_str(s));
-        auto pos = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(pos_);
-        if (!pos || pos.ndim() != 1 || pos.shape(0) != s.shape(0))
+        if (!py::isinstance<py::array>(pos_)) fm::type_error("positive must be a numpy array (n,) of 0/1");
+        const char pk = py::reinterpret_borrow<py::array>(pos_).dtype().kind();
+        if (pk != 'b' && pk != 'i' && pk != 'u')
+          fm::type_error("positive must be a boolean or integer array, got dtype ",
+                         std::string(py::str(py::reinterpret_borrow<py::array>(pos_).dtype())));
+        const char sk = s.dtype().kind();
+        if (sk != 'f' && sk != 'i' && sk != 'u' && sk != 'b')
+          fm::type_error("y_score must be a real array, got dtype ", std::string(py::str(s.dtype())));
+        auto pos = fm::carray<uint8_t>(pos_.attr("astype")(py::dtype("bool")));
+        if (pos.ndim() != 1 || pos.shape(0) != s.shape(0))
           fm::value_error("y_true and y_score must have the same length, got ", fm::shape_str(pos), " and ", fm::shape_str(s));
         const int64_t n = s.shape(0);
         fm::RocCurve c;
         fm::RocStatus st;
         if (s.dtype().is(py::dtype::of<float>()) && !reference) {
-          auto a = py::array_t<float, py::array::c_style>::ensure(s);
-          py::gil_scoped_release nogil;
+          auto a = fm::carray<float>(s);
+          fm::nogil nogil;
           st = fm::roc_curve(a.data(), 1, pos.data(), n, drop_intermediate, c);
         } else {
-          auto a = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(s);
-          py::gil_scoped_release nogil;
+          auto a = fm::carray<double>(s);
+          fm::nogil nogil;
           st = reference ? fm::roc_curve_reference(a.data(), pos.data(), n, drop_intermediate, c)
                          : fm::roc_curve(a.data(), 1, pos.data(), n, drop_intermediate, c);
         }
@@ -164,16 +172,19 @@ void bind_logreg(py::module_& m) {
         if (p.ndim() != 2) fm::value_error("proba must be 2-D (n, C), got shape ", fm::shape_str(p));
         const int64_t n = p.shape(0), C = p.shape(1);
         if (y.shape(0) != n) fm::value_error("y_true and proba must have the same length, got ", fm::shape_str(y), " and ", fm::shape_str(p));
+        const char pk = p.dtype().kind();
+        if (pk != 'f' && pk != 'i' && pk != 'u' && pk != 'b')
+          fm::type_error("proba must be a real array, got dtype ", std::string(py::str(p.dtype())));
         const bool f32 = p.dtype().is(py::dtype::of<float>());
-        py::array_t<float, py::array::c_style> pf;
+        py::array_t<float, py::array::c_style | py::array::forcecast> pf;
         py::array_t<double, py::array::c_style | py::array::forcecast> pd;
-        if (f32) pf = py::array_t<float, py::array::c_style>::ensure(p);
-        else pd = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(p);
+        if (f32) pf = fm::carray<float>(p);
+        else pd = fm::carray<double>(p);
         std::vector<fm::RocCurve> curves(C);
         std::vector<fm::RocStatus> status(C, fm::ROC_OK);
         {
           // one class per thread (each sort serial inside)
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           const int64_t* yp = y.data();
 #pragma omp parallel
           {

@@ -70,7 +70,7 @@ void sgd_step_py(py::handle param, py::handle grad, py::object momentum_buffer, 
   float* pp = static_cast<float*>(p.mutable_data());
   const float* gp = g.data();
   int64_t n = p.size();
-  py::gil_scoped_release nogil;
+  fm::nogil nogil;
   (reference ? fm::sgd_step_reference : fm::sgd_step)(pp, gp, buf, n, float(lr), float(momentum), float(dampening),
                                                       float(weight_decay), nesterov, first);
 }
@@ -95,7 +95,7 @@ void adam_step_py(py::handle param, py::handle grad, py::handle exp_avg, py::han
   float* vp = static_cast<float*>(v.mutable_data());
   const float* gp = g.data();
   int64_t n = p.size();
-  py::gil_scoped_release nogil;
+  fm::nogil nogil;
   (reference ? fm::adam_step_reference : fm::adam_step)(pp, gp, mp, vp, n, lr, beta1, beta2, eps, weight_decay,
                                                         step, decoupled);
 }
@@ -114,7 +114,7 @@ farray warp_py(py::handle x_obj, py::handle mats_obj, bool reference) {
   py::array ma = py::reinterpret_borrow<py::array>(mats_obj);
   char k = ma.dtype().kind();
   if (k != 'f' && k != 'i' && k != 'u') fm::type_error("mats must be a real array, got dtype ", std::string(py::str(ma.dtype())));
-  auto mats = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(ma);
+  auto mats = fm::carray<double>(ma);
   const int64_t N = x.shape(0);
   const int64_t C = x.ndim() == 4 ? x.shape(1) : 1;
   const int64_t H = x.shape(x.ndim() - 2), W = x.shape(x.ndim() - 1);
@@ -141,7 +141,7 @@ farray warp_py(py::handle x_obj, py::handle mats_obj, bool reference) {
   const float* xp = x.data();
   float* op = out.mutable_data();
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     (reference ? fm::warp_reference : fm::warp)(xp, M.data(), op, N, C, H, W, projective);
   }
   return out;
@@ -165,7 +165,7 @@ farray noise_clip_py(py::handle x_obj, py::handle noise_obj, double std, py::obj
   float* op = out.mutable_data();
   int64_t n = x.size();
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     fm::add_noise_clip(xp, np_, op, n, float(std), flo, fhi);
   }
   return out;

@@ -64,7 +64,7 @@ void conv2d_forward_reference(const ConvShape& s, const float* x, const float* w
               }
             }
           float v = (float)acc;
-          if (relu && !(v > 0.f)) v = 0.f;
+          if (relu && v < 0.f) v = 0.f;  // NaN passes, as torch.relu
           y[(((size_t)n * s.K + k) * P + p) * Q + q] = v;
         }
 }
@@ -197,7 +197,7 @@ __attribute__((target("avx512f"))) static void fwd_block_avx512(
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) {
         __m512 t = c[i][v];
-        if (relu) t = _mm512_max_ps(t, _mm512_setzero_ps());
+        if (relu) t = _mm512_max_ps(_mm512_setzero_ps(), t);  // max(0, NaN) = NaN (second operand)
         _mm512_store_ps(&tile[i][16 * v], t);
       }
     for (int kk = 0; kk < kn; ++kk) {
@@ -264,7 +264,7 @@ __attribute__((target("avx512f"))) static inline void fwd_flat_tile(
     float* yr = y + (size_t)m * PQ + j0;
 #pragma GCC unroll 4
     for (int v = 0; v < NJ; ++v) {
-      __m512 o = relu ? _mm512_max_ps(acc[m][v], _mm512_setzero_ps()) : acc[m][v];
+      __m512 o = relu ? _mm512_max_ps(_mm512_setzero_ps(), acc[m][v]) : acc[m][v];  // NaN passes
       if (v == NJ - 1)
         _mm512_mask_storeu_ps(yr + 16 * v, last, o);
       else
@@ -317,7 +317,7 @@ __attribute__((target("avx2,fma"))) static inline void fwd_flat_tile_avx2(
     float* yr = y + (size_t)m * PQ + j0;
 #pragma GCC unroll 4
     for (int v = 0; v < NJ; ++v) {
-      __m256 o = relu ? _mm256_max_ps(acc[m][v], _mm256_setzero_ps()) : acc[m][v];
+      __m256 o = relu ? _mm256_max_ps(_mm256_setzero_ps(), acc[m][v]) : acc[m][v];  // NaN passes
       if (v == NJ - 1)
         _mm256_maskstore_ps(yr + 8 * v, lm, o);
       else
