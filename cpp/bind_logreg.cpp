@@ -1,4 +1,5 @@
 // Bindings for logreg.cpp (mini-batch GD epoch, forward) and roc.cpp (ROC sweep).
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -63,7 +64,7 @@ void bind_logreg(py::module_& m) {
   m.def(
       "logreg_epoch",
       [](py::handle X_, py::handle y_, py::handle perm_, py::handle W_, py::handle b_,
-         py::handle mean_, py::handle scale_, float lr, float l2, int batch_size, bool reference) {
+         py::handle mean_, py::handle scale_, float lr, float l2, py::handle batch_obj, bool reference) {
         farray X = fm::float_arg(X_, "X", 2, "(N, D)");
         larray y = fm::int_arg(y_, "y", 1, "(N,)");
         larray perm = fm::int_arg(perm_, "perm", 1, "(M,)");
@@ -74,7 +75,8 @@ void bind_logreg(py::module_& m) {
         auto W = inout_arg(W_, "W", {C, D}, "(C, D) with D = X.shape[1]");
         auto b = inout_arg(b_, "b", {C}, "(C,)");
         if (C < 1) fm::value_error("W must have at least one class row");
-        if (batch_size < 1) fm::value_error("batch_size must be >= 1, got ", batch_size);
+        const int batch_size = int(fm::int_value(batch_obj, "batch_size", 1, fm::kIntMax));
+        if (D > fm::kIntMax || C > fm::kIntMax) fm::value_error("X/W dimensions must be below 2^31, got W ", fm::shape_str(W));
         if (!(lr > 0) || !std::isfinite(lr)) fm::value_error("lr must be a positive finite number, got ", lr);
         if (!(l2 >= 0) || !std::isfinite(l2)) fm::value_error("l2 must be >= 0, got ", l2);
         farray mk, sk;
@@ -88,13 +90,33 @@ void bind_logreg(py::module_& m) {
         const py::ssize_t M = perm.shape(0);
         for (py::ssize_t i = 0; i < M; ++i)
           if (pp[i] < 0 || pp[i] >= N) fm::value_error("perm must hold row indices in [0, ", N, "), got ", pp[i], " at index ", i);
-        fm::LogregEpochStats st;
-        {
-          fm::nogil nogil;
-          auto fn = reference ? fm::logreg_epoch_reference : fm::logreg_epoch;
-          st = fn(X.data(), yp, pp, M, (int)D, (int)C, W.mutable_data(), b.mutable_data(), mean, scale, lr, l2, batch_size);
+        // The epoch runs in chunks of whole batches (the same updates as one call: batch k is
+        // perm[k*B : (k+1)*B] either way), re-taking the GIL between chunks to honour Ctrl-C.
+        const int64_t per_chunk = std::max<int64_t>(1, ((int64_t)1 << 26) / std::max<int64_t>(1, D * C) / batch_size);
+        const int64_t chunk = per_chunk * batch_size;
+        fm::InplaceF32 Ww(W), bw(b);
+        double loss_sum = 0;
+        int64_t correct = 0;
+        for (int64_t start = 0; start < M || start == 0; start += chunk) {
+          const int64_t m = std::min(chunk, M - start);
+          fm::LogregEpochStats st;
+          {
+            fm::nogil nogil;
+            auto fn = reference ? fm::logreg_epoch_reference : fm::logreg_epoch;
+            st = fn(X.data(), yp, pp + start, m, (int)D, (int)C, Ww.data(), bw.data(), mean, scale, lr, l2, batch_size);
+          }
+          loss_sum += st.loss_sum;
+          correct += st.correct;
+          if (start + m < M && PyErr_CheckSignals() != 0) {
+            Ww.commit();
+            bw.commit();
+            throw py::error_already_set();
+          }
+          if (M == 0) break;
         }
-        return py::make_tuple(st.loss_sum, st.correct);
+        Ww.commit();
+        bw.commit();
+        return py::make_tuple(loss_sum, correct);
       },
       py::arg("X"), py::arg("y"), py::arg("perm"), py::arg("W"), py::arg("b"), py::arg("mean") = py::none(),
       py::arg("scale") = py::none(), py::arg("lr"), py::arg("l2") = 0.f, py::arg("batch_size"),

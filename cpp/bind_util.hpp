@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -133,6 +135,23 @@ inline void apply_thread_setting() {
 struct nogil {
   nogil() { apply_thread_setting(); }
   py::gil_scoped_release release;
+};
+
+// A float32 array updated in place (already checked: float32, C-contiguous, writable). numpy can
+// hand over views at an address that is not a multiple of 4 (a float32 view at an odd byte offset
+// into a buffer); the kernels then work on an aligned copy and commit() writes it back.
+struct InplaceF32 {
+  py::array orig;
+  farray work;
+  bool copied;
+  explicit InplaceF32(py::array a) : orig(std::move(a)) {
+    copied = reinterpret_cast<std::uintptr_t>(orig.data()) % alignof(float) != 0;
+    work = copied ? carray<float>(orig) : py::reinterpret_borrow<farray>(orig);
+  }
+  float* data() { return work.mutable_data(); }
+  void commit() {
+    if (copied) std::memcpy(orig.mutable_data(), work.data(), size_t(work.nbytes()));
+  }
 };
 
 inline farray new_farray(std::vector<py::ssize_t> shape) { return farray(shape); }
