@@ -91,6 +91,14 @@ py::object max_pool2d(py::handle x_obj, py::handle k_obj, py::handle s_obj, py::
 
 std::vector<int64_t> shape_arg(py::handle shape_obj, const char* fn) {
   std::vector<int64_t> ishape;
+  // a sequence of 3 or 4 items, checked before iterating (a huge array must not be walked)
+  const Py_ssize_t len = PySequence_Check(shape_obj.ptr()) ? PySequence_Size(shape_obj.ptr()) : -1;
+  if (len < 0) {
+    PyErr_Clear();
+    fm::type_error(fn, ": input_shape must be a tuple of ints, got ", std::string(py::repr(shape_obj)));
+  }
+  if (len != 3 && len != 4)
+    fm::value_error(fn, ": input_shape must be (N, C, H, W) or (C, H, W), got a sequence of length ", len);
   try {
     for (auto v : py::reinterpret_borrow<py::iterable>(shape_obj)) ishape.push_back(py::reinterpret_borrow<py::object>(v).cast<int64_t>());
   } catch (py::error_already_set&) {
