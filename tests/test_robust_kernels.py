@@ -482,3 +482,56 @@ def test_module_cpp_compiles_outside_cmake():
            f"-I{sysconfig.get_paths()['include']}", f"-I{ROOT / 'cpp'}", str(ROOT / "cpp" / "module.cpp")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("opt", ["sgd", "sgd-momentum", "sgd-nesterov", "adam", "adamw"])
+def test_optimizer_steps_keep_infinite_parameters_like_torch(opt):
+    # without weight decay the fused steps computed p - lr * (g + 0 * p): inf * 0 = NaN, where
+    # torch.optim leaves an infinite parameter infinite
+    rng = np.random.default_rng(8)
+    p0 = rng.standard_normal(64).astype(np.float32)
+    p0[[3, 40]] = [np.inf, -np.inf]
+    grads = [rng.standard_normal(64).astype(np.float32) for _ in range(2)]
+    pt = torch.tensor(p0, requires_grad=True)
+    topt = {"sgd": lambda: torch.optim.SGD([pt], lr=0.1),
+            "sgd-momentum": lambda: torch.optim.SGD([pt], lr=0.1, momentum=0.9),
+            "sgd-nesterov": lambda: torch.optim.SGD([pt], lr=0.1, momentum=0.9, nesterov=True),
+            "adam": lambda: torch.optim.Adam([pt], lr=0.1),
+            "adamw": lambda: torch.optim.AdamW([pt], lr=0.1, weight_decay=0.0)}[opt]()
+    p, b, m, v = p0.copy(), np.zeros(64, np.float32), np.zeros(64, np.float32), np.zeros(64, np.float32)
+    for step, g in enumerate(grads, 1):
+        pt.grad = torch.from_numpy(g)
+        topt.step()
+        if opt.startswith("sgd"):
+            mom = 0.0 if opt == "sgd" else 0.9
+            _core.sgd_step(p, g, b if mom else None, 0.1, momentum=mom, nesterov=opt == "sgd-nesterov",
+                           first=step == 1)
+        else:
+            _core.adam_step(p, g, m, v, step, 0.1, decoupled=opt == "adamw")
+    _same_nonfinite(p, pt.detach())
+    ok = np.isfinite(p)
+    np.testing.assert_allclose(p[ok], pt.detach().numpy()[ok], rtol=1e-5, atol=1e-6)
+
+
+def test_input_shape_is_not_walked_when_too_long():
+    # a sequence claiming 2^40 items was iterated item by item (GBs of memory, minutes)
+    class Long:
+        calls = 0
+
+        def __len__(self):
+            return 2**40
+
+        def __getitem__(self, i):
+            Long.calls += 1
+            if Long.calls > 100:
+                raise IndexError(i)
+            return 1
+
+    gy = np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="input_shape"):  # not walked either: 2^38 items
+        fm.max_pool2d_backward(gy, np.zeros((1, 1, 1, 1), np.int64), np.broadcast_to(np.int64(1), (HUGE,)))
+    with pytest.raises(ValueError, match="input_shape"):
+        fm.max_pool2d_backward(gy, np.zeros((1, 1, 1, 1), np.int64), Long())
+    with pytest.raises(ValueError, match="input_shape"):
+        fm.max_pool2d_compact_backward(gy, np.zeros((1, 1, 1, 1), np.uint8), Long(), 1)
+    assert Long.calls == 0
