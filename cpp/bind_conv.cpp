@@ -79,6 +79,8 @@ void bind_conv(py::module_& m) {
         auto B = fm::float_arg(b_obj, "b", 2, "(K, N)");
         int M = int(trans_a ? A.shape(1) : A.shape(0)), K = int(trans_a ? A.shape(0) : A.shape(1));
         int K2 = int(trans_b ? B.shape(1) : B.shape(0)), N = int(trans_b ? B.shape(0) : B.shape(1));
+        for (int i = 0; i < 2; ++i)
+          if (A.shape(i) > fm::kIntMax || B.shape(i) > fm::kIntMax) fm::value_error("_sgemm: dimensions must be below 2^31");
         if (K != K2) fm::value_error("_sgemm: inner dimensions differ: ", K, " vs ", K2);
         auto C = fm::new_farray({M, N});
         {

@@ -133,6 +133,7 @@ void bind_logreg(py::module_& m) {
         const py::ssize_t N = X.shape(0), D = X.shape(1), C = W.shape(0);
         if (W.shape(1) != D) fm::value_error("X has ", D, " features but W has shape ", fm::shape_str(W));
         if (b.shape(0) != C) fm::value_error("b must have shape (", C, ",), got ", fm::shape_str(b));
+        if (D > fm::kIntMax || C > fm::kIntMax) fm::value_error("X/W dimensions must be below 2^31, got W ", fm::shape_str(W));
         farray mk, sk;
         const float* mean = opt_vec(mean_, "mean", D, mk);
         const float* scale = opt_vec(scale_, "scale", D, sk);

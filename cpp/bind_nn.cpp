@@ -216,6 +216,8 @@ LinearArgs linear_args(py::handle x_obj, py::handle w_obj, py::handle b_obj, con
   a.x = fm::float_arg(x_obj, "x", 2, "(N, in_features)");
   a.w = fm::float_arg(w_obj, "weight", 2, "(out_features, in_features)");
   a.N = a.x.shape(0), a.in = a.x.shape(1), a.out = a.w.shape(0);
+  if (a.N > fm::kIntMax || a.in > fm::kIntMax || a.out > fm::kIntMax)  // the SGEMM takes int sizes
+    fm::value_error(fn, ": dimensions must be below 2^31, got x ", fm::shape_str(a.x), " and weight ", fm::shape_str(a.w));
   if (a.w.shape(1) != a.in)
     fm::value_error(fn, ": x of shape ", fm::shape_str(a.x), " and weight of shape ", fm::shape_str(a.w),
                     " disagree on in_features (weight is (out_features, in_features) as in PyTorch)");
