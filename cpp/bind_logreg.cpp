@@ -1,6 +1,7 @@
 // Bindings for logreg.cpp (mini-batch GD epoch, forward) and roc.cpp (ROC sweep).
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "bind_util.hpp"
@@ -11,6 +12,9 @@ namespace {
 
 using fm::farray;
 using fm::larray;
+
+// ROC inputs from this many scores on take Ctrl-C (an InterruptScope costs a few microseconds).
+constexpr int64_t kInterruptibleN = int64_t(1) << 20;
 
 // A float32 C-contiguous writeable array updated in place (weights, bias).
 py::array_t<float> inout_arg(py::handle obj, const char* name, std::vector<py::ssize_t> shape,
@@ -55,6 +59,7 @@ void roc_status_check(fm::RocStatus s, const std::string& what) {
       fm::value_error(what, "y_true has no positive sample: the ROC curve is undefined with one class only");
     case fm::ROC_NO_NEGATIVE:
       fm::value_error(what, "y_true has no negative sample: the ROC curve is undefined with one class only");
+    case fm::ROC_CANCELLED: break;  // only with an InterruptScope, whose finish() has raised
   }
 }
 
@@ -170,16 +175,20 @@ void bind_logreg(py::module_& m) {
         const int64_t n = s.shape(0);
         fm::RocCurve c;
         fm::RocStatus st;
+        std::unique_ptr<fm::InterruptScope> intr;  // Ctrl-C on inputs large enough to take a while
+        if (n >= kInterruptibleN) intr = std::make_unique<fm::InterruptScope>();
+        const std::atomic<bool>* cancel = intr ? intr->flag() : nullptr;
         if (s.dtype().is(py::dtype::of<float>()) && !reference) {
           auto a = fm::carray<float>(s);
           fm::nogil nogil;
-          st = fm::roc_curve(a.data(), 1, pos.data(), n, drop_intermediate, c);
+          st = fm::roc_curve(a.data(), 1, pos.data(), n, drop_intermediate, c, true, cancel);
         } else {
           auto a = fm::carray<double>(s);
           fm::nogil nogil;
           st = reference ? fm::roc_curve_reference(a.data(), pos.data(), n, drop_intermediate, c)
-                         : fm::roc_curve(a.data(), 1, pos.data(), n, drop_intermediate, c);
+                         : fm::roc_curve(a.data(), 1, pos.data(), n, drop_intermediate, c, true, cancel);
         }
+        if (intr) intr->finish();
         roc_status_check(st, "");
         return curve_tuple(c);
       },
@@ -205,6 +214,9 @@ void bind_logreg(py::module_& m) {
         else pd = fm::carray<double>(p);
         std::vector<fm::RocCurve> curves(C);
         std::vector<fm::RocStatus> status(C, fm::ROC_OK);
+        std::unique_ptr<fm::InterruptScope> intr;
+        if (n * C >= kInterruptibleN) intr = std::make_unique<fm::InterruptScope>();
+        const std::atomic<bool>* cancel = intr ? intr->flag() : nullptr;
         {
           // one class per thread (each sort serial inside)
           fm::nogil nogil;
@@ -215,11 +227,12 @@ void bind_logreg(py::module_& m) {
 #pragma omp for schedule(dynamic, 1)
             for (int64_t c = 0; c < C; ++c) {
               for (int64_t i = 0; i < n; ++i) pos[i] = yp[i] == c;
-              status[c] = f32 ? fm::roc_curve(pf.data() + c, C, pos.data(), n, drop_intermediate, curves[c], false)
-                              : fm::roc_curve(pd.data() + c, C, pos.data(), n, drop_intermediate, curves[c], false);
+              status[c] = f32 ? fm::roc_curve(pf.data() + c, C, pos.data(), n, drop_intermediate, curves[c], false, cancel)
+                              : fm::roc_curve(pd.data() + c, C, pos.data(), n, drop_intermediate, curves[c], false, cancel);
             }
           }
         }
+        if (intr) intr->finish();
         py::list out;
         for (int64_t c = 0; c < C; ++c) {
           roc_status_check(status[c], "class " + std::to_string(c) + ": ");

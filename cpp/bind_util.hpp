@@ -9,6 +9,7 @@
 #endif
 
 #include <atomic>
+#include <csignal>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -152,6 +153,55 @@ struct InplaceF32 {
   void commit() {
     if (copied) std::memcpy(orig.mutable_data(), work.data(), size_t(work.nbytes()));
   }
+};
+
+// Ctrl-C during a long kernel call. While an InterruptScope lives (created with the GIL, on
+// Python's main thread; elsewhere it does nothing, as Python delivers SIGINT to the main thread
+// only), SIGINT sets interrupt_flag() instead of running Python's C-level handler; kernels that
+// take the flag poll it between passes and return early. finish() (with the GIL) restores
+// Python's handler and, if SIGINT came, hands it on (PyErr_SetInterrupt: KeyboardInterrupt, or
+// the user's Python handler) and throws. Not used where Python's handler is SIG_DFL or SIG_IGN.
+std::atomic<bool>& interrupt_flag();  // module.cpp
+class InterruptScope {
+ public:
+  InterruptScope() {
+#ifndef _WIN32
+    py::module_ threading = py::module_::import("threading");
+    if (!threading.attr("current_thread")().is(threading.attr("main_thread")())) return;
+    interrupt_flag().store(false);
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { interrupt_flag().store(true); };
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &old_) != 0) return;
+    installed_ = true;
+    if (old_.sa_handler == SIG_DFL || old_.sa_handler == SIG_IGN) restore();
+#endif
+  }
+  ~InterruptScope() { restore(); }
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+  const std::atomic<bool>* flag() const { return installed_ ? &interrupt_flag() : nullptr; }
+  void finish() {
+    const bool was = installed_;
+    restore();
+    if (!was || !interrupt_flag().exchange(false)) return;
+    PyErr_SetInterrupt();
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    PyErr_SetNone(PyExc_KeyboardInterrupt);  // a handler that did not raise: the call is still cut short
+    throw py::error_already_set();
+  }
+
+ private:
+  void restore() {
+#ifndef _WIN32
+    if (installed_) sigaction(SIGINT, &old_, nullptr);
+#endif
+    installed_ = false;
+  }
+#ifndef _WIN32
+  struct sigaction old_ {};
+#endif
+  bool installed_ = false;
 };
 
 inline farray new_farray(std::vector<py::ssize_t> shape) { return farray(shape); }

@@ -77,6 +77,11 @@ std::atomic<int>& fm::thread_setting() {
   return n;
 }
 
+std::atomic<bool>& fm::interrupt_flag() {
+  static std::atomic<bool> f{false};
+  return f;
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmnist C++ kernels (use the wrappers in the fastmnist package)";
   m.def(

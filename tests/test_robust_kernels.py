@@ -535,3 +535,45 @@ def test_input_shape_is_not_walked_when_too_long():
     with pytest.raises(ValueError, match="input_shape"):
         fm.max_pool2d_compact_backward(gy, np.zeros((1, 1, 1, 1), np.uint8), Long(), 1)
     assert Long.calls == 0
+
+
+@pytest.mark.parametrize("ovr", [False, True])
+def test_roc_on_large_input_takes_ctrl_c_and_restores_the_handler(ovr):
+    # Ctrl-C while the sort runs: KeyboardInterrupt from the call, Python's handler back in place
+    # and the next call unaffected. (That the sort stops early, rather than after its end, is not
+    # observable without timing; the logreg test above shows the early stop.)
+    rng = np.random.default_rng(9)
+    n = 2**22
+    scores = rng.standard_normal((n, 2) if ovr else n).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    positive = y.astype(np.uint8)
+    calls = []
+
+    def handler(signum, frame):
+        calls.append(signum)
+        raise KeyboardInterrupt
+
+    stop = threading.Event()
+
+    def poke():
+        while not stop.wait(0.002):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        t = threading.Thread(target=poke)
+        t.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                for _ in range(100):  # the pokes land inside one of these calls
+                    _core.roc_curve_ovr(y, scores) if ovr else _core.roc_curve(scores, positive)
+        finally:
+            stop.set()
+            t.join()
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert calls
+    small = np.array([0.1, 0.9, 0.4], np.float32)
+    fpr, tpr, _ = _core.roc_curve(small, np.array([0, 1, 0], np.uint8))
+    np.testing.assert_array_equal(tpr[-1], 1.0)
