@@ -114,25 +114,32 @@ void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, 
 #else
   [[maybe_unused]] const bool avx2 = false;
 #endif
-#pragma omp parallel if (N * C * plane > 8192)
+  // Per-thread scratch, allocated before the parallel region (a failed allocation then raises
+  // MemoryError in the binding instead of terminating inside OpenMP): the zero-bordered plane
+  // (borders stay zero, the interior is rewritten) and the row coordinates.
+  const bool par = N * C * plane > 8192;
+  const size_t per = size_t(PH * PW) + 2 * size_t(W);
+  std::vector<float> scratch(size_t(par ? max_threads() : 1) * per, 0.0f);
+#pragma omp parallel if (par)
   {
-    std::vector<float> pad(size_t(PH * PW), 0.0f);  // borders stay zero; the interior is rewritten
-    std::vector<float> sxs(static_cast<size_t>(W)), sys(static_cast<size_t>(W));
+    float* pad = scratch.data() + size_t(thread_id()) * per;
+    float* sxs = pad + size_t(PH * PW);
+    float* sys = sxs + W;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const double* M = mats + 9 * n;
       for (int64_t c = 0; c < C; ++c) {
         const float* img = x + (n * C + c) * plane;
         for (int64_t i = 0; i < H; ++i)
-          std::memcpy(&pad[size_t((i + 1) * PW + 1)], img + i * W, size_t(W) * sizeof(float));
+          std::memcpy(pad + size_t((i + 1) * PW + 1), img + i * W, size_t(W) * sizeof(float));
         float* o = out + (n * C + c) * plane;
 #if FM_X86
         if (avx2) {
-          plane_rows_avx2(pad.data(), PW, M, o, H, W, projective, sxs.data(), sys.data());
+          plane_rows_avx2(pad, PW, M, o, H, W, projective, sxs, sys);
           continue;
         }
 #endif
-        plane_rows(pad.data(), PW, M, o, H, W, projective, sxs.data(), sys.data());
+        plane_rows(pad, PW, M, o, H, W, projective, sxs, sys);
       }
     }
   }
