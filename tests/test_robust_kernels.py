@@ -49,6 +49,8 @@ def isa(request):
 
 
 def _torch_refuses(fn):
+    if os.environ.get("FASTMNIST_SANITIZED"):  # tools/sanitize.sh: torch's own huge allocations abort
+        return True
     try:
         fn()
     except (RuntimeError, ValueError, TypeError, MemoryError, OverflowError):

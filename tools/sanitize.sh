@@ -6,8 +6,8 @@
 # Builds fastmnist._core with -fsanitize=address,undefined (-fno-sanitize-recover=undefined: any
 # undefined behaviour aborts the test run) into build/sanitize, next to symlinks to the Python
 # sources (the regular module in python/fastmnist is left alone), then runs pytest against it with
-# libasan preloaded (pybind11 modules are loaded by an uninstrumented python, so the ASan runtime
-# must come first). Leak detection is off (CPython's own allocations would be reported);
+# libasan (and libstdc++) preloaded (pybind11 modules are loaded by an uninstrumented python, so
+# the ASan runtime must come first). Leak detection is off (CPython's own allocations would be reported);
 # allocator_may_return_null lets numpy see a failed huge allocation as MemoryError, as in a
 # normal build. Environment: PYTHON (default python3), CXX, BUILD_DIR, FASTMNIST_FUZZ_CALLS (1000 here).
 set -euo pipefail
@@ -48,4 +48,8 @@ export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export FASTMNIST_FUZZ_CALLS="${FASTMNIST_FUZZ_CALLS:-1000}"
 export MPLBACKEND=Agg
-LD_PRELOAD="$libasan" exec "$py" -m pytest "$@"
+export FASTMNIST_SANITIZED=1  # tests skip calls into torch that only probe torch's own huge allocations
+# libstdc++ preloaded too: python does not link it, and ASan's __cxa_throw interceptor must find
+# it at start-up ("CHECK failed: real___cxa_throw != 0" on the first C++ exception otherwise)
+libstdcxx="$(${CXX:-c++} -print-file-name=libstdc++.so)"
+LD_PRELOAD="$libasan $libstdcxx" exec "$py" -m pytest "$@"
