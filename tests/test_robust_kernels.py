@@ -579,3 +579,12 @@ def test_roc_on_large_input_takes_ctrl_c_and_restores_the_handler(ovr):
     small = np.array([0.1, 0.9, 0.4], np.float32)
     fpr, tpr, _ = _core.roc_curve(small, np.array([0, 1, 0], np.uint8))
     np.testing.assert_array_equal(tpr[-1], 1.0)
+
+
+@pytest.mark.parametrize("k, p", [(65536, 32768), ((2**30, 3), (2**29, 1)), ((3, 2**31 - 1), (1, 2**30 - 1))])
+def test_max_pool_huge_windows_match_torch(k, p):
+    x = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+    y, idx = fm.max_pool2d(x, k, 1, p, return_indices=True)
+    yt, it = F.max_pool2d(torch.from_numpy(x), k, 1, p, return_indices=True)
+    np.testing.assert_array_equal(y, yt.numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
