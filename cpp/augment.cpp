@@ -12,13 +12,20 @@ namespace fm {
 
 namespace {
 
+// The largest float <= v (float(v) rounds to nearest, which can exceed v above 2^24).
+inline float float_floor(int64_t v) {
+  float f = float(v);
+  return double(f) > double(v) ? std::nextafter(f, 0.0f) : f;
+}
+
 // Source coordinates of output row i (W pixels), shifted by +1 into scratch-plane coordinates and
 // clamped to [0, W+1] x [0, H+1] (NaN from w == 0 goes to the zero border too).
 __attribute__((always_inline)) inline void row_coords(const double* __restrict M, int64_t i, int64_t H, int64_t W,
                                                       bool projective, float* __restrict sxs,
                                                       float* __restrict sys) {
   const double u0 = M[1] * double(i) + M[2], v0 = M[4] * double(i) + M[5], w0 = M[7] * double(i) + M[8];
-  const float hx = float(W + 1), hy = float(H + 1);
+  // upper clamps W+1, H+1 rounded down to a float (rounding up would let a tap read past the plane)
+  const float hx = float_floor(W + 1), hy = float_floor(H + 1);
   for (int64_t j = 0; j < W; ++j) {
     double u = M[0] * double(j) + u0, v = M[3] * double(j) + v0;
     if (projective) {
@@ -107,25 +114,32 @@ void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, 
 #else
   [[maybe_unused]] const bool avx2 = false;
 #endif
-#pragma omp parallel if (N * C * plane > 8192)
+  // Per-thread scratch, allocated before the parallel region (a failed allocation then raises
+  // MemoryError in the binding instead of terminating inside OpenMP): the zero-bordered plane
+  // (borders stay zero, the interior is rewritten) and the row coordinates.
+  const bool par = N * C * plane > 8192;
+  const size_t per = size_t(PH * PW) + 2 * size_t(W);
+  std::vector<float> scratch(size_t(par ? max_threads() : 1) * per, 0.0f);
+#pragma omp parallel if (par)
   {
-    std::vector<float> pad(size_t(PH * PW), 0.0f);  // borders stay zero; the interior is rewritten
-    std::vector<float> sxs(static_cast<size_t>(W)), sys(static_cast<size_t>(W));
+    float* pad = scratch.data() + size_t(thread_id()) * per;
+    float* sxs = pad + size_t(PH * PW);
+    float* sys = sxs + W;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const double* M = mats + 9 * n;
       for (int64_t c = 0; c < C; ++c) {
         const float* img = x + (n * C + c) * plane;
         for (int64_t i = 0; i < H; ++i)
-          std::memcpy(&pad[size_t((i + 1) * PW + 1)], img + i * W, size_t(W) * sizeof(float));
+          std::memcpy(pad + size_t((i + 1) * PW + 1), img + i * W, size_t(W) * sizeof(float));
         float* o = out + (n * C + c) * plane;
 #if FM_X86
         if (avx2) {
-          plane_rows_avx2(pad.data(), PW, M, o, H, W, projective, sxs.data(), sys.data());
+          plane_rows_avx2(pad, PW, M, o, H, W, projective, sxs, sys);
           continue;
         }
 #endif
-        plane_rows(pad.data(), PW, M, o, H, W, projective, sxs.data(), sys.data());
+        plane_rows(pad, PW, M, o, H, W, projective, sxs, sys);
       }
     }
   }

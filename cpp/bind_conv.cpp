@@ -1,4 +1,6 @@
 // Bindings for the SGEMM and conv2d kernels: argument validation, GIL release, numpy in/out.
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "bind_util.hpp"
@@ -28,12 +30,8 @@ struct ConvArgs {
 ConvArgs conv_args(py::handle x_obj, py::handle w_obj, py::handle stride, py::handle padding) {
   auto x = fm::float_arg(x_obj, "x", 4, "(N, C, H, W)");
   auto w = fm::float_arg(w_obj, "weight", 4, "(K, C, R, S)");
-  auto st = fm::pair_arg(stride, "stride");
-  auto pd = fm::pair_arg(padding, "padding");
-  if (st.first < 1 || st.second < 1)
-    fm::value_error("stride must be >= 1, got (", st.first, ", ", st.second, ")");
-  if (pd.first < 0 || pd.second < 0)
-    fm::value_error("padding must be >= 0, got (", pd.first, ", ", pd.second, ")");
+  auto st = fm::pair_arg(stride, "stride", 1, fm::kIntMax);
+  auto pd = fm::pair_arg(padding, "padding", 0, fm::kIntMax);
   for (int i = 1; i < 4; ++i)
     if (x.shape(i) < 1)
       fm::value_error("x must have non-empty C, H, W (N, C, H, W), got shape ", fm::shape_str(x));
@@ -42,15 +40,31 @@ ConvArgs conv_args(py::handle x_obj, py::handle w_obj, py::handle stride, py::ha
   if (x.shape(1) != w.shape(1))
     fm::value_error("weight in-channels (K, C, R, S) must match x channels: weight shape ", fm::shape_str(w),
                     ", x shape ", fm::shape_str(x));
-  const py::ssize_t big = (py::ssize_t)1 << 30;
-  for (int i = 0; i < 4; ++i)
-    if (x.shape(i) >= big || w.shape(i) >= big) fm::value_error("x/weight dimensions too large");
-  fm::ConvShape s{int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(x.shape(3)),
-                  int(w.shape(0)), int(w.shape(2)), int(w.shape(3)), st.first, st.second, pd.first, pd.second};
-  if (s.R > s.H + 2 * s.ph || s.S > s.W + 2 * s.pw)
-    fm::value_error("weight kernel (R, S) = (", s.R, ", ", s.S, ") is larger than the padded input (",
-                    s.H + 2 * s.ph, ", ", s.W + 2 * s.pw, "): x shape ", fm::shape_str(x), ", padding (",
-                    s.ph, ", ", s.pw, ")");
+  // All size arithmetic in 64 bits (every factor is below 2^31 here, so no product of two
+  // overflows); the kernels index with int, so each size they form must stay below 2^31.
+  const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3);
+  const int64_t K = w.shape(0), R = w.shape(2), S = w.shape(3);
+  for (int64_t v : {N, C, H, W, K, R, S})
+    if (v > fm::kIntMax) fm::value_error("x/weight dimensions must be below 2^31, got x ", fm::shape_str(x), ", weight ", fm::shape_str(w));
+  const int64_t Hp = H + 2 * int64_t(pd.first), Wp = W + 2 * int64_t(pd.second);
+  if (R > Hp || S > Wp)
+    fm::value_error("weight kernel (R, S) = (", R, ", ", S, ") is larger than the padded input (", Hp, ", ", Wp,
+                    "): x shape ", fm::shape_str(x), ", padding (", pd.first, ", ", pd.second, ")");
+  const int64_t P = (Hp - R) / st.first + 1, Q = (Wp - S) / st.second + 1;
+  auto small = [](std::initializer_list<int64_t> f) {  // product of factors below 2^31?
+    int64_t r = 1;
+    for (int64_t v : f) {
+      if (v != 0 && r > fm::kIntMax / v) return false;
+      r *= v;
+    }
+    return true;
+  };
+  if (!(small({Hp}) && small({Wp}) && small({C, Hp, Wp}) && small({C, S, Hp, Q}) && small({C, R, S, P, Q}) &&
+        small({K, P, Q}) && small({C, H, W}) && small({K, C, R, S}) && small({N, P, Q}) && small({N, H, W})))
+    fm::value_error("conv2d: x ", fm::shape_str(x), ", weight ", fm::shape_str(w), " with padding (", pd.first, ", ",
+                    pd.second, ") and stride (", st.first, ", ", st.second, ") gives an output of (", P, ", ", Q,
+                    ") per plane: too large (per-image sizes must stay below 2^31 elements)");
+  fm::ConvShape s{int(N), int(C), int(H), int(W), int(K), int(R), int(S), st.first, st.second, pd.first, pd.second};
   return {std::move(x), std::move(w), s};
 }
 
@@ -65,10 +79,12 @@ void bind_conv(py::module_& m) {
         auto B = fm::float_arg(b_obj, "b", 2, "(K, N)");
         int M = int(trans_a ? A.shape(1) : A.shape(0)), K = int(trans_a ? A.shape(0) : A.shape(1));
         int K2 = int(trans_b ? B.shape(1) : B.shape(0)), N = int(trans_b ? B.shape(0) : B.shape(1));
+        for (int i = 0; i < 2; ++i)
+          if (A.shape(i) > fm::kIntMax || B.shape(i) > fm::kIntMax) fm::value_error("_sgemm: dimensions must be below 2^31");
         if (K != K2) fm::value_error("_sgemm: inner dimensions differ: ", K, " vs ", K2);
         auto C = fm::new_farray({M, N});
         {
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           auto f = parallel ? fm::sgemm_parallel : fm::sgemm;
           f(trans_a, trans_b, M, N, K, 1.f, A.data(), int(A.shape(1)), B.data(), int(B.shape(1)), 0.f,
             C.mutable_data(), N);
@@ -107,7 +123,7 @@ void bind_conv(py::module_& m) {
         }
         auto y = fm::new_farray({a.s.N, a.s.K, a.s.P(), a.s.Q()});
         {
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           fm::conv2d_forward(a.s, a.x.data(), a.w.data(), bp, y.mutable_data(), relu, im);
         }
         return y;
@@ -134,7 +150,7 @@ void bind_conv(py::module_& m) {
         if (input_grad) dx = fm::new_farray({s.N, s.C, s.H, s.W});
         if (bias) db = fm::new_farray({s.K});
         {
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           if (input_grad) fm::conv2d_backward_input(s, dy.data(), a.w.data(), dx.mutable_data(), im);
           if (weight_grad)
             fm::conv2d_backward_weight(s, dy.data(), a.x.data(), dw.mutable_data(),

@@ -42,14 +42,17 @@ fm::Pool2dShape pool_geometry(const char* fn, int64_t N, int64_t C, int64_t H, i
   if (PH < 0 || PW < 0) fm::value_error(fn, ": padding must be non-negative, got (", PH, ", ", PW, ")");
   if (PH > KH / 2 || PW > KW / 2)
     fm::value_error(fn, ": padding (", PH, ", ", PW, ") must be at most half of kernel_size (", KH, ", ", KW, ")");
-  if (H + 2 * PH < KH || W + 2 * PW < KW)
+  // as PyTorch: an empty batch is fine (empty output), empty channels or planes are not
+  if (C < 1 || H < 1 || W < 1)
+    fm::value_error(fn, ": x must have non-empty channel and spatial dimensions, got shape ", shape_desc);
+  if (H + 2 * int64_t(PH) < KH || W + 2 * int64_t(PW) < KW)
     fm::value_error(fn, ": kernel_size (", KH, ", ", KW, ") with padding (", PH, ", ", PW,
                     ") is larger than the input of shape ", shape_desc);
   fm::Pool2dShape s{};
   s.N = N, s.C = C, s.H = H, s.W = W;
   s.KH = KH, s.KW = KW, s.SH = SH, s.SW = SW, s.PH = PH, s.PW = PW;
-  s.OH = (H + 2 * PH - KH) / SH + 1;
-  s.OW = (W + 2 * PW - KW) / SW + 1;
+  s.OH = (H + 2 * int64_t(PH) - KH) / SH + 1;
+  s.OW = (W + 2 * int64_t(PW) - KW) / SW + 1;
   return s;
 }
 
@@ -65,7 +68,7 @@ py::object max_pool2d_impl(const char* fn, py::handle x_obj, py::handle k_obj, p
   const int off = nd == 3 ? 1 : 0;
   fm::Pool2dShape s = pool_geometry(fn, nd == 3 ? 1 : x.shape(0), x.shape(1 - off), x.shape(2 - off),
                                     x.shape(3 - off), fm::shape_str(x), k_obj, s_obj, p_obj);
-  if (mode == 2 && s.KH * s.KW > 256)
+  if (mode == 2 && int64_t(s.KH) * s.KW > 256)
     fm::value_error(fn, ": compact indices need kernel_size area <= 256, got (", s.KH, ", ", s.KW, ")");
   std::vector<py::ssize_t> oshape = {s.N, s.C, s.OH, s.OW};
   if (nd == 3) oshape.erase(oshape.begin());
@@ -73,7 +76,7 @@ py::object max_pool2d_impl(const char* fn, py::handle x_obj, py::handle k_obj, p
   larray idx = mode == 1 ? larray(oshape) : larray();
   py::array_t<uint8_t> code = mode == 2 ? py::array_t<uint8_t>(oshape) : py::array_t<uint8_t>();
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     fm::max_pool2d_forward(s, x.data(), y.mutable_data(), mode == 1 ? idx.mutable_data() : nullptr,
                            mode == 2 ? code.mutable_data() : nullptr);
   }
@@ -88,6 +91,14 @@ py::object max_pool2d(py::handle x_obj, py::handle k_obj, py::handle s_obj, py::
 
 std::vector<int64_t> shape_arg(py::handle shape_obj, const char* fn) {
   std::vector<int64_t> ishape;
+  // a sequence of 3 or 4 items, checked before iterating (a huge array must not be walked)
+  const Py_ssize_t len = PySequence_Check(shape_obj.ptr()) ? PySequence_Size(shape_obj.ptr()) : -1;
+  if (len < 0) {
+    PyErr_Clear();
+    fm::type_error(fn, ": input_shape must be a tuple of ints, got ", std::string(py::repr(shape_obj)));
+  }
+  if (len != 3 && len != 4)
+    fm::value_error(fn, ": input_shape must be (N, C, H, W) or (C, H, W), got a sequence of length ", len);
   try {
     for (auto v : py::reinterpret_borrow<py::iterable>(shape_obj)) ishape.push_back(py::reinterpret_borrow<py::object>(v).cast<int64_t>());
   } catch (py::error_already_set&) {
@@ -109,6 +120,8 @@ farray max_pool2d_compact_backward(py::handle gy_obj, py::handle code_obj, py::h
   const int nd = int(ishape.size()), off = nd == 3 ? 1 : 0;
   fm::Pool2dShape s = pool_geometry(fn, nd == 3 ? 1 : ishape[0], ishape[1 - off], ishape[2 - off], ishape[3 - off],
                                     shape_str(ishape), k_obj, s_obj, p_obj);
+  if (int64_t(s.KH) * s.KW > 256)
+    fm::value_error(fn, ": compact indices need kernel_size area <= 256, got (", s.KH, ", ", s.KW, ")");
   std::vector<int64_t> oshape = {s.N, s.C, s.OH, s.OW};
   if (nd == 3) oshape.erase(oshape.begin());
   farray gy = fm::float_arg(gy_obj, "grad_y", nd, nd == 4 ? "(N, C, OH, OW)" : "(C, OH, OW)");
@@ -116,7 +129,7 @@ farray max_pool2d_compact_backward(py::handle gy_obj, py::handle code_obj, py::h
     fm::type_error(fn, ": argmax must be the uint8 array from max_pool2d_compact, got ",
                    py::isinstance<py::array>(code_obj) ? "dtype " + std::string(py::str(py::reinterpret_borrow<py::array>(code_obj).dtype()))
                                                        : std::string(py::str(py::type::of(code_obj).attr("__name__"))));
-  auto code = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(code_obj);
+  auto code = fm::carray<uint8_t>(code_obj);
   if (shape_of(gy) != std::vector<py::ssize_t>(oshape.begin(), oshape.end()) || shape_of(code) != shape_of(gy))
     fm::value_error(fn, ": grad_y and argmax must have shape ", shape_str(oshape), " for input_shape ", shape_str(ishape),
                     " and this kernel_size/stride/padding, got ", fm::shape_str(gy), " and ", fm::shape_str(code));
@@ -128,7 +141,7 @@ farray max_pool2d_compact_backward(py::handle gy_obj, py::handle code_obj, py::h
   farray gx(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
   bool ok;
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     ok = fm::max_pool2d_backward_compact(s, gy.data(), code.data(), gx.mutable_data(),
                                          relu_obj.is_none() ? nullptr : relu_y.data());
   }
@@ -155,7 +168,7 @@ farray max_pool2d_backward(py::handle gy_obj, py::handle idx_obj, py::handle sha
   farray gx(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
   bool ok;
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     ok = fm::max_pool2d_backward(s, gy.data(), idx.data(), gx.mutable_data());
   }
   if (!ok)
@@ -171,7 +184,7 @@ farray unary(py::handle x_obj) {
   farray x = fm::float_arg(x_obj, "x", -1, "(any shape)");
   farray y(shape_of(x));
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     F(x.size(), x.data(), y.mutable_data());
   }
   return y;
@@ -184,7 +197,7 @@ farray binary_grad(py::handle gy_obj, py::handle a_obj, const char* an, const ch
   same_shape(gy, "grad_y", a, an, fn);
   farray gx(shape_of(gy));
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     F(gy.size(), gy.data(), a.data(), gx.mutable_data());
   }
   return gx;
@@ -203,6 +216,8 @@ LinearArgs linear_args(py::handle x_obj, py::handle w_obj, py::handle b_obj, con
   a.x = fm::float_arg(x_obj, "x", 2, "(N, in_features)");
   a.w = fm::float_arg(w_obj, "weight", 2, "(out_features, in_features)");
   a.N = a.x.shape(0), a.in = a.x.shape(1), a.out = a.w.shape(0);
+  if (a.N > fm::kIntMax || a.in > fm::kIntMax || a.out > fm::kIntMax)  // the SGEMM takes int sizes
+    fm::value_error(fn, ": dimensions must be below 2^31, got x ", fm::shape_str(a.x), " and weight ", fm::shape_str(a.w));
   if (a.w.shape(1) != a.in)
     fm::value_error(fn, ": x of shape ", fm::shape_str(a.x), " and weight of shape ", fm::shape_str(a.w),
                     " disagree on in_features (weight is (out_features, in_features) as in PyTorch)");
@@ -220,7 +235,7 @@ farray linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu) {
   LinearArgs a = linear_args(x_obj, w_obj, b_obj, relu ? "linear_relu" : "linear");
   farray y({a.N, a.out});
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     fm::linear_forward(a.N, a.in, a.out, a.x.data(), a.w.data(), a.has_b ? a.b.data() : nullptr,
                        y.mutable_data(), relu);
   }
@@ -237,7 +252,7 @@ py::tuple linear_backward(py::handle gy_obj, py::handle x_obj, py::handle w_obj,
   farray gx = input_grad ? farray({a.N, a.in}) : farray();
   farray gb = bias ? farray({a.out}) : farray();
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     fm::linear_backward(a.N, a.in, a.out, gy.data(), a.x.data(), a.w.data(), input_grad ? gx.mutable_data() : nullptr,
                         gw.mutable_data(), bias ? gb.mutable_data() : nullptr);
   }
@@ -252,7 +267,7 @@ farray rowwise(py::handle x_obj) {
   farray x = fm::float_arg(x_obj, "x", 2, "(N, C)");
   farray y(shape_of(x));
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     F(x.shape(0), x.shape(1), x.data(), y.mutable_data());
   }
   return y;
@@ -265,7 +280,7 @@ farray rowwise_grad(py::handle gy_obj, py::handle y_obj, const char* fn) {
   same_shape(gy, "grad_y", y, "y", fn);
   farray gx(shape_of(gy));
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     F(gy.shape(0), gy.shape(1), gy.data(), y.data(), gx.mutable_data());
   }
   return gx;
@@ -289,7 +304,7 @@ py::tuple softmax_cross_entropy(py::handle logits_obj, py::handle labels_obj, bo
   farray g = want_grad ? farray(shape_of(x)) : farray();
   double loss;
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     loss = fm::softmax_cross_entropy(N, C, x.data(), tp, want_grad ? g.mutable_data() : nullptr);
   }
   return py::make_tuple(loss, want_grad ? py::object(g) : py::object(py::none()));
@@ -303,7 +318,7 @@ py::tuple mse_loss(py::handle p_obj, py::handle t_obj, bool want_grad) {
   farray g = want_grad ? farray(shape_of(p)) : farray();
   double loss;
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     loss = fm::mse_loss(p.size(), p.data(), t.data(), want_grad ? g.mutable_data() : nullptr);
   }
   return py::make_tuple(loss, want_grad ? py::object(g) : py::object(py::none()));
@@ -358,14 +373,15 @@ void bind_nn(py::module_& m) {
       [](py::handle x_obj, int KH, int KW, int SH, int SW, int PH, int PW) {
         farray x = fm::float_arg(x_obj, "x", 4, "(N, C, H, W)");
         fm::Pool2dShape s{x.shape(0), x.shape(1), x.shape(2), x.shape(3), KH, KW, SH, SW, PH, PW, 0, 0};
-        if (KH <= 0 || KW <= 0 || SH <= 0 || SW <= 0 || PH < 0 || PW < 0 || s.H + 2 * PH < KH || s.W + 2 * PW < KW)
+        if (KH <= 0 || KW <= 0 || SH <= 0 || SW <= 0 || PH < 0 || PW < 0 || s.C < 1 || s.H < 1 || s.W < 1 ||
+            s.H + 2 * int64_t(PH) < KH || s.W + 2 * int64_t(PW) < KW)
           fm::value_error("_max_pool2d_reference: bad geometry");
-        s.OH = (s.H + 2 * PH - KH) / SH + 1;
-        s.OW = (s.W + 2 * PW - KW) / SW + 1;
+        s.OH = (s.H + 2 * int64_t(PH) - KH) / SH + 1;
+        s.OW = (s.W + 2 * int64_t(PW) - KW) / SW + 1;
         farray y({s.N, s.C, s.OH, s.OW});
         larray idx({s.N, s.C, s.OH, s.OW});
         {
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           fm::max_pool2d_forward_reference(s, x.data(), y.mutable_data(), idx.mutable_data());
         }
         return py::make_tuple(y, idx);
@@ -377,7 +393,7 @@ void bind_nn(py::module_& m) {
         LinearArgs a = linear_args(x_obj, w_obj, b_obj, "_linear_reference");
         farray y({a.N, a.out});
         {
-          py::gil_scoped_release nogil;
+          fm::nogil nogil;
           fm::linear_forward_reference(a.N, a.in, a.out, a.x.data(), a.w.data(), a.has_b ? a.b.data() : nullptr,
                                        y.mutable_data());
         }

@@ -1,4 +1,5 @@
 // Bindings for the training helpers: optimizer update steps (in place) and augmentation warps.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,24 +59,30 @@ void sgd_step_py(py::handle param, py::handle grad, py::object momentum_buffer, 
   check_finite_scalar(dampening, "dampening");
   check_finite_scalar(weight_decay, "weight_decay");
   float* buf = nullptr;
-  py::array b;
+  std::unique_ptr<fm::InplaceF32> b;
   if (momentum != 0.0) {
     if (momentum_buffer.is_none()) fm::value_error("momentum_buffer is required when momentum != 0");
-    b = inplace_arg(momentum_buffer, "momentum_buffer");
-    check_same(p, "param", b, "momentum_buffer");
-    buf = static_cast<float*>(b.mutable_data());
+    py::array ba = inplace_arg(momentum_buffer, "momentum_buffer");
+    check_same(p, "param", ba, "momentum_buffer");
+    b = std::make_unique<fm::InplaceF32>(ba);
+    buf = b->data();
   }
   if (nesterov && (momentum <= 0.0 || dampening != 0.0))
     fm::value_error("nesterov momentum requires momentum > 0 and dampening == 0");
-  float* pp = static_cast<float*>(p.mutable_data());
+  fm::InplaceF32 pw(p);
+  float* pp = pw.data();
   const float* gp = g.data();
   int64_t n = p.size();
-  py::gil_scoped_release nogil;
-  (reference ? fm::sgd_step_reference : fm::sgd_step)(pp, gp, buf, n, float(lr), float(momentum), float(dampening),
-                                                      float(weight_decay), nesterov, first);
+  {
+    fm::nogil nogil;
+    (reference ? fm::sgd_step_reference : fm::sgd_step)(pp, gp, buf, n, float(lr), float(momentum), float(dampening),
+                                                        float(weight_decay), nesterov, first);
+  }
+  pw.commit();
+  if (b) b->commit();
 }
 
-void adam_step_py(py::handle param, py::handle grad, py::handle exp_avg, py::handle exp_avg_sq, int64_t step,
+void adam_step_py(py::handle param, py::handle grad, py::handle exp_avg, py::handle exp_avg_sq, py::handle step_obj,
                   double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
                   bool reference) {
   py::array p = inplace_arg(param, "param");
@@ -84,20 +91,26 @@ void adam_step_py(py::handle param, py::handle grad, py::handle exp_avg, py::han
   py::array v = inplace_arg(exp_avg_sq, "exp_avg_sq");
   check_same(p, "param", m, "exp_avg");
   check_same(p, "param", v, "exp_avg_sq");
-  if (step < 1) fm::value_error("step must be >= 1 (the count after this update), got ", step);
+  const int64_t step = fm::int_value(step_obj, "step", 1, INT64_MAX);
   check_finite_scalar(lr, "lr");
   check_finite_scalar(eps, "eps");
   check_finite_scalar(weight_decay, "weight_decay");
   if (!(beta1 >= 0.0 && beta1 < 1.0)) fm::value_error("beta1 must be in [0, 1), got ", beta1);
   if (!(beta2 >= 0.0 && beta2 < 1.0)) fm::value_error("beta2 must be in [0, 1), got ", beta2);
-  float* pp = static_cast<float*>(p.mutable_data());
-  float* mp = static_cast<float*>(m.mutable_data());
-  float* vp = static_cast<float*>(v.mutable_data());
+  fm::InplaceF32 pw(p), mw(m), vw(v);
+  float* pp = pw.data();
+  float* mp = mw.data();
+  float* vp = vw.data();
   const float* gp = g.data();
   int64_t n = p.size();
-  py::gil_scoped_release nogil;
-  (reference ? fm::adam_step_reference : fm::adam_step)(pp, gp, mp, vp, n, lr, beta1, beta2, eps, weight_decay,
-                                                        step, decoupled);
+  {
+    fm::nogil nogil;
+    (reference ? fm::adam_step_reference : fm::adam_step)(pp, gp, mp, vp, n, lr, beta1, beta2, eps, weight_decay,
+                                                          step, decoupled);
+  }
+  pw.commit();
+  mw.commit();
+  vw.commit();
 }
 
 // x (N,C,H,W) or (N,H,W); mats (N,2,3) affine or (N,3,3) homography -> same shape as x
@@ -114,7 +127,7 @@ farray warp_py(py::handle x_obj, py::handle mats_obj, bool reference) {
   py::array ma = py::reinterpret_borrow<py::array>(mats_obj);
   char k = ma.dtype().kind();
   if (k != 'f' && k != 'i' && k != 'u') fm::type_error("mats must be a real array, got dtype ", std::string(py::str(ma.dtype())));
-  auto mats = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(ma);
+  auto mats = fm::carray<double>(ma);
   const int64_t N = x.shape(0);
   const int64_t C = x.ndim() == 4 ? x.shape(1) : 1;
   const int64_t H = x.shape(x.ndim() - 2), W = x.shape(x.ndim() - 1);
@@ -141,7 +154,7 @@ farray warp_py(py::handle x_obj, py::handle mats_obj, bool reference) {
   const float* xp = x.data();
   float* op = out.mutable_data();
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     (reference ? fm::warp_reference : fm::warp)(xp, M.data(), op, N, C, H, W, projective);
   }
   return out;
@@ -165,7 +178,7 @@ farray noise_clip_py(py::handle x_obj, py::handle noise_obj, double std, py::obj
   float* op = out.mutable_data();
   int64_t n = x.size();
   {
-    py::gil_scoped_release nogil;
+    fm::nogil nogil;
     fm::add_noise_clip(xp, np_, op, n, float(std), flo, fhi);
   }
   return out;

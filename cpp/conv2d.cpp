@@ -29,6 +29,7 @@
 #include "conv2d.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -64,7 +65,7 @@ void conv2d_forward_reference(const ConvShape& s, const float* x, const float* w
               }
             }
           float v = (float)acc;
-          if (relu && !(v > 0.f)) v = 0.f;
+          if (relu && v < 0.f) v = 0.f;  // NaN passes, as torch.relu
           y[(((size_t)n * s.K + k) * P + p) * Q + q] = v;
         }
 }
@@ -197,7 +198,7 @@ __attribute__((target("avx512f"))) static void fwd_block_avx512(
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) {
         __m512 t = c[i][v];
-        if (relu) t = _mm512_max_ps(t, _mm512_setzero_ps());
+        if (relu) t = _mm512_max_ps(_mm512_setzero_ps(), t);  // max(0, NaN) = NaN (second operand)
         _mm512_store_ps(&tile[i][16 * v], t);
       }
     for (int kk = 0; kk < kn; ++kk) {
@@ -264,7 +265,7 @@ __attribute__((target("avx512f"))) static inline void fwd_flat_tile(
     float* yr = y + (size_t)m * PQ + j0;
 #pragma GCC unroll 4
     for (int v = 0; v < NJ; ++v) {
-      __m512 o = relu ? _mm512_max_ps(acc[m][v], _mm512_setzero_ps()) : acc[m][v];
+      __m512 o = relu ? _mm512_max_ps(_mm512_setzero_ps(), acc[m][v]) : acc[m][v];  // NaN passes
       if (v == NJ - 1)
         _mm512_mask_storeu_ps(yr + 16 * v, last, o);
       else
@@ -317,7 +318,7 @@ __attribute__((target("avx2,fma"))) static inline void fwd_flat_tile_avx2(
     float* yr = y + (size_t)m * PQ + j0;
 #pragma GCC unroll 4
     for (int v = 0; v < NJ; ++v) {
-      __m256 o = relu ? _mm256_max_ps(acc[m][v], _mm256_setzero_ps()) : acc[m][v];
+      __m256 o = relu ? _mm256_max_ps(_mm256_setzero_ps(), acc[m][v]) : acc[m][v];  // NaN passes
       if (v == NJ - 1)
         _mm256_maskstore_ps(yr + 8 * v, lm, o);
       else
@@ -423,10 +424,29 @@ static void forward_avx512(const ConvShape& s, const float* x, const float* w, c
 }
 #endif
 
+// True when the n floats hold no NaN or infinity (exponent bits all ones); vectorises, no branch.
+static bool all_finite(const float* p, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, p + i, sizeof u);
+    bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+// NaN/inf footprint. The fast kernels multiply weights by the zero padding (of x forward, of dy
+// in the input gradient) and padded x by dy in the weight gradient; PyTorch skips those products,
+// and NaN * 0 = NaN, inf * 0 = NaN. So with a non-finite weight (checked up front: K*C*R*S floats)
+// forward and input gradient run the reference loops, and a non-finite weight gradient (checked
+// after: K*C*R*S floats) is recomputed by them; then exactly the outputs that PyTorch makes NaN or
+// inf are. Finite inputs never take these paths. (A non-finite x or dy in the Winograd forward /
+// input gradient still spreads over its tiles: see the README.)
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
                     bool relu, ConvImpl impl) {
   if (s.N <= 0) return;
-  if (impl == ConvImpl::reference) return conv2d_forward_reference(s, x, w, b, y, relu);
+  if (impl == ConvImpl::reference || !all_finite(w, (size_t)s.K * s.C * s.R * s.S))
+    return conv2d_forward_reference(s, x, w, b, y, relu);
   if (winograd_try_forward(s, x, w, b, y, relu, impl)) return;
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
@@ -485,7 +505,8 @@ static void backward_input_gemm(const ConvShape& s, const float* dy, const float
 void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx,
                            ConvImpl impl) {
   if (s.N <= 0) return;
-  if (impl == ConvImpl::reference) return conv2d_backward_input_reference(s, dy, w, dx);
+  if (impl == ConvImpl::reference || !all_finite(w, (size_t)s.K * s.C * s.R * s.S))  // see conv2d_forward
+    return conv2d_backward_input_reference(s, dy, w, dx);
   if (winograd_try_backward_input(s, dy, w, dx, impl)) return;
 #if FM_X86
   const int qh = s.R - 1 - s.ph, qw = s.S - 1 - s.pw;
@@ -767,14 +788,8 @@ static void backward_weight_bx(const ConvShape& s, const float* dy, const float*
 
 #endif
 
-void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
-                            ConvImpl impl) {
-  if (impl == ConvImpl::reference) return conv2d_backward_weight_reference(s, dy, x, dw, db);
-  if (s.N <= 0) {
-    std::fill(dw, dw + (size_t)s.K * s.C * s.R * s.S, 0.f);
-    if (db) std::fill(db, db + s.K, 0.f);
-    return;
-  }
+static void backward_weight_fast(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                                 ConvImpl impl) {
   if (winograd_try_backward_weight(s, dy, x, dw, db, impl)) return;
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
@@ -784,6 +799,19 @@ void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x,
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2) return backward_weight_bx(s, dy, x, dw, db, false);
 #endif
   backward_weight_gemm(s, dy, x, dw, db);
+}
+
+void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
+                            ConvImpl impl) {
+  if (impl == ConvImpl::reference) return conv2d_backward_weight_reference(s, dy, x, dw, db);
+  if (s.N <= 0) {
+    std::fill(dw, dw + (size_t)s.K * s.C * s.R * s.S, 0.f);
+    if (db) std::fill(db, db + s.K, 0.f);
+    return;
+  }
+  backward_weight_fast(s, dy, x, dw, db, impl);
+  if (!all_finite(dw, (size_t)s.K * s.C * s.R * s.S))  // see conv2d_forward
+    conv2d_backward_weight_reference(s, dy, x, dw, db);
 }
 
 }  // namespace fm

@@ -11,8 +11,9 @@ struct ConvShape {
   int K, R, S;     // weight (K, C, R, S)
   int sh, sw;      // stride
   int ph, pw;      // zero padding
-  int P() const { return (H + 2 * ph - R) / sh + 1; }
-  int Q() const { return (W + 2 * pw - S) / sw + 1; }
+  // Output size, computed in 64 bits; the bindings reject shapes whose sizes reach 2^31.
+  int P() const { return int((int64_t(H) + 2 * int64_t(ph) - R) / sh + 1); }
+  int Q() const { return int((int64_t(W) + 2 * int64_t(pw) - S) / sw + 1); }
 };
 
 // Which implementation runs: the fastest for this CPU, the im2col + SGEMM path (any ISA), or the

@@ -15,7 +15,7 @@ constexpr int64_t kParallelFlops = 1 << 17;  // multiply-adds below which the GE
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
           int64_t ldb, float beta, float* C, int64_t ldc) {
-  auto f = M * N * K >= kParallelFlops ? sgemm_parallel : sgemm;
+  auto f = double(M) * double(N) * double(K) >= double(kParallelFlops) ? sgemm_parallel : sgemm;  // no int64 overflow
   f(ta, tb, int(M), int(N), int(K), 1.f, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "bind_util.hpp"
 #include "common.hpp"
 #include "gemm.hpp"
 
@@ -20,6 +21,17 @@ void bind_logreg(py::module_& m);  // bind_logreg.cpp: logistic regression, ROC 
 #endif
 #ifndef FASTMNIST_BUILD_FLAGS
 #define FASTMNIST_BUILD_FLAGS "unknown"
+#endif
+// CMake defines these two; a build outside it (setup.py, a plain compiler line) gets these defaults.
+#ifndef FASTMNIST_NATIVE_BUILD
+#define FASTMNIST_NATIVE_BUILD 0
+#endif
+#ifndef FASTMNIST_OPENMP
+#ifdef _OPENMP
+#define FASTMNIST_OPENMP 1
+#else
+#define FASTMNIST_OPENMP 0
+#endif
 #endif
 
 static py::dict build_info() {
@@ -60,18 +72,31 @@ static py::dict build_info() {
   return d;
 }
 
+std::atomic<int>& fm::thread_setting() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
+std::atomic<bool>& fm::interrupt_flag() {
+  static std::atomic<bool> f{false};
+  return f;
+}
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmnist C++ kernels (use the wrappers in the fastmnist package)";
   m.def(
       "set_num_threads",
-      [](int n) {
-        if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
-#ifdef _OPENMP
-        omp_set_num_threads(n);
-#endif
+      [](py::handle n_obj) {
+        // process-wide: stored here and applied by every binding on its own OS thread (fm::nogil)
+        int n = int(fm::int_value(n_obj, "set_num_threads: n", 1, 1 << 16));
+        fm::thread_setting().store(n);
+        fm::apply_thread_setting();
       },
       py::arg("n"));
-  m.def("get_num_threads", &fm::max_threads);
+  m.def("get_num_threads", []() {
+    int n = fm::thread_setting().load();
+    return n > 0 ? n : fm::max_threads();
+  });
   m.def("build_info", &build_info);
   bind_conv(m);
   bind_nn(m);

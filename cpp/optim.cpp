@@ -39,11 +39,14 @@ AdamConst adam_const(double lr, double beta1, double beta2, double eps, double w
 __attribute__((always_inline)) inline void adam_body(float* __restrict p, const float* __restrict g,
                                                      float* __restrict m, float* __restrict v, int64_t n,
                                                      const AdamConst& c) {
-  const float wd = c.l2 ? c.wd : 0.0f, decay = c.decoupled ? c.decay : 1.0f;
+  // no decay multiply / no wd * p term when off: inf * 0 would turn an infinite parameter into NaN
+  // where torch keeps it (the tests are loop-invariant; the compiler unswitches them)
+  const bool l2 = c.l2, decoupled = c.decoupled;
+  const float wd = c.wd, decay = c.decay;
   const float omb1 = c.omb1, b2 = c.b2, omb2 = c.omb2, bcs = c.bc2_sqrt, eps = c.eps, ss = c.step_size;
   for (int64_t i = 0; i < n; ++i) {
-    float pi = p[i] * decay;
-    float gi = g[i] + wd * pi;
+    float pi = decoupled ? p[i] * decay : p[i];
+    float gi = l2 ? g[i] + wd * pi : g[i];
     float mi = m[i] + omb1 * (gi - m[i]);  // exp_avg.lerp_(grad, 1 - beta1)
     float vi = b2 * v[i] + omb2 * gi * gi;
     m[i] = mi;
@@ -55,18 +58,34 @@ __attribute__((always_inline)) inline void adam_body(float* __restrict p, const 
 __attribute__((always_inline)) inline void sgd_body(float* __restrict p, const float* __restrict g,
                                                     float* __restrict buf, int64_t n, float lr, float mom,
                                                     float damp, float wd, bool nesterov, bool first) {
+  if (wd == 0.0f) {  // without the wd * p term (inf * 0 = NaN would poison an infinite parameter)
+    if (mom == 0.0f) {
+      for (int64_t i = 0; i < n; ++i) p[i] -= lr * g[i];
+      return;
+    }
+    if (!first && !nesterov) {
+      const float omd = 1.0f - damp;
+      for (int64_t i = 0; i < n; ++i) {
+        float b = mom * buf[i] + omd * g[i];
+        buf[i] = b;
+        p[i] -= lr * b;
+      }
+      return;
+    }
+  }
+  const bool use_wd = wd != 0.0f;
   if (mom == 0.0f) {
     for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
   } else if (first) {
     if (nesterov)
       for (int64_t i = 0; i < n; ++i) {
-        float d = g[i] + wd * p[i];
+        float d = use_wd ? g[i] + wd * p[i] : g[i];
         buf[i] = d;
         p[i] -= lr * (d + mom * d);
       }
     else
       for (int64_t i = 0; i < n; ++i) {
-        float d = g[i] + wd * p[i];
+        float d = use_wd ? g[i] + wd * p[i] : g[i];
         buf[i] = d;
         p[i] -= lr * d;
       }
@@ -74,14 +93,14 @@ __attribute__((always_inline)) inline void sgd_body(float* __restrict p, const f
     const float omd = 1.0f - damp;
     if (nesterov)
       for (int64_t i = 0; i < n; ++i) {
-        float d = g[i] + wd * p[i];
+        float d = use_wd ? g[i] + wd * p[i] : g[i];
         float b = mom * buf[i] + omd * d;
         buf[i] = b;
         p[i] -= lr * (d + mom * b);
       }
     else
       for (int64_t i = 0; i < n; ++i) {
-        float d = g[i] + wd * p[i];
+        float d = use_wd ? g[i] + wd * p[i] : g[i];
         float b = mom * buf[i] + omd * d;
         buf[i] = b;
         p[i] -= lr * b;
@@ -149,7 +168,7 @@ void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float m
 void sgd_step_reference(float* p, const float* g, float* buf, int64_t n, float lr, float momentum,
                         float dampening, float weight_decay, bool nesterov, bool first) {
   for (int64_t i = 0; i < n; ++i) {
-    float d = g[i] + weight_decay * p[i];
+    float d = weight_decay != 0.0f ? g[i] + weight_decay * p[i] : g[i];
     if (momentum != 0.0f) {
       buf[i] = first ? d : momentum * buf[i] + (1.0f - dampening) * d;
       d = nesterov ? d + momentum * buf[i] : buf[i];
@@ -169,8 +188,8 @@ void adam_step_reference(float* p, const float* g, float* m, float* v, int64_t n
   const double bc1 = 1.0 - std::pow(beta1, double(step)), bc2 = 1.0 - std::pow(beta2, double(step));
   for (int64_t i = 0; i < n; ++i) {
     double pi = p[i], gi = g[i];
-    if (decoupled) pi *= 1.0 - lr * weight_decay;
-    else gi += weight_decay * pi;
+    if (weight_decay != 0.0 && decoupled) pi *= 1.0 - lr * weight_decay;
+    else if (weight_decay != 0.0) gi += weight_decay * pi;
     double mi = beta1 * m[i] + (1.0 - beta1) * gi;
     double vi = beta2 * v[i] + (1.0 - beta2) * gi * gi;
     m[i] = float(mi);

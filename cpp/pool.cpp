@@ -536,7 +536,7 @@ bool unpool_plane_generic_code(const Pool2dShape& s, const float* gy, const uint
   for (int64_t oh = 0; oh < s.OH; ++oh)
     for (int64_t ow = 0; ow < s.OW; ++ow) {
       const int c = code[oh * s.OW + ow];
-      if (c >= s.KH * s.KW) return false;
+      if (c >= int64_t(s.KH) * s.KW) return false;
       const int64_t ih = oh * s.SH - s.PH + c / s.KW, iw = ow * s.SW - s.PW + c % s.KW;
       if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) return false;
       gx[ih * s.W + iw] += gy[oh * s.OW + ow];

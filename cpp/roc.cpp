@@ -52,7 +52,7 @@ inline double from_key(typename KeyOf<T>::K k) {
 // Parallelism is coarse instead (positives and negatives, or the classes of one-vs-rest, sorted by
 // different threads): no barrier inside a sort, which keeps it fast on a busy machine.
 template <class K>
-void radix_sort(K* a, K* tmp, int64_t n, const int64_t* hist) {
+void radix_sort(K* a, K* tmp, int64_t n, const int64_t* hist, const std::atomic<bool>* cancel) {
   if (n < (1 << 12)) {
     std::sort(a, a + n);
     return;
@@ -64,6 +64,7 @@ void radix_sort(K* a, K* tmp, int64_t n, const int64_t* hist) {
     const int shift = 8 * p;
     const int64_t* h = hist + 256 * p;
     if (h[(a[0] >> shift) & 0xff] == n) continue;  // one digit value only
+    if (cancel && cancel->load(std::memory_order_relaxed)) return;  // the caller discards the keys
     int64_t sum = 0;
     for (int d = 0; d < 256; ++d) {
       off[d] = sum;
@@ -127,7 +128,8 @@ struct CurveBuilder {
 
 template <class T>
 RocStatus roc_impl(const T* scores, int64_t stride, const uint8_t* positive, int64_t n,
-                   bool drop_intermediate, RocCurve& out, bool parallel) {
+                   bool drop_intermediate, RocCurve& out, bool parallel, const std::atomic<bool>* cancel) {
+  auto cancelled = [cancel] { return cancel && cancel->load(std::memory_order_relaxed); };
   using K = typename KeyOf<T>::K;
   constexpr int P = sizeof(K);
   // 1. count the positives
@@ -161,6 +163,7 @@ RocStatus roc_impl(const T* scores, int64_t stride, const uint8_t* positive, int
   }
   if (np == 0) return ROC_NO_POSITIVE;
   if (nn == 0) return ROC_NO_NEGATIVE;
+  if (cancelled()) return ROC_CANCELLED;
   // 3. sort both ascending (two threads when it pays)
   {
     std::unique_ptr<K[]> tp_(new K[np]), tn_(new K[nn]);
@@ -168,10 +171,11 @@ RocStatus roc_impl(const T* scores, int64_t stride, const uint8_t* positive, int
 #pragma omp parallel num_threads(2) if (two)
     {
       const int t = thread_id(), nt = num_threads();
-      if (t == 0) radix_sort(kp, tp_.get(), np, hp.data());
-      if (t == nt - 1) radix_sort(kn, tn_.get(), nn, hn.data());
+      if (t == 0) radix_sort(kp, tp_.get(), np, hp.data(), cancel);
+      if (t == nt - 1) radix_sort(kn, tn_.get(), nn, hn.data(), cancel);
     }
   }
+  if (cancelled()) return ROC_CANCELLED;
   // 4. sweep from the top: one point per distinct score
   CurveBuilder<T> cb(out, drop_intermediate, n);
   int64_t i = np - 1, j = nn - 1, ctp = 0, cfp = 0;
@@ -194,13 +198,13 @@ RocStatus roc_impl(const T* scores, int64_t stride, const uint8_t* positive, int
 }  // namespace
 
 RocStatus roc_curve(const float* scores, int64_t stride, const uint8_t* positive, int64_t n,
-                    bool drop_intermediate, RocCurve& out, bool parallel) {
-  return roc_impl<float>(scores, stride, positive, n, drop_intermediate, out, parallel);
+                    bool drop_intermediate, RocCurve& out, bool parallel, const std::atomic<bool>* cancel) {
+  return roc_impl<float>(scores, stride, positive, n, drop_intermediate, out, parallel, cancel);
 }
 
 RocStatus roc_curve(const double* scores, int64_t stride, const uint8_t* positive, int64_t n,
-                    bool drop_intermediate, RocCurve& out, bool parallel) {
-  return roc_impl<double>(scores, stride, positive, n, drop_intermediate, out, parallel);
+                    bool drop_intermediate, RocCurve& out, bool parallel, const std::atomic<bool>* cancel) {
+  return roc_impl<double>(scores, stride, positive, n, drop_intermediate, out, parallel, cancel);
 }
 
 RocStatus roc_curve_reference(const double* scores, const uint8_t* positive, int64_t n,

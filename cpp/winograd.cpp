@@ -320,7 +320,7 @@ __attribute__((target("avx512f"))) inline void output_tile(const float* src, siz
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {
       __m512 v = _mm512_add_ps(o[i], bias);
-      if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+      if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // max(0, NaN) = NaN (second operand)
       _mm512_storeu_ps(dst + i * rs + j * cs, v);
     }
   }

@@ -216,10 +216,6 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     """Gradient of :func:`max_pool2d`: ``grad_y`` (N, C, OH, OW) scattered to the positions
     ``indices`` (from ``max_pool2d(..., return_indices=True)``) of a zero (N, C, H, W) array
     (``input_shape``); overlapping windows add up. Indices outside [0, H*W) raise ValueError."""
-    try:
-        input_shape = tuple(input_shape)
-    except TypeError:
-        raise TypeError(f"max_pool2d_backward: input_shape must be a tuple of ints, got {input_shape!r}") from None
     return _core.max_pool2d_backward(grad_y, indices, input_shape)
 
 
@@ -248,10 +244,6 @@ def max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride
     pool): ``grad_y`` then counts as 0 where ``relu_y <= 0``, the same as
     ``relu_backward(grad_y, relu_y)`` first, fused into the one pass.
     """
-    try:
-        input_shape = tuple(input_shape)
-    except TypeError:
-        raise TypeError(f"max_pool2d_compact_backward: input_shape must be a tuple of ints, got {input_shape!r}") from None
     return _core.max_pool2d_compact_backward(grad_y, argmax, input_shape, kernel_size, stride, padding, relu_y=relu_y)
 
 
