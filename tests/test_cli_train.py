@@ -132,7 +132,7 @@ def test_cli_errors_are_clean(tmp_path, mnist_dir, capsys):
 def test_metadata_describes_the_run(tmp_path, mnist_dir, mnist):
     # 30,000 images with --val-split 0.1: summary, histogram data and report all say 27,000 / 3,000 / 10,000
     out = tmp_path / "meta"
-    assert main(["train", "logreg", "--epochs", "1", "--train-size", "30000", "--val-split", "0.1", "--data",
+    assert main(["train", "logreg", "--recipe", "full", "--epochs", "1", "--train-size", "30000", "--val-split", "0.1", "--data",
                  str(mnist_dir), "--out", str(out), "--quiet"]) == 0
     r = json.loads((out / "summary.json").read_text())["results"]
     assert (r["train_size"], r["val_size"], r["test_size"]) == (27000, 3000, 10000)

@@ -20,21 +20,21 @@ def add_parser(sub):
         "compare", help="train several models with the same settings and compare them",
         description="Train each model with the same recipe (default: write-up 001's side-by-side "
                     "comparison of logistic regression vs FNN vs CNN: Adam 1e-3, cross-entropy, 10 "
-                    "epochs, batch 64; --recipe augmented adds its rotation + perspective augmentation "
-                    "and the 30,000/5,000 subsample) and print the test accuracy and training time per "
+                    "epochs, batch 64, rotation + perspective augmentation, 30,000 train / 5,000 test "
+                    "digits; --recipe full: all digits, no augmentation) and print the test accuracy and training time per "
                     "model. Writes RUN_DIR/summary.json, RUN_DIR/table.txt, RUN_DIR/<model>/ (a full "
                     "train run directory each, checkpoint model.npz included) and the side-by-side "
                     "figures.",
         epilog="examples:\n"
                "  fastmnist compare\n"
-               "  fastmnist compare --recipe augmented\n"
+               "  fastmnist compare --recipe full\n"
                "  fastmnist compare --models fnn,cnn,cnn5 --epochs 3",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="logreg,fnn,cnn", metavar="A,B,...",
                    help="comma-separated models (default: logreg,fnn,cnn)")
     p.add_argument("--downsample", action="store_true",
-                   help="the write-up's downsampling: 30,000 training and 5,000 test images "
-                        "(same as --train-size 30000 --test-size 5000)")
+                   help="30,000 training and 5,000 test images, as write-up 001 (which the default "
+                        "recipe already does; same as --train-size 30000 --test-size 5000)")
     p.add_argument("--own-recipes", action="store_true",
                    help="use each model's own recipe (--recipe NAME of each) instead of the shared "
                         "comparison recipe (cnn's --recipe NAME)")

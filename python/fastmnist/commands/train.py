@@ -26,7 +26,7 @@ def add_common_options(p, with_model_defaults=True):
     g = p.add_argument_group("training (defaults: the model's recipe)")
     g.add_argument("--recipe", default="default", metavar="NAME",
                    help="named recipe: 'default' (the write-up's), 'tuned' (ours, where one exists), "
-                        "'augmented' (write-up 001's optional augmentation + 30,000/5,000 subsample)")
+                        "'full' (write-up 001's models on all digits, no augmentation)")
     g.add_argument("--epochs", type=int, help="number of epochs")
     g.add_argument("--batch-size", type=int, help="mini-batch size")
     g.add_argument("--lr", type=float, help="learning rate (the peak rate with --scheduler onecycle)")
@@ -79,7 +79,7 @@ def add_parser(sub):
                     "per-epoch metrics and the final test accuracy, and write a run directory.",
         epilog=model_help() + augment_help() + "\nexamples:\n  fastmnist train cnn\n"
                "  fastmnist train cnn --recipe tuned\n"
-               "  fastmnist train cnn --recipe augmented --epochs 3\n"
+               "  fastmnist train cnn --recipe full --epochs 3\n"
                "  fastmnist train cnn-scratch --data kaggle/ --option channels=8,16,32\n"
                "  fastmnist train mlp-scratch --option activation=relu --loss cross_entropy\n"
                "  fastmnist train fast --threads 2",
@@ -155,14 +155,28 @@ def load_data(args, recipe):
     from ..data import load_dataset, subsample
 
     x_train, y_train, x_test, y_test, info = load_dataset(args.data, download=True, seed=args.seed)
-    if recipe.train_size:
-        if not 10 <= recipe.train_size <= len(y_train):
-            raise ValueError(f"--train-size must be in 10..{len(y_train)}, got {recipe.train_size}")
-        x_train, y_train = subsample(x_train, y_train, recipe.train_size, seed=args.seed)
-    if recipe.test_size:
-        if not 1 <= recipe.test_size <= len(y_test):
-            raise ValueError(f"--test-size must be in 1..{len(y_test)}, got {recipe.test_size}")
-        x_test, y_test = subsample(x_test, y_test, recipe.test_size, seed=args.seed + 1)
+
+    def size(what, n, lo, available):
+        # an explicit --train-size/--test-size must fit the data; a recipe's (write-up 001's 30,000/5,000)
+        # takes everything a smaller source (a Kaggle CSV, say) holds, and says so
+        if not n:
+            return None
+        if getattr(args, what, None):
+            if not lo <= n <= available:
+                raise ValueError(f"--{what.replace('_', '-')} must be in {lo}..{available}, got {n}")
+            return n
+        if n >= available:
+            print(f"note: the recipe's {what.replace('_', ' ')} {n:,} exceeds the {available:,} images of this "
+                  f"data: using all of them")
+            return None
+        return n
+
+    n = size("train_size", recipe.train_size, 10, len(y_train))
+    if n:
+        x_train, y_train = subsample(x_train, y_train, n, seed=args.seed)
+    n = size("test_size", recipe.test_size, 1, len(y_test))
+    if n:
+        x_test, y_test = subsample(x_test, y_test, n, seed=args.seed + 1)
     return (x_train, y_train, x_test, y_test), info
 
 
