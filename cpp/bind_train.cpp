@@ -39,6 +39,16 @@ void check_same(const py::array& p, const char* pname, const py::array& b, const
     fm::value_error(bname, " must have the shape of ", pname, " ", fm::shape_str(p), ", got ", fm::shape_str(b));
 }
 
+// A real number argument (float, int, numpy scalar); TypeError naming it otherwise.
+float float_value(py::handle obj, const char* name) {
+  double v = PyFloat_AsDouble(obj.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    fm::type_error(name, " must be a real number, got ", std::string(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  return float(v);
+}
+
 void check_finite_scalar(double v, const char* name) {
   if (!std::isfinite(v)) fm::value_error(name, " must be finite, got ", v);
 }
@@ -167,8 +177,8 @@ farray noise_clip_py(py::handle x_obj, py::handle noise_obj, double std, py::obj
   check_finite_scalar(std, "std");
   float flo = 1.0f, fhi = 0.0f;  // lo > hi: no clipping
   if (!lo.is_none() || !hi.is_none()) {
-    flo = lo.is_none() ? -INFINITY : lo.cast<float>();
-    fhi = hi.is_none() ? INFINITY : hi.cast<float>();
+    flo = lo.is_none() ? -INFINITY : float_value(lo, "lo");
+    fhi = hi.is_none() ? INFINITY : float_value(hi, "hi");
     if (!(flo <= fhi)) fm::value_error("clip bounds must satisfy lo <= hi, got (", flo, ", ", fhi, ")");
   }
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());

@@ -187,6 +187,15 @@ def test_core_roc_rejects_none_and_strings():
         _core.warp(np.zeros((1, 2, 2), np.float32), np.array([[["a", "b", "c"]] * 2]))
 
 
+def test_noise_clip_bounds_must_be_numbers():
+    x = np.zeros(3, np.float32)
+    with pytest.raises(TypeError, match="lo must be a real number"):  # was RuntimeError "Unable to cast"
+        _core.add_noise_clip(x, x, 1.0, np.zeros((2, 2), np.float32))
+    with pytest.raises(TypeError, match="hi must be a real number"):
+        _core.add_noise_clip(x, x, 1.0, 0.0, "1")
+    np.testing.assert_array_equal(_core.add_noise_clip(x + 2, x, 1.0, np.float32(0), 1), np.ones(3, np.float32))
+
+
 def test_roc_positive_counts_nonzero_as_positive():
     s = np.array([0.1, 0.4, 0.35, 0.8], np.float32)
     fpr, tpr, thr = _core.roc_curve(s, np.array([0, 0, 7, 1], np.int64))

@@ -52,4 +52,6 @@ export FASTMNIST_SANITIZED=1  # tests skip calls into torch that only probe torc
 # libstdc++ preloaded too: python does not link it, and ASan's __cxa_throw interceptor must find
 # it at start-up ("CHECK failed: real___cxa_throw != 0" on the first C++ exception otherwise)
 libstdcxx="$(${CXX:-c++} -print-file-name=libstdc++.so)"
-LD_PRELOAD="$libasan $libstdcxx" exec "$py" -m pytest "$@"
+# --capture=sys: pytest captures Python's output only, so a sanitizer report (written to file
+# descriptor 2 just before the run stops) reaches the terminal
+LD_PRELOAD="$libasan $libstdcxx" exec "$py" -m pytest --capture=sys "$@"
