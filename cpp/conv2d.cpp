@@ -557,41 +557,48 @@ void conv2d_backward_weight_reference(const ConvShape& s, const float* dy, const
   }
 }
 
+// Partial sums per fixed group of images (at least 16 images, at most 64 groups; one thread runs a
+// group, its images in order), reduced in group order in double: the result depends only on the
+// inputs, not on the thread count or on which thread ran which group.
 static void backward_weight_gemm(const ConvShape& s, const float* dy, const float* x, float* dw,
                                  float* db) {
+  const int kGroup = std::max(16, (s.N + 63) / 64);
   const int PQ = s.P() * s.Q(), CRS = s.C * s.R * s.S;
-  const int T = max_threads();
-  std::vector<float> part((size_t)T * s.K * CRS, 0.f), dbp((size_t)T * s.K, 0.f);
-#pragma omp parallel num_threads(T)
+  const int ng = (s.N + kGroup - 1) / kGroup;
+  const size_t wsz = (size_t)s.K * CRS;
+  std::vector<float> part((size_t)ng * wsz, 0.f);
+  std::vector<double> dbp((size_t)ng * s.K, 0.0);
+#pragma omp parallel
   {
-    const int t = thread_id();
     std::vector<float> col((size_t)CRS * PQ);
-    float* pw = part.data() + (size_t)t * s.K * CRS;
-    float* pb = dbp.data() + (size_t)t * s.K;
-#pragma omp for schedule(static)
-    for (int n = 0; n < s.N; ++n) {
-      im2col(s, x + (size_t)n * s.C * s.H * s.W, col.data());
-      const float* dyn = dy + (size_t)n * s.K * PQ;
-      // pw (K, CRS) += dy_n (K, PQ) * col^T (PQ, CRS)
-      sgemm(false, true, s.K, CRS, PQ, 1.f, dyn, PQ, col.data(), PQ, 1.f, pw, CRS);
-      if (db)
-        for (int k = 0; k < s.K; ++k) {
-          float a = 0.f;
-          for (int i = 0; i < PQ; ++i) a += dyn[(size_t)k * PQ + i];
-          pb[k] += a;
-        }
+#pragma omp for schedule(dynamic, 1)
+    for (int g = 0; g < ng; ++g) {
+      float* pw = part.data() + (size_t)g * wsz;
+      double* pb = dbp.data() + (size_t)g * s.K;
+      for (int n = g * kGroup; n < std::min(s.N, (g + 1) * kGroup); ++n) {
+        im2col(s, x + (size_t)n * s.C * s.H * s.W, col.data());
+        const float* dyn = dy + (size_t)n * s.K * PQ;
+        // pw (K, CRS) += dy_n (K, PQ) * col^T (PQ, CRS)
+        sgemm(false, true, s.K, CRS, PQ, 1.f, dyn, PQ, col.data(), PQ, 1.f, pw, CRS);
+        if (db)
+          for (int k = 0; k < s.K; ++k) {
+            double a = 0.0;
+            for (int i = 0; i < PQ; ++i) a += dyn[(size_t)k * PQ + i];
+            pb[k] += a;
+          }
+      }
     }
   }
-  for (size_t i = 0; i < (size_t)s.K * CRS; ++i) {
-    float a = 0.f;
-    for (int t = 0; t < T; ++t) a += part[(size_t)t * s.K * CRS + i];
-    dw[i] = a;
+  for (size_t i = 0; i < wsz; ++i) {
+    double a = 0.0;
+    for (int g = 0; g < ng; ++g) a += part[(size_t)g * wsz + i];
+    dw[i] = (float)a;
   }
   if (db)
     for (int k = 0; k < s.K; ++k) {
-      float a = 0.f;
-      for (int t = 0; t < T; ++t) a += dbp[(size_t)t * s.K + k];
-      db[k] = a;
+      double a = 0.0;
+      for (int g = 0; g < ng; ++g) a += dbp[(size_t)g * s.K + k];
+      db[k] = (float)a;
     }
 }
 
