@@ -445,17 +445,24 @@ static bool all_finite(const float* p, size_t n) {
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
                     bool relu, ConvImpl impl) {
   if (s.N <= 0) return;
-  if (impl == ConvImpl::reference || !all_finite(w, (size_t)s.K * s.C * s.R * s.S))
+  constexpr Op op = Op::conv2d_forward;
+  if (impl == ConvImpl::reference || !all_finite(w, (size_t)s.K * s.C * s.R * s.S)) {
+    note_kernel(op, "reference");
     return conv2d_forward_reference(s, x, w, b, y, relu);
+  }
   if (winograd_try_forward(s, x, w, b, y, relu, impl)) return;
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
+    note_kernel(op, s.sh == 1 && s.sw == 1 ? "avx512 direct (shifted planes)" : "avx512 direct");
     if (s.sh == 1 && s.sw == 1) return forward_flat(s, x, w, b, y, relu, true);
     return forward_avx512(s, x, w, b, y, relu);
   }
-  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2 && s.sh == 1 && s.sw == 1)
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2 && s.sh == 1 && s.sw == 1) {
+    note_kernel(op, "avx2 direct (shifted planes)");
     return forward_flat(s, x, w, b, y, relu, false);
+  }
 #endif
+  note_kernel(op, "im2col + sgemm");
   forward_gemm(s, x, w, b, y, relu);
 }
 
@@ -505,8 +512,11 @@ static void backward_input_gemm(const ConvShape& s, const float* dy, const float
 void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, float* dx,
                            ConvImpl impl) {
   if (s.N <= 0) return;
-  if (impl == ConvImpl::reference || !all_finite(w, (size_t)s.K * s.C * s.R * s.S))  // see conv2d_forward
+  constexpr Op op = Op::conv2d_backward_input;
+  if (impl == ConvImpl::reference || !all_finite(w, (size_t)s.K * s.C * s.R * s.S)) {  // see conv2d_forward
+    note_kernel(op, "reference");
     return conv2d_backward_input_reference(s, dy, w, dx);
+  }
   if (winograd_try_backward_input(s, dy, w, dx, impl)) return;
 #if FM_X86
   const int qh = s.R - 1 - s.ph, qw = s.S - 1 - s.pw;
@@ -520,9 +530,12 @@ void conv2d_backward_input(const ConvShape& s, const float* dy, const float* w, 
           for (int u = 0; u < s.S; ++u)
             wf[(((size_t)c * s.K + k) * s.R + (s.R - 1 - r)) * s.S + (s.S - 1 - u)] =
                 w[(((size_t)k * s.C + c) * s.R + r) * s.S + u];
+    note_kernel(op, gemm_isa() == Isa::avx512 ? "avx512 direct (transposed conv, shifted planes)"
+                                              : "avx2 direct (transposed conv, shifted planes)");
     return forward_flat(t, dy, wf.data(), nullptr, dx, false, gemm_isa() == Isa::avx512);
   }
 #endif
+  note_kernel(op, "sgemm + col2im");
   backward_input_gemm(s, dy, w, dx);
 }
 
@@ -797,28 +810,39 @@ static void backward_weight_bx(const ConvShape& s, const float* dy, const float*
 
 static void backward_weight_fast(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
                                  ConvImpl impl) {
+  constexpr Op op = Op::conv2d_backward_weight;
   if (winograd_try_backward_weight(s, dy, x, dw, db, impl)) return;
 #if FM_X86
   if (impl == ConvImpl::fast && gemm_isa() == Isa::avx512) {
-    if (conv2d_backward_weight_first_layer(s, dy, x, dw, db)) return;
+    if (conv2d_backward_weight_first_layer(s, dy, x, dw, db)) return note_kernel(op, "avx512 first-layer wgrad");
+    note_kernel(op, "avx512 direct");
     return backward_weight_bx(s, dy, x, dw, db, true);
   }
-  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2) return backward_weight_bx(s, dy, x, dw, db, false);
+  if (impl == ConvImpl::fast && gemm_isa() == Isa::avx2) {
+    note_kernel(op, "avx2 direct");
+    return backward_weight_bx(s, dy, x, dw, db, false);
+  }
 #endif
+  note_kernel(op, "im2col + sgemm");
   backward_weight_gemm(s, dy, x, dw, db);
 }
 
 void conv2d_backward_weight(const ConvShape& s, const float* dy, const float* x, float* dw, float* db,
                             ConvImpl impl) {
-  if (impl == ConvImpl::reference) return conv2d_backward_weight_reference(s, dy, x, dw, db);
+  if (impl == ConvImpl::reference) {
+    note_kernel(Op::conv2d_backward_weight, "reference");
+    return conv2d_backward_weight_reference(s, dy, x, dw, db);
+  }
   if (s.N <= 0) {
     std::fill(dw, dw + (size_t)s.K * s.C * s.R * s.S, 0.f);
     if (db) std::fill(db, db + s.K, 0.f);
     return;
   }
   backward_weight_fast(s, dy, x, dw, db, impl);
-  if (!all_finite(dw, (size_t)s.K * s.C * s.R * s.S))  // see conv2d_forward
+  if (!all_finite(dw, (size_t)s.K * s.C * s.R * s.S)) {  // see conv2d_forward
+    note_kernel(Op::conv2d_backward_weight, "reference");
     conv2d_backward_weight_reference(s, dy, x, dw, db);
+  }
 }
 
 }  // namespace fm
