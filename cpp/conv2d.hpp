@@ -39,9 +39,9 @@ void conv2d_backward_input_reference(const ConvShape& s, const float* dy, const 
 void conv2d_backward_weight_reference(const ConvShape& s, const float* dy, const float* x, float* dw,
                                       float* db);
 
-// Internal (AVX-512 CPUs only; shared by conv2d.cpp and conv_wgrad1.cpp): x_n (C,H,W) -> the
-// S-shifted planes xs[c*S+t][h][q] = xpad[c][h][q+t], planes pstride floats apart. Writes only the
-// entries that come from x; the caller zeroes the rest once per geometry.
-void build_planes_avx512(const ConvShape& s, int Q, size_t pstride, const float* x, float* xs);
+// Internal (shared by conv2d.cpp and conv_wgrad1.cpp): x_n (C,H,W) -> the S-shifted planes
+// xs[c*S+t][h][q] = xpad[c][h][q+t], planes pstride floats apart. Writes only the entries that
+// come from x; the caller zeroes the rest once per geometry.
+void build_planes(const ConvShape& s, int Q, size_t pstride, const float* x, float* xs);
 
 }  // namespace fm
