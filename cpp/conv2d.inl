@@ -106,9 +106,9 @@ void forward_strided(const ConvShape& s, const float* x, const float* w, const f
 // ---- stride-1 forward on S-shifted planes (see build_planes in conv2d.cpp) ---------------------
 // y tile: MK output channels x LN*NJ flattened output pixels starting at j0.
 // xs planes, toff[T] plane offsets of the taps, wp (T, MK) packed weights of this channel block,
-// bias (MK) -> y rows (kn of them, row stride PQ). `lastn` (1..LN) lanes of the final vector are
-// valid.
-template <int MK, int NJ>
+// bias (MK) -> y rows (kn of them, row stride PQ). With TAIL, `lastn` (1..LN) lanes of the final
+// vector are valid; without, all of them.
+template <int MK, int NJ, bool TAIL>
 __attribute__((always_inline)) inline void fwd_flat_tile(const float* xs, const int* toff, int T, const float* wp,
                                                          const float* bias, int j0, int lastn, int kn, int PQ,
                                                          float* y, bool relu) {
@@ -122,7 +122,7 @@ __attribute__((always_inline)) inline void fwd_flat_tile(const float* xs, const 
     const float* xt = xb + toff[t];
     F xv[NJ];
 #pragma GCC unroll 4
-    for (int v = 0; v < NJ; ++v) xv[v] = v == NJ - 1 ? S::load_n(xt + LN * v, lastn) : S::load(xt + LN * v);
+    for (int v = 0; v < NJ; ++v) xv[v] = TAIL && v == NJ - 1 ? S::load_n(xt + LN * v, lastn) : S::load(xt + LN * v);
 #pragma GCC unroll 16
     for (int m = 0; m < MK; ++m) {
       const F a = S::set1(wp[m]);
@@ -137,7 +137,7 @@ __attribute__((always_inline)) inline void fwd_flat_tile(const float* xs, const 
 #pragma GCC unroll 4
     for (int v = 0; v < NJ; ++v) {
       const F o = relu ? S::max(S::zero(), acc[m][v]) : acc[m][v];  // NaN passes
-      if (v == NJ - 1)
+      if (TAIL && v == NJ - 1)
         S::store_n(yr + LN * v, o, lastn);
       else
         S::store(yr + LN * v, o);
@@ -176,9 +176,9 @@ void forward_flat(const ConvShape& s, const float* x, const float* w, const floa
         float* yk = yn + (size_t)kt * MK * PQ;
         int j = 0;
         for (; j + LN * NJ <= PQ; j += LN * NJ)
-          fwd_flat_tile<MK, NJ>(xs.data(), toff.data(), T, wk, bk, j, LN, kn, PQ, yk, relu);
+          fwd_flat_tile<MK, NJ, false>(xs.data(), toff.data(), T, wk, bk, j, LN, kn, PQ, yk, relu);
         for (; j < PQ; j += LN)
-          fwd_flat_tile<MK, 1>(xs.data(), toff.data(), T, wk, bk, j, std::min(LN, PQ - j), kn, PQ, yk, relu);
+          fwd_flat_tile<MK, 1, true>(xs.data(), toff.data(), T, wk, bk, j, std::min(LN, PQ - j), kn, PQ, yk, relu);
       }
     }
   }
