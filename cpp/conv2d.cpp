@@ -34,7 +34,6 @@
 #include "common.hpp"
 #include "conv_wgrad1.hpp"
 #include "gemm.hpp"
-#include "simd/transpose.hpp"
 #include "winograd.hpp"
 
 namespace fm {

@@ -233,7 +233,7 @@ void transpose_dy(const float* dyn, int K, int PQ, int KW, float* dyt, double* p
       F r[LN];
 #pragma GCC unroll 16
       for (int i = 0; i < LN; ++i) r[i] = i < kn ? S::load_n(dyn + (size_t)(k0 + i) * PQ + j0, jn) : S::zero();
-      simd::Transpose<S>::apply(r);
+      S::transpose(r);
 #pragma GCC unroll 16
       for (int i = 0; i < LN; ++i) {
         if (i >= jn) break;

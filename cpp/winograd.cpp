@@ -40,7 +40,6 @@
 
 #include "common.hpp"
 #include "dispatch.hpp"
-#include "simd/transpose.hpp"
 
 namespace fm {
 
