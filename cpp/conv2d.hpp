@@ -18,7 +18,7 @@ struct ConvShape {
 
 // Which implementation runs: the fastest for this CPU, the im2col + SGEMM path (any ISA), or the
 // plain reference loops; winograd / winograd_f2 / winograd_f4 force the Winograd kernels (default,
-// 2x2 or 4x4 output tiles; cpp/winograd.hpp) where they apply (stride 1, 3x3 / 5x5, AVX-512) and
+// 2x2 or 4x4 output tiles; cpp/winograd.hpp) where they apply (stride 1, 3x3 / 5x5, a vector ISA) and
 // run `fast` elsewhere; direct is `fast` without the Winograd kernels.
 enum class ConvImpl { fast = 0, gemm = 1, reference = 2, winograd = 3, winograd_f2 = 4, winograd_f4 = 5, direct = 6 };
 

@@ -239,10 +239,12 @@ bool winograd_available(const ConvShape& s) {
   return isa() != Isa::generic && s.sh == 1 && s.sw == 1 && s.R == s.S && (s.R == 3 || s.R == 5) && s.N > 0;
 }
 
-// Measured on this project's machine (1 thread, batch 64, Winograd time / direct time): 16->32
-// 3x3 @14x14 0.62 (forward), 0.60 (input grad), 0.67 (weight grad); 5x5 0.50 / 0.50 / 0.55;
+// Measured on this project's machine, AVX-512 (1 thread, batch 64, Winograd time / direct time):
+// 16->32 3x3 @14x14 0.62 (forward), 0.60 (input grad), 0.67 (weight grad); 5x5 0.50 / 0.50 / 0.55;
 // 8->32 3x3 forward 0.85; 32->8 3x3 forward 1.04 (8 of 16 lanes idle); 8->8 3x3 1.55; 8->16 5x5
-// 0.74; weight gradient 8->8 0.95, 64->64 @7x7 0.84.
+// 0.74; weight gradient 8->8 0.95, 64->64 @7x7 0.84. AVX2 (same machine, FASTMNIST_ISA=avx2):
+// 16->32 3x3 @14x14 0.55 (forward), 0.53 (input grad), 0.73 (weight grad); 16->32 5x5 @12x12
+// (padding 0) 0.52 / 0.26.
 bool winograd_preferred(const ConvShape& s) {
   return winograd_available(s) && s.C >= 8 && (s.K >= 16 || s.R == 5) && s.P() >= 4 && s.Q() >= 4;
 }
