@@ -5,14 +5,6 @@
 
 #include "common.hpp"
 
-// Vectorised loops compiled for AVX-512 / AVX2 / baseline, picked at load time (GCC ifunc, glibc
-// only); a plain function elsewhere (clang, musl, macOS, aarch64).
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
-#define FM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FM_CLONES
-#endif
-
 namespace fm {
 
 FM_INLINE float bits_to_float(int32_t i) {

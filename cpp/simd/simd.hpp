@@ -23,6 +23,10 @@
 //   reduce_add(v)                    lanes summed in a fixed order (pairwise halves), so the
 //                                    result does not depend on anything but the inputs
 //   reduce_max(v)
+//   either(m1, m2) -> M              mask or
+//   zip(a, b, lo, hi)                interleave: lo = a0 b0 a1 b1 .., hi = the upper W of the 2W
+//   unzip(a, b, even, odd)           inverse: even = lanes 0,2,4,.. of the 2W floats (a then b)
+//   load_u8_n(p, n)                  first n bytes (0 <= n <= W) as floats, the rest 0
 //   transpose(r[W])                  in-register W x W transpose: rows r[0..W-1] -> r[c] = column c
 #pragma once
 
@@ -100,6 +104,10 @@ struct Scalar {
   static FM_INLINE unsigned mask_bits(M m) { return m ? 1u : 0u; }
   static FM_INLINE float reduce_add(V v) { return v; }
   static FM_INLINE float reduce_max(V v) { return v; }
+  static FM_INLINE M either(M a, M b) { return a || b; }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) { lo = a, hi = b; }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) { even = a, odd = b; }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) { return n > 0 ? float(*p) : 0.f; }
   static FM_INLINE void transpose(V (&)[1]) {}
 };
 
@@ -161,6 +169,21 @@ struct Avx2 {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  static FM_INLINE M either(M a, M b) { return _mm256_or_ps(a, b); }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) {
+    const __m256 l = _mm256_unpacklo_ps(a, b), h = _mm256_unpackhi_ps(a, b);
+    lo = _mm256_permute2f128_ps(l, h, 0x20);
+    hi = _mm256_permute2f128_ps(l, h, 0x31);
+  }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) {
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+  }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
+    int64_t b = 0;
+    std::memcpy(&b, p, size_t(n < 0 ? 0 : n > 8 ? 8 : n));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(b)));
   }
   static FM_INLINE void transpose(V (&r)[8]) {
     __m256 t[8], u[8];
@@ -231,6 +254,19 @@ struct Avx512 {
     return _mm_cvtss_f32(s);
   }
   static FM_INLINE float reduce_max(V v) { return _mm512_reduce_max_ps(v); }
+  static FM_INLINE M either(M a, M b) { return M(a | b); }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) {
+    lo = _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+    hi = _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+  }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) {
+    const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    even = _mm512_permutex2var_ps(a, e, b);
+    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(e, _mm512_set1_epi32(1)), b);
+  }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(tail(n), p)));
+  }
   static FM_INLINE void transpose(V (&r)[16]) {
     __m512 t[16];
 #pragma GCC unroll 8
@@ -317,6 +353,14 @@ struct Neon {
     return vget_lane_f32(s, 0) + vget_lane_f32(s, 1);
   }
   static FM_INLINE float reduce_max(V v) { return vmaxvq_f32(v); }
+  static FM_INLINE M either(M a, M b) { return vorrq_u32(a, b); }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) { lo = vzip1q_f32(a, b), hi = vzip2q_f32(a, b); }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) { even = vuzp1q_f32(a, b), odd = vuzp2q_f32(a, b); }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
+    float t[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int i = 0; i < n && i < 4; ++i) t[i] = float(p[i]);
+    return vld1q_f32(t);
+  }
   static FM_INLINE void transpose(V (&r)[4]) {
     float32x4_t a = vtrn1q_f32(r[0], r[1]), b = vtrn2q_f32(r[0], r[1]);
     float32x4_t c = vtrn1q_f32(r[2], r[3]), d = vtrn2q_f32(r[2], r[3]);
