@@ -58,7 +58,7 @@ static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64
   using V = typename S::V;
   const int64_t W = s.W, OW = s.OW;
   const V one = S::set1(1.f), two = S::set1(2.f), three = S::set1(3.f);
-  float kr[256 + 16];  // window offsets of one row piece
+  float kr[256 + 16];  // window offsets of one row piece (int64 output)
   for (int64_t oh = 0; oh < s.OH; ++oh) {
     const float* r0 = x + 2 * oh * W;
     const float* r1 = r0 + W;
@@ -69,29 +69,28 @@ static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64
         const int na = n2 < S::W ? n2 : S::W, nb = n2 - na;
         const int64_t c = 2 * (o0 + j);
         V e, o, m, k = S::zero();
+        typename S::M t;
         S::unzip(S::load_n(r0 + c, na), S::load_n(r0 + c + S::W, nb), m, o);
-        auto take = [&](V v, V code_v) {
-          const typename S::M t = S::either(S::gt(v, m), S::is_nan(v));
-          m = S::select(t, v, m);
-          k = S::select(t, code_v, k);
-        };
-        take(o, one);
+        t = S::either(S::gt(o, m), S::is_nan(o));
+        m = S::select(t, o, m);
+        k = S::select(t, one, k);
         S::unzip(S::load_n(r1 + c, na), S::load_n(r1 + c + S::W, nb), e, o);
-        take(e, two);
-        take(o, three);
-        if (n == S::W) {
-          S::store(y + oh * OW + o0 + j, m);
-          S::store(kr + j, k);
-        } else {
-          S::store_n(y + oh * OW + o0 + j, m, n);
-          S::store_n(kr + j, k, n);
-        }
+        t = S::either(S::gt(e, m), S::is_nan(e));
+        m = S::select(t, e, m);
+        k = S::select(t, two, k);
+        t = S::either(S::gt(o, m), S::is_nan(o));
+        m = S::select(t, o, m);
+        k = S::select(t, three, k);
+        if (n == S::W) S::store(y + oh * OW + o0 + j, m);
+        else S::store_n(y + oh * OW + o0 + j, m, n);
+        if (code && S::W > 1) S::store_u8_n(code + oh * OW + o0 + j, k, n);
+        else if (idx || code) S::store_n(kr + j, k, n);
       }
-      if (code) {
+      if (code && S::W == 1) {  // one lane: a separate (vectorisable) conversion pass
         uint8_t* cr = code + oh * OW + o0;
         for (int64_t j = 0; j < len; ++j) cr[j] = uint8_t(int32_t(kr[j]));
       }
-      if (idx) {
+      if (idx && !code) {
         int64_t* ir = idx + oh * OW + o0;
         const int64_t corner = 2 * oh * W + 2 * o0;
         for (int64_t j = 0; j < len; ++j) {
@@ -139,6 +138,19 @@ static float unpool_row_2x2_code(int64_t OW, const float* g, const uint8_t* cr, 
 // One plane, 2x2 / stride 2 / OH == H/2, OW == W/2, from codes: false on a code > 3.
 static bool unpool_plane_2x2_code(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
+#if FM_ISA_LEVEL == 0
+  // one lane: zero the plane, then store each gradient at its code's position
+  std::memset(gx, 0, sizeof(float) * H * W);
+  unsigned acc = 0;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const unsigned c = code[oh * OW + ow];
+      acc |= c;
+      const unsigned cc = c & 3u;  // stays inside the window; a bad code is reported below
+      gx[(2 * oh + (cc >> 1)) * W + 2 * ow + (cc & 1u)] = gy[oh * OW + ow];
+    }
+  return acc <= 3u;
+#endif
   float worst = 0.f;
   for (int64_t oh = 0; oh < OH; ++oh) {
     float* r0 = gx + 2 * oh * W;
@@ -150,30 +162,23 @@ static bool unpool_plane_2x2_code(const Pool2dShape& s, const float* gy, const u
   return worst <= 3.f;
 }
 
-// The same from int64 indices: each row's indices become window codes first (false as soon as
-// one lies outside its own window; the caller then redoes the plane generically).
+// The same from int64 indices: zero the plane, then store each gradient once at its index (false
+// as soon as one lies outside its own window; the caller then redoes the plane generically).
+// Scalar at every width: turning the indices into codes for the vector row kernel measured slower.
 static bool unpool_plane_2x2(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx) {
   const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
-  uint8_t cr[256];
+  std::memset(gx, 0, sizeof(float) * H * W);
+  bool stray = false;
   for (int64_t oh = 0; oh < OH; ++oh) {
-    float* r0 = gx + 2 * oh * W;
-    float* r1 = r0 + W;
-    for (int64_t o0 = 0; o0 < OW; o0 += 256) {
-      const int64_t len = std::min<int64_t>(256, OW - o0);
-      const int64_t* ir = idx + oh * OW + o0;
-      const int64_t corner = 2 * oh * W + 2 * o0;
-      bool bad = false;
-      for (int64_t j = 0; j < len; ++j) {  // branch-free: a data-dependent branch mispredicts
-        const uint64_t l = uint64_t(ir[j] - corner - 2 * j), lb = l - uint64_t(W);
-        bad |= !((l < 2) | (lb < 2));
-        cr[j] = uint8_t(l < 2 ? l : lb + 2);
-      }
-      if (bad) return false;
-      unpool_row_2x2_code(len, gy + oh * OW + o0, cr, r0 + 2 * o0, r1 + 2 * o0);
+    for (int64_t ow = 0; ow < OW; ++ow) {  // branch-free: a data-dependent branch mispredicts
+      const int64_t corner = 2 * oh * W + 2 * ow, i = idx[oh * OW + ow];
+      const uint64_t l = uint64_t(i - corner);
+      const bool inside = (l < 2) | (l - uint64_t(W) < 2);
+      stray |= !inside;
+      gx[inside ? i : corner] = gy[oh * OW + ow];  // a stray index writes inside the plane only
     }
-    for (int64_t iw = 2 * OW; iw < W; ++iw) r0[iw] = r1[iw] = 0.f;
+    if (stray) return false;
   }
-  if (2 * OH < H) std::memset(gx + 2 * OH * W, 0, sizeof(float) * (H - 2 * OH) * W);
   return true;
 }
 

@@ -27,6 +27,7 @@
 //   zip(a, b, lo, hi)                interleave: lo = a0 b0 a1 b1 .., hi = the upper W of the 2W
 //   unzip(a, b, even, odd)           inverse: even = lanes 0,2,4,.. of the 2W floats (a then b)
 //   load_u8_n(p, n)                  first n bytes (0 <= n <= W) as floats, the rest 0
+//   store_u8_n(p, v, n)              first n lanes (integers 0..255) as bytes
 //   transpose(r[W])                  in-register W x W transpose: rows r[0..W-1] -> r[c] = column c
 #pragma once
 
@@ -108,6 +109,7 @@ struct Scalar {
   static FM_INLINE void zip(V a, V b, V& lo, V& hi) { lo = a, hi = b; }
   static FM_INLINE void unzip(V a, V b, V& even, V& odd) { even = a, odd = b; }
   static FM_INLINE V load_u8_n(const uint8_t* p, int n) { return n > 0 ? float(*p) : 0.f; }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) { if (n > 0) *p = uint8_t(int32_t(v)); }
   static FM_INLINE void transpose(V (&)[1]) {}
 };
 
@@ -181,9 +183,26 @@ struct Avx2 {
     odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
   }
   static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
-    int64_t b = 0;
-    std::memcpy(&b, p, size_t(n < 0 ? 0 : n > 8 ? 8 : n));
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(b)));
+    __m128i b;
+    if (n >= 8) {
+      b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    } else {  // assembled in a register (a byte-wise stack copy would stall store forwarding)
+      uint64_t u = 0;
+      for (int i = 0; i < n; ++i) u |= uint64_t(p[i]) << (8 * i);
+      b = _mm_cvtsi64_si128(int64_t(u));
+    }
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+  }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) {
+    const __m256i i = _mm256_cvttps_epi32(v);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    const __m128i b = _mm_packus_epi16(w, w);
+    if (n >= 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
+    } else {
+      uint64_t u = uint64_t(_mm_cvtsi128_si64(b));
+      for (int j = 0; j < n; ++j) p[j] = uint8_t(u >> (8 * j));
+    }
   }
   static FM_INLINE void transpose(V (&r)[8]) {
     __m256 t[8], u[8];
@@ -266,6 +285,9 @@ struct Avx512 {
   }
   static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
     return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(tail(n), p)));
+  }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) {
+    _mm512_mask_cvtepi32_storeu_epi8(p, tail(n), _mm512_cvttps_epi32(v));
   }
   static FM_INLINE void transpose(V (&r)[16]) {
     __m512 t[16];
@@ -360,6 +382,11 @@ struct Neon {
     float t[4] = {0.f, 0.f, 0.f, 0.f};
     for (int i = 0; i < n && i < 4; ++i) t[i] = float(p[i]);
     return vld1q_f32(t);
+  }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) {
+    int32_t t[4];
+    vst1q_s32(t, vcvtq_s32_f32(v));
+    for (int i = 0; i < n && i < 4; ++i) p[i] = uint8_t(t[i]);
   }
   static FM_INLINE void transpose(V (&r)[4]) {
     float32x4_t a = vtrn1q_f32(r[0], r[1]), b = vtrn2q_f32(r[0], r[1]);
