@@ -28,6 +28,9 @@
 //   unzip(a, b, even, odd)           inverse: even = lanes 0,2,4,.. of the 2W floats (a then b)
 //   load_u8_n(p, n)                  first n bytes (0 <= n <= W) as floats, the rest 0
 //   store_u8_n(p, v, n)              first n lanes (integers 0..255) as bytes
+//   trunc(v)                         round toward zero
+//   gather_xy(base, x, y, pitch)     lanes base[int(y) * pitch + int(x)] (x, y >= 0 integral floats;
+//                                    the index must fit in 32 bits)
 //   transpose(r[W])                  in-register W x W transpose: rows r[0..W-1] -> r[c] = column c
 #pragma once
 
@@ -110,6 +113,10 @@ struct Scalar {
   static FM_INLINE void unzip(V a, V b, V& even, V& odd) { even = a, odd = b; }
   static FM_INLINE V load_u8_n(const uint8_t* p, int n) { return n > 0 ? float(*p) : 0.f; }
   static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) { if (n > 0) *p = uint8_t(int32_t(v)); }
+  static FM_INLINE V trunc(V v) { return std::trunc(v); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    return base[int64_t(int32_t(y)) * pitch + int32_t(x)];
+  }
   static FM_INLINE void transpose(V (&)[1]) {}
 };
 
@@ -204,6 +211,12 @@ struct Avx2 {
       for (int j = 0; j < n; ++j) p[j] = uint8_t(u >> (8 * j));
     }
   }
+  static FM_INLINE V trunc(V v) { return _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    const __m256i i = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_cvttps_epi32(y), _mm256_set1_epi32(pitch)),
+                                       _mm256_cvttps_epi32(x));
+    return _mm256_i32gather_ps(base, i, 4);
+  }
   static FM_INLINE void transpose(V (&r)[8]) {
     __m256 t[8], u[8];
     for (int i = 0; i < 4; ++i) {
@@ -288,6 +301,12 @@ struct Avx512 {
   }
   static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) {
     _mm512_mask_cvtepi32_storeu_epi8(p, tail(n), _mm512_cvttps_epi32(v));
+  }
+  static FM_INLINE V trunc(V v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    const __m512i i = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_cvttps_epi32(y), _mm512_set1_epi32(pitch)),
+                                       _mm512_cvttps_epi32(x));
+    return _mm512_i32gather_ps(i, base, 4);
   }
   static FM_INLINE void transpose(V (&r)[16]) {
     __m512 t[16];
@@ -387,6 +406,15 @@ struct Neon {
     int32_t t[4];
     vst1q_s32(t, vcvtq_s32_f32(v));
     for (int i = 0; i < n && i < 4; ++i) p[i] = uint8_t(t[i]);
+  }
+  static FM_INLINE V trunc(V v) { return vrndq_f32(v); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    int32_t xi[4], yi[4];
+    vst1q_s32(xi, vcvtq_s32_f32(x));
+    vst1q_s32(yi, vcvtq_s32_f32(y));
+    const float t[4] = {base[int64_t(yi[0]) * pitch + xi[0]], base[int64_t(yi[1]) * pitch + xi[1]],
+                        base[int64_t(yi[2]) * pitch + xi[2]], base[int64_t(yi[3]) * pitch + xi[3]]};
+    return vld1q_f32(t);
   }
   static FM_INLINE void transpose(V (&r)[4]) {
     float32x4_t a = vtrn1q_f32(r[0], r[1]), b = vtrn2q_f32(r[0], r[1]);
