@@ -11,7 +11,7 @@ with a large torch matmul.
 
 By default (--isa all) the whole run repeats for each x86 SIMD level this CPU has from AVX2 up,
 each in its own process, fastmnist lowered with FASTMNIST_ISA and PyTorch capped the same way
-(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA; both read at import). The tables print side by side and
+(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS; read at import). The tables print side by side and
 every JSON row carries `isa` (the level) and `kernel` (the fastmnist kernels that ran for it, from
 fastmnist.kernel_report()). --isa native runs the best level only, in this process.
 """
@@ -62,9 +62,11 @@ def print_table(rows):
         print(" ".join(cells))
 
 
-# PyTorch's own caps for each fastmnist level (ATen's kernels, oneDNN's JIT)
-TORCH_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-              "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}}
+# PyTorch's own caps for each fastmnist level: ATen's kernels, oneDNN's JIT, and MKL (torch.mm /
+# linear on x86 wheels), all read when the library loads
+TORCH_CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+              "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+                         "MKL_ENABLE_INSTRUCTIONS": "AVX512"}}
 
 
 def x86_levels() -> list[str]:

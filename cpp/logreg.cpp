@@ -117,7 +117,7 @@ void logreg_forward(const float* X, int64_t N, int D, int C, const float* W, con
 // X (N, D), y (N,), perm (M,), W (C, D), b (C,) updated in place
 //
 // Synchronisation: ONE barrier per batch. Every thread keeps a private copy of (W, b); after the
-// barrier each thread reduces all threads' partial gradients (in thread order, so every copy gets
+// barrier each thread reduces all slots' partial gradients (in slot order, so every copy gets
 // bit-identical values) and steps its own copy, then goes straight on to the next batch. The
 // partial-gradient buffers are double-buffered by batch parity: a thread writing batch k+1's
 // partials cannot clobber batch k's, which slower threads may still be reading; batch k+2's writes
@@ -125,6 +125,9 @@ void logreg_forward(const float* X, int64_t N, int D, int C, const float* W, con
 // (With more than kRedundantMaxThreads threads the O(T^2) redundant reduction would cost more than
 // a second barrier, so then the threads reduce disjoint column slices of the shared W instead.)
 constexpr int kRedundantMaxThreads = 4;
+// The rows of each batch are split into kSlots fixed slots (slot s runs on thread s % T), each with
+// its own partial gradient, reduced in slot order: the result does not depend on the thread count.
+constexpr int kSlots = 8;
 
 LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* perm, int64_t M,
                               int D, int C, float* W, float* b, const float* mean,
@@ -134,10 +137,10 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
   const size_t CD = (size_t)C * D;
   // Workspaces, allocated once: per-thread partial gradients (x2 parities), private weights,
   // row buffers, logits.
-  std::vector<float> gpart(2 * (size_t)nt_max * CD), bpart(2 * (size_t)nt_max * C);
+  std::vector<float> gpart(2 * (size_t)kSlots * CD), bpart(2 * (size_t)kSlots * C);
   std::vector<float> rowbuf((size_t)nt_max * kSub * D), gbuf((size_t)nt_max * kSub * C);
-  std::vector<double> loss_t(nt_max, 0.0);
-  std::vector<int64_t> correct_t(nt_max, 0);
+  std::vector<double> loss_s(kSlots, 0.0);
+  std::vector<int64_t> correct_s(kSlots, 0);
   const bool redundant = nt_max <= kRedundantMaxThreads;
   std::vector<float> wpriv(redundant ? (size_t)nt_max * (CD + C) : 0);
 
@@ -155,8 +158,6 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
       std::memcpy(bt, b, sizeof(float) * C);
     }
     const float* rows[kRows];
-    double loss = 0.0;
-    int64_t correct = 0;
     int64_t d0 = 0, d1 = D;
     if (!redundant) split_range(D, t, T, d0, d1);
 
@@ -164,12 +165,15 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
       const int64_t start = bi * batch_size;
       const int64_t n = std::min<int64_t>(batch_size, M - start);
       const float inv_n = 1.f / (float)n;
-      float* gp = gpart.data() + (size_t)(bi & 1) * nt_max * CD;  // this batch's partials
-      float* bp = bpart.data() + (size_t)(bi & 1) * nt_max * C;
-      float* Gt = gp + (size_t)t * CD;
-      float* gbt = bp + (size_t)t * C;
+      float* gp = gpart.data() + (size_t)(bi & 1) * kSlots * CD;  // this batch's partials
+      float* bp = bpart.data() + (size_t)(bi & 1) * kSlots * C;
+      for (int sl = t; sl < kSlots; sl += T) {
+      float* Gt = gp + (size_t)sl * CD;
+      float* gbt = bp + (size_t)sl * C;
+      double& loss = loss_s[sl];
+      int64_t& correct = correct_s[sl];
       int64_t r0, r1;
-      split_range(n, t, T, r0, r1);
+      split_range(n, sl, kSlots, r0, r1);
       std::memset(Gt, 0, sizeof(float) * CD);
       std::memset(gbt, 0, sizeof(float) * C);
 
@@ -216,22 +220,23 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
           }
         }
       }
+      }  // slots
 #pragma omp barrier
-      // Reduce the partial gradients over the threads in a fixed order and step: the whole of the
+      // Reduce the partial gradients over the slots in a fixed order and step: the whole of the
       // private copy (redundant mode) or this thread's column slice of the shared W.
       for (int c = 0; c < C; ++c) {
         float* w = Wt + (size_t)c * D;
         const float* g0 = gp + (size_t)c * D;
         for (int64_t d = d0; d < d1; ++d) {
           float s = g0[d];
-          for (int u = 1; u < T; ++u) s += g0[(size_t)u * CD + d];
+          for (int u = 1; u < kSlots; ++u) s += g0[(size_t)u * CD + d];
           w[d] -= lr * (s + l2 * w[d]);
         }
       }
       if (redundant || t == 0)
         for (int c = 0; c < C; ++c) {
           float s = bp[c];
-          for (int u = 1; u < T; ++u) s += bp[(size_t)u * C + c];
+          for (int u = 1; u < kSlots; ++u) s += bp[(size_t)u * C + c];
           bt[c] -= lr * s;
         }
       if (!redundant) {
@@ -242,13 +247,11 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
       std::memcpy(W, Wt, sizeof(float) * CD);
       std::memcpy(b, bt, sizeof(float) * C);
     }
-    loss_t[t] = loss;
-    correct_t[t] = correct;
   }
   LogregEpochStats st;
-  for (int t = 0; t < nt_max; ++t) {
-    st.loss_sum += loss_t[t];
-    st.correct += correct_t[t];
+  for (int sl = 0; sl < kSlots; ++sl) {
+    st.loss_sum += loss_s[sl];
+    st.correct += correct_s[sl];
   }
   return st;
 }
