@@ -23,6 +23,14 @@
 //   reduce_add(v)                    lanes summed in a fixed order (pairwise halves), so the
 //                                    result does not depend on anything but the inputs
 //   reduce_max(v)
+//   either(m1, m2) -> M              mask or
+//   zip(a, b, lo, hi)                interleave: lo = a0 b0 a1 b1 .., hi = the upper W of the 2W
+//   unzip(a, b, even, odd)           inverse: even = lanes 0,2,4,.. of the 2W floats (a then b)
+//   load_u8_n(p, n)                  first n bytes (0 <= n <= W) as floats, the rest 0
+//   store_u8_n(p, v, n)              first n lanes (integers 0..255) as bytes
+//   trunc(v)                         round toward zero
+//   gather_xy(base, x, y, pitch)     lanes base[int(y) * pitch + int(x)] (x, y >= 0 integral floats;
+//                                    the index must fit in 32 bits)
 //   transpose(r[W])                  in-register W x W transpose: rows r[0..W-1] -> r[c] = column c
 #pragma once
 
@@ -100,6 +108,15 @@ struct Scalar {
   static FM_INLINE unsigned mask_bits(M m) { return m ? 1u : 0u; }
   static FM_INLINE float reduce_add(V v) { return v; }
   static FM_INLINE float reduce_max(V v) { return v; }
+  static FM_INLINE M either(M a, M b) { return a || b; }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) { lo = a, hi = b; }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) { even = a, odd = b; }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) { return n > 0 ? float(*p) : 0.f; }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) { if (n > 0) *p = uint8_t(int32_t(v)); }
+  static FM_INLINE V trunc(V v) { return std::trunc(v); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    return base[int64_t(int32_t(y)) * pitch + int32_t(x)];
+  }
   static FM_INLINE void transpose(V (&)[1]) {}
 };
 
@@ -161,6 +178,44 @@ struct Avx2 {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  static FM_INLINE M either(M a, M b) { return _mm256_or_ps(a, b); }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) {
+    const __m256 l = _mm256_unpacklo_ps(a, b), h = _mm256_unpackhi_ps(a, b);
+    lo = _mm256_permute2f128_ps(l, h, 0x20);
+    hi = _mm256_permute2f128_ps(l, h, 0x31);
+  }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) {
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+  }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
+    __m128i b;
+    if (n >= 8) {
+      b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    } else {  // assembled in a register (a byte-wise stack copy would stall store forwarding)
+      uint64_t u = 0;
+      for (int i = 0; i < n; ++i) u |= uint64_t(p[i]) << (8 * i);
+      b = _mm_cvtsi64_si128(int64_t(u));
+    }
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+  }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) {
+    const __m256i i = _mm256_cvttps_epi32(v);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    const __m128i b = _mm_packus_epi16(w, w);
+    if (n >= 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
+    } else {
+      uint64_t u = uint64_t(_mm_cvtsi128_si64(b));
+      for (int j = 0; j < n; ++j) p[j] = uint8_t(u >> (8 * j));
+    }
+  }
+  static FM_INLINE V trunc(V v) { return _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    const __m256i i = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_cvttps_epi32(y), _mm256_set1_epi32(pitch)),
+                                       _mm256_cvttps_epi32(x));
+    return _mm256_i32gather_ps(base, i, 4);
   }
   static FM_INLINE void transpose(V (&r)[8]) {
     __m256 t[8], u[8];
@@ -231,6 +286,28 @@ struct Avx512 {
     return _mm_cvtss_f32(s);
   }
   static FM_INLINE float reduce_max(V v) { return _mm512_reduce_max_ps(v); }
+  static FM_INLINE M either(M a, M b) { return M(a | b); }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) {
+    lo = _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+    hi = _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+  }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) {
+    const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    even = _mm512_permutex2var_ps(a, e, b);
+    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(e, _mm512_set1_epi32(1)), b);
+  }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(tail(n), p)));
+  }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) {
+    _mm512_mask_cvtepi32_storeu_epi8(p, tail(n), _mm512_cvttps_epi32(v));
+  }
+  static FM_INLINE V trunc(V v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    const __m512i i = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_cvttps_epi32(y), _mm512_set1_epi32(pitch)),
+                                       _mm512_cvttps_epi32(x));
+    return _mm512_i32gather_ps(i, base, 4);
+  }
   static FM_INLINE void transpose(V (&r)[16]) {
     __m512 t[16];
 #pragma GCC unroll 8
@@ -317,6 +394,28 @@ struct Neon {
     return vget_lane_f32(s, 0) + vget_lane_f32(s, 1);
   }
   static FM_INLINE float reduce_max(V v) { return vmaxvq_f32(v); }
+  static FM_INLINE M either(M a, M b) { return vorrq_u32(a, b); }
+  static FM_INLINE void zip(V a, V b, V& lo, V& hi) { lo = vzip1q_f32(a, b), hi = vzip2q_f32(a, b); }
+  static FM_INLINE void unzip(V a, V b, V& even, V& odd) { even = vuzp1q_f32(a, b), odd = vuzp2q_f32(a, b); }
+  static FM_INLINE V load_u8_n(const uint8_t* p, int n) {
+    float t[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int i = 0; i < n && i < 4; ++i) t[i] = float(p[i]);
+    return vld1q_f32(t);
+  }
+  static FM_INLINE void store_u8_n(uint8_t* p, V v, int n) {
+    int32_t t[4];
+    vst1q_s32(t, vcvtq_s32_f32(v));
+    for (int i = 0; i < n && i < 4; ++i) p[i] = uint8_t(t[i]);
+  }
+  static FM_INLINE V trunc(V v) { return vrndq_f32(v); }
+  static FM_INLINE V gather_xy(const float* base, V x, V y, int32_t pitch) {
+    int32_t xi[4], yi[4];
+    vst1q_s32(xi, vcvtq_s32_f32(x));
+    vst1q_s32(yi, vcvtq_s32_f32(y));
+    const float t[4] = {base[int64_t(yi[0]) * pitch + xi[0]], base[int64_t(yi[1]) * pitch + xi[1]],
+                        base[int64_t(yi[2]) * pitch + xi[2]], base[int64_t(yi[3]) * pitch + xi[3]]};
+    return vld1q_f32(t);
+  }
   static FM_INLINE void transpose(V (&r)[4]) {
     float32x4_t a = vtrn1q_f32(r[0], r[1]), b = vtrn2q_f32(r[0], r[1]);
     float32x4_t c = vtrn1q_f32(r[2], r[3]), d = vtrn2q_f32(r[2], r[3]);
