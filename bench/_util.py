@@ -33,7 +33,17 @@ class Ctx:
     threads: int
     quick: bool
     peak_gflops: float
+    isa: str = ""
     rows: list = field(default_factory=list)
+
+    @staticmethod
+    def kernels_since_last_row() -> str:
+        """The fastmnist kernels that ran since the previous row ("op=kernel; ..."), then forgets them."""
+        from fastmnist import _core
+
+        ran = "; ".join(f"{op}={k}" for op, k in _core.kernel_report().items() if k != "-")
+        _core._reset_kernel_report()
+        return ran
 
     def add(self, name: str, shape: str, batch: int | None, fastmnist_ms: float, torch_ms: float | None,
             flops: float | None = None, baseline: str = "torch", **extra):
@@ -47,6 +57,8 @@ class Ctx:
             "torch_ms": None if torch_ms is None else round(torch_ms, 4),
             "baseline": baseline,
             "ratio": None if not torch_ms else round(torch_ms / fastmnist_ms, 3),
+            "isa": self.isa,
+            "kernel": extra.pop("kernel", None) or self.kernels_since_last_row(),
         }
         if flops:
             gf = flops / (fastmnist_ms * 1e-3) / 1e9

@@ -5,17 +5,9 @@
 
 #include "common.hpp"
 
-// Vectorised loops compiled for AVX-512 / AVX2 / baseline, picked at load time (GCC ifunc, glibc
-// only); a plain function elsewhere (clang, musl, macOS, aarch64).
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
-#define FM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FM_CLONES
-#endif
-
 namespace fm {
 
-inline float bits_to_float(int32_t i) {
+FM_INLINE float bits_to_float(int32_t i) {
   float f;
   std::memcpy(&f, &i, 4);
   return f;
@@ -24,7 +16,7 @@ inline float bits_to_float(int32_t i) {
 // exp(t) for t <= 0 (0 below -87.3, where the result leaves the normal range; NaN stays NaN),
 // Cephes' expf polynomial on t = n ln2 + r, |r| <= ln2/2: ~1 ulp. Only arithmetic and selects,
 // so loops calling it vectorise.
-inline float exp_nonpos(float t) {
+FM_INLINE float exp_nonpos(float t) {
   const bool nan = t != t;
   const bool under = !(t > -87.33654f);  // also true for NaN
   const float c = under ? -87.33654f : t;

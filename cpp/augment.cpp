@@ -57,63 +57,33 @@ __attribute__((always_inline)) inline void row_taps(const float* __restrict pad,
   }
 }
 
-void plane_rows(const float* pad, int64_t PW, const double* M, float* o, int64_t H, int64_t W, bool projective,
-                float* sxs, float* sys) {
-  for (int64_t i = 0; i < H; ++i) {
-    row_coords(M, i, H, W, projective, sxs, sys);
-    row_taps(pad, PW, sxs, sys, o + i * W, 0, W);
-  }
-}
-
-#if FM_X86
-// Same as plane_rows, eight output pixels at a time with AVX2 gathers (the coordinate loop is
-// vectorised by the compiler under this target).
-__attribute__((target("avx2,fma"))) void plane_rows_avx2(const float* pad, int64_t PW, const double* M, float* o,
-                                                         int64_t H, int64_t W, bool projective, float* sxs,
-                                                         float* sys) {
-  const __m256i pw = _mm256_set1_epi32(int(PW));
-  for (int64_t i = 0; i < H; ++i) {
-    row_coords(M, i, H, W, projective, sxs, sys);
-    float* orow = o + i * W;
-    int64_t j = 0;
-    for (; j + 8 <= W; j += 8) {
-      __m256 sx = _mm256_loadu_ps(sxs + j), sy = _mm256_loadu_ps(sys + j);
-      __m256i x0 = _mm256_cvttps_epi32(sx), y0 = _mm256_cvttps_epi32(sy);
-      __m256 ax = _mm256_sub_ps(sx, _mm256_cvtepi32_ps(x0));
-      __m256 ay = _mm256_sub_ps(sy, _mm256_cvtepi32_ps(y0));
-      __m256i idx = _mm256_add_epi32(_mm256_mullo_epi32(y0, pw), x0);
-      __m256 a = _mm256_i32gather_ps(pad, idx, 4);
-      __m256 b = _mm256_i32gather_ps(pad + 1, idx, 4);
-      __m256 c = _mm256_i32gather_ps(pad + PW, idx, 4);
-      __m256 d = _mm256_i32gather_ps(pad + PW + 1, idx, 4);
-      __m256 top = _mm256_fmadd_ps(ax, _mm256_sub_ps(b, a), a);
-      __m256 bot = _mm256_fmadd_ps(ax, _mm256_sub_ps(d, c), c);
-      _mm256_storeu_ps(orow + j, _mm256_fmadd_ps(ay, _mm256_sub_ps(bot, top), top));
-    }
-    row_taps(pad, PW, sxs, sys, orow, j, W);
-  }
-}
-
-inline bool cpu_has_avx2() { return simd_at_least(Isa::avx2); }
-#endif
-
 }  // namespace
+
+struct AugmentKernels {
+  void (*plane_rows)(const float* pad, int64_t PW, const double* M, float* o, int64_t H, int64_t W, bool projective,
+                     float* sxs, float* sys);
+  const char* name;
+};
+
+}  // namespace fm
+
+#define FM_KERNELS_FILE "augment.inl"
+#include "simd/instantiate.hpp"
+
+namespace fm {
 
 // x (N,C,H,W), mats (N,3,3) -> out (N,C,H,W)
 // Fast path: each input plane is copied into a zero-bordered scratch plane (1 pixel left/top,
 // 2 right/bottom) and source coordinates are clamped to [-1, W] x [-1, H]. Every bilinear tap then
 // lands inside the scratch plane, out-of-image taps read the zero border, and the inner loop has no
 // bounds branches; the result equals grid_sample's zero padding (a clamped coordinate's taps are
-// all zero, exactly as the unclamped ones would be). AVX2 gathers when the CPU has them.
+// all zero, exactly as the unclamped ones would be). The rows run in augment.inl, one copy per ISA.
 void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, int64_t H, int64_t W,
           bool projective) {
   const int64_t plane = H * W, PW = W + 3, PH = H + 3;
-#if FM_X86
-  // 32-bit gather indices: fine for any image below ~2^31 scratch pixels
-  [[maybe_unused]] const bool avx2 = cpu_has_avx2() && PH * PW < (int64_t(1) << 31);
-#else
-  [[maybe_unused]] const bool avx2 = false;
-#endif
+  // 32-bit gather indices: fine for any image below ~2^31 scratch pixels (else the scalar rows)
+  const AugmentKernels& k = FM_PICK_FOR(PH * PW < (int64_t(1) << 31) ? isa() : Isa::generic, kAugment);
+  note_kernel(Op::augment, k.name);
   // Per-thread scratch, allocated before the parallel region (a failed allocation then raises
   // MemoryError in the binding instead of terminating inside OpenMP): the zero-bordered plane
   // (borders stay zero, the interior is rewritten) and the row coordinates.
@@ -133,13 +103,7 @@ void warp(const float* x, const double* mats, float* out, int64_t N, int64_t C, 
         for (int64_t i = 0; i < H; ++i)
           std::memcpy(pad + size_t((i + 1) * PW + 1), img + i * W, size_t(W) * sizeof(float));
         float* o = out + (n * C + c) * plane;
-#if FM_X86
-        if (avx2) {
-          plane_rows_avx2(pad, PW, M, o, H, W, projective, sxs, sys);
-          continue;
-        }
-#endif
-        plane_rows(pad, PW, M, o, H, W, projective, sxs, sys);
+        k.plane_rows(pad, PW, M, o, H, W, projective, sxs, sys);
       }
     }
   }

@@ -6,24 +6,12 @@
 #include <omp.h>
 #endif
 
-// FM_X86: the SIMD kernels (GCC target attributes + intrinsics) are compiled in -- an x86 target and
-// not disabled with -DFASTMNIST_NO_SIMD. Whether they run is decided at run time by gemm_isa().
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTMNIST_NO_SIMD)
-#include <immintrin.h>
-#define FM_X86 1
-#else
-#define FM_X86 0
-#endif
+// FM_X86 / FM_NEON, the SIMD traits (simd/simd.hpp) and the one dispatch (Isa, isa(), FM_PICK,
+// note_kernel) every kernel family uses.
+#include "dispatch.hpp"
+#include "simd/simd.hpp"
 
 namespace fm {
-
-// Instruction-set dispatch, one switch for every kernel family. The level is chosen once from the
-// CPU (avx512f > avx2+fma > generic); FASTMNIST_ISA=generic|avx2|avx512 in the environment or
-// gemm_set_isa() (tests) can lower it. Defined in gemm.cpp.
-enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
-Isa gemm_isa();
-// True when kernels of level `isa` may run (always false in a FASTMNIST_NO_SIMD / non-x86 build).
-inline bool simd_at_least(Isa isa) { return FM_X86 && int(gemm_isa()) >= int(isa); }
 
 inline int max_threads() {
 #ifdef _OPENMP

@@ -18,7 +18,7 @@ struct ConvShape {
 
 // Which implementation runs: the fastest for this CPU, the im2col + SGEMM path (any ISA), or the
 // plain reference loops; winograd / winograd_f2 / winograd_f4 force the Winograd kernels (default,
-// 2x2 or 4x4 output tiles; cpp/winograd.hpp) where they apply (stride 1, 3x3 / 5x5, AVX-512) and
+// 2x2 or 4x4 output tiles; cpp/winograd.hpp) where they apply (stride 1, 3x3 / 5x5, a vector ISA) and
 // run `fast` elsewhere; direct is `fast` without the Winograd kernels.
 enum class ConvImpl { fast = 0, gemm = 1, reference = 2, winograd = 3, winograd_f2 = 4, winograd_f4 = 5, direct = 6 };
 
@@ -39,9 +39,9 @@ void conv2d_backward_input_reference(const ConvShape& s, const float* dy, const 
 void conv2d_backward_weight_reference(const ConvShape& s, const float* dy, const float* x, float* dw,
                                       float* db);
 
-// Internal (AVX-512 CPUs only; shared by conv2d.cpp and conv_wgrad1.cpp): x_n (C,H,W) -> the
-// S-shifted planes xs[c*S+t][h][q] = xpad[c][h][q+t], planes pstride floats apart. Writes only the
-// entries that come from x; the caller zeroes the rest once per geometry.
-void build_planes_avx512(const ConvShape& s, int Q, size_t pstride, const float* x, float* xs);
+// Internal (shared by conv2d.cpp and conv_wgrad1.cpp): x_n (C,H,W) -> the S-shifted planes
+// xs[c*S+t][h][q] = xpad[c][h][q+t], planes pstride floats apart. Writes only the entries that
+// come from x; the caller zeroes the rest once per geometry.
+void build_planes(const ConvShape& s, int Q, size_t pstride, const float* x, float* xs);
 
 }  // namespace fm

@@ -190,7 +190,7 @@ __attribute__((target("avx512f"))) void wgrad_flat(const ConvShape& s, flat_fn f
       const int n1 = std::min(s.N, (gi + 1) * G);
       for (int c0 = gi * G; c0 < n1; c0 += CHUNK) {
         const int cn = std::min(CHUNK, n1 - c0);
-        for (int i = 0; i < cn; ++i) build_planes_avx512(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
+        for (int i = 0; i < cn; ++i) build_planes(s, Q, PLANE, x + (size_t)(c0 + i) * s.C * s.H * s.W, xs + i * plane);
         fn(xs, plane, cn, s.C, Q, PQ, s.K, dy + (size_t)c0 * s.K * PQ, va);
       }
     }

@@ -41,6 +41,7 @@ void linear_forward(int64_t N, int64_t in, int64_t out, const float* x, const fl
     if (relu) bias_relu_rows(N, out, nullptr, y);
     return;
   }
+  note_kernel(Op::linear, isa_name(isa()));  // the level's SGEMM + bias/ReLU pass
   // GEMM with beta = 0, then one pass adding the bias (and ReLU): measured faster than
   // pre-filling y with the bias and beta = 1.
   gemm(false, true, N, out, in, x, in, w, in, 0.f, y, out);
@@ -50,6 +51,7 @@ void linear_forward(int64_t N, int64_t in, int64_t out, const float* x, const fl
 // gy (N,out), x (N,in), w (out,in) -> gx (N,in), gw (out,in), gb (out)
 void linear_backward(int64_t N, int64_t in, int64_t out, const float* gy, const float* x, const float* w,
                      float* gx, float* gw, float* gb) {
+  note_kernel(Op::linear, isa_name(isa()));
   if (gx) {  // gx (N,in) = gy (N,out) @ w (out,in)
     if (out == 0 || N == 0 || in == 0) std::memset(gx, 0, sizeof(float) * N * in);
     else gemm(false, false, N, in, out, gy, out, w, in, 0.f, gx, in);

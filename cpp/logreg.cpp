@@ -4,7 +4,7 @@
 // (C x D) gradient backward, so instead of a general GEMM the epoch runs two small row kernels:
 //   dots: z[c] = sum_d W[c,d] x[d]         (x read once, up to 10 class accumulators in registers)
 //   ger:  G[c,d] += sum_r g[r,c] x_r[d]    (4 rows at a time, so G is read/written once per 4 rows)
-// Both have an AVX2+FMA version chosen at run time and a generic version the compiler vectorises.
+// Both are written once (logreg.inl) and instantiated per ISA; the dispatch picks the current level.
 #include "logreg.hpp"
 
 #include <algorithm>
@@ -23,131 +23,37 @@ constexpr int kRows = 4;     // rows per backward register block
 constexpr int kSub = 64;     // rows gathered per sub-block (64 x D floats: 512 KB at D = 2048, in L2)
 constexpr int kChunk = 512;  // columns per D-block (C x 512 floats of W or G: 20 KB, in L1)
 
-// ---- generic row kernels ------------------------------------------------------------------
+}  // namespace
 
-// x (L,), W (C, L) with row stride ld -> z (C,) += W x
-void dots_generic(const float* x, const float* W, int ld, int L, int C, float* z) {
-  for (int c = 0; c < C; ++c) {
-    const float* w = W + (size_t)c * ld;
-    float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-    for (int d = 0; d < L; ++d) acc += w[d] * x[d];
-    z[c] += acc;
-  }
+struct LogregKernels {
+  // z (C,) += W[:, :L] x, W (C, ld)
+  void (*dots)(const float* x, const float* W, int ld, int L, int C, float* z);
+  // G[:, :L] (C, ld) += g^T rows, rows R x (L,)
+  void (*ger)(const float* const* rows, const float* g, int R, int L, int C, float* G, int ld);
+  const char* name;
+};
+
+}  // namespace fm
+
+#define FM_KERNELS_FILE "logreg.inl"
+#include "simd/instantiate.hpp"
+
+namespace fm {
+
+namespace {
+
+const LogregKernels& logreg_kernels() {
+  const LogregKernels& k = FM_PICK(kLogreg);
+  note_kernel(Op::logreg, k.name);
+  return k;
 }
 
-// rows[r] (L,) for r < R, g (R, C) -> G (C, L) with row stride ld += g^T rows
-void ger_generic(const float* const* rows, const float* g, int R, int L, int C, float* G, int ld) {
-  const int D = L;
-  for (int c = 0; c < C; ++c) {
-    float* Gc = G + (size_t)c * ld;
-    for (int r = 0; r < R; ++r) {
-      const float gr = g[r * C + c];
-      const float* x = rows[r];
-#pragma omp simd
-      for (int d = 0; d < D; ++d) Gc[d] += gr * x[d];
-    }
-  }
-}
-
-// ---- AVX2 + FMA row kernels ---------------------------------------------------------------
-#if FM_X86
-__attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-// x (D,), W rows c0..c0+G-1 -> z[0..G)
-template <int G>
-__attribute__((target("avx2,fma"))) void dots_avx2_group(const float* x, const float* W, int ld,
-                                                         int D, float* z) {
-  __m256 acc[G];
-  for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
-  int d = 0;
-  for (; d + 8 <= D; d += 8) {
-    const __m256 xv = _mm256_loadu_ps(x + d);
-    for (int g = 0; g < G; ++g)
-      acc[g] = _mm256_fmadd_ps(_mm256_loadu_ps(W + (size_t)g * ld + d), xv, acc[g]);
-  }
-  for (int g = 0; g < G; ++g) {
-    float s = hsum8(acc[g]);
-    for (int e = d; e < D; ++e) s += W[(size_t)g * ld + e] * x[e];
-    z[g] += s;
-  }
-}
-
-__attribute__((target("avx2,fma"))) void dots_avx2(const float* x, const float* W, int ld, int D,
-                                                   int C, float* z) {
-  int c = 0;
-  while (c < C) {
-    const float* w = W + (size_t)c * ld;
-    switch (std::min(C - c, 10)) {
-      case 10: dots_avx2_group<10>(x, w, ld, D, z + c); c += 10; break;
-      case 9: dots_avx2_group<9>(x, w, ld, D, z + c); c += 9; break;
-      case 8: dots_avx2_group<8>(x, w, ld, D, z + c); c += 8; break;
-      case 7: dots_avx2_group<7>(x, w, ld, D, z + c); c += 7; break;
-      case 6: dots_avx2_group<6>(x, w, ld, D, z + c); c += 6; break;
-      case 5: dots_avx2_group<5>(x, w, ld, D, z + c); c += 5; break;
-      case 4: dots_avx2_group<4>(x, w, ld, D, z + c); c += 4; break;
-      case 3: dots_avx2_group<3>(x, w, ld, D, z + c); c += 3; break;
-      case 2: dots_avx2_group<2>(x, w, ld, D, z + c); c += 2; break;
-      default: dots_avx2_group<1>(x, w, ld, D, z + c); c += 1; break;
-    }
-  }
-}
-
-template <int R>
-__attribute__((target("avx2,fma"))) void ger_avx2_rows(const float* const* rows, const float* g,
-                                                       int D, int C, float* G, int ld) {
-  for (int c = 0; c < C; ++c) {
-    float* Gc = G + (size_t)c * ld;
-    __m256 gv[R];
-    for (int r = 0; r < R; ++r) gv[r] = _mm256_set1_ps(g[r * C + c]);
-    int d = 0;
-    for (; d + 8 <= D; d += 8) {
-      __m256 a = _mm256_loadu_ps(Gc + d);
-      for (int r = 0; r < R; ++r) a = _mm256_fmadd_ps(gv[r], _mm256_loadu_ps(rows[r] + d), a);
-      _mm256_storeu_ps(Gc + d, a);
-    }
-    for (; d < D; ++d) {
-      float a = Gc[d];
-      for (int r = 0; r < R; ++r) a += g[r * C + c] * rows[r][d];
-      Gc[d] = a;
-    }
-  }
-}
-
-__attribute__((target("avx2,fma"))) void ger_avx2(const float* const* rows, const float* g, int R,
-                                                  int D, int C, float* G, int ld) {
-  switch (R) {
-    case 4: ger_avx2_rows<4>(rows, g, D, C, G, ld); break;
-    case 3: ger_avx2_rows<3>(rows, g, D, C, G, ld); break;
-    case 2: ger_avx2_rows<2>(rows, g, D, C, G, ld); break;
-    default:
-      for (int r = 0; r < R; ++r) ger_avx2_rows<1>(rows + r, g + (size_t)r * C, D, C, G, ld);
-  }
-}
-
-#endif
-
-inline bool use_avx2() { return simd_at_least(Isa::avx2); }
-
-// z (C,) += W[:, :L] x, W (C, ld)
 inline void dots(const float* x, const float* W, int ld, int L, int C, float* z) {
-#if FM_X86
-  if (use_avx2()) return dots_avx2(x, W, ld, L, C, z);
-#endif
-  dots_generic(x, W, ld, L, C, z);
+  logreg_kernels().dots(x, W, ld, L, C, z);
 }
 
-// G[:, :L] (C, ld) += g^T rows, rows R x (L,)
 inline void ger(const float* const* rows, const float* g, int R, int L, int C, float* G, int ld) {
-#if FM_X86
-  if (use_avx2()) return ger_avx2(rows, g, R, L, C, G, ld);
-#endif
-  ger_generic(rows, g, R, L, C, G, ld);
+  logreg_kernels().ger(rows, g, R, L, C, G, ld);
 }
 
 inline void prefetch_row(const float* x, int D) {
@@ -182,7 +88,7 @@ inline float softmax_inplace(float* z, int C, int* am) {
 
 }  // namespace
 
-const char* logreg_kernel_path() { return use_avx2() ? "avx2+fma" : "generic"; }
+const char* logreg_kernel_path() { return logreg_kernels().name; }
 
 // ---- forward --------------------------------------------------------------------------------
 
@@ -211,7 +117,7 @@ void logreg_forward(const float* X, int64_t N, int D, int C, const float* W, con
 // X (N, D), y (N,), perm (M,), W (C, D), b (C,) updated in place
 //
 // Synchronisation: ONE barrier per batch. Every thread keeps a private copy of (W, b); after the
-// barrier each thread reduces all threads' partial gradients (in thread order, so every copy gets
+// barrier each thread reduces all slots' partial gradients (in slot order, so every copy gets
 // bit-identical values) and steps its own copy, then goes straight on to the next batch. The
 // partial-gradient buffers are double-buffered by batch parity: a thread writing batch k+1's
 // partials cannot clobber batch k's, which slower threads may still be reading; batch k+2's writes
@@ -219,6 +125,9 @@ void logreg_forward(const float* X, int64_t N, int D, int C, const float* W, con
 // (With more than kRedundantMaxThreads threads the O(T^2) redundant reduction would cost more than
 // a second barrier, so then the threads reduce disjoint column slices of the shared W instead.)
 constexpr int kRedundantMaxThreads = 4;
+// The rows of each batch are split into kSlots fixed slots (slot s runs on thread s % T), each with
+// its own partial gradient, reduced in slot order: the result does not depend on the thread count.
+constexpr int kSlots = 8;
 
 LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* perm, int64_t M,
                               int D, int C, float* W, float* b, const float* mean,
@@ -228,10 +137,10 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
   const size_t CD = (size_t)C * D;
   // Workspaces, allocated once: per-thread partial gradients (x2 parities), private weights,
   // row buffers, logits.
-  std::vector<float> gpart(2 * (size_t)nt_max * CD), bpart(2 * (size_t)nt_max * C);
+  std::vector<float> gpart(2 * (size_t)kSlots * CD), bpart(2 * (size_t)kSlots * C);
   std::vector<float> rowbuf((size_t)nt_max * kSub * D), gbuf((size_t)nt_max * kSub * C);
-  std::vector<double> loss_t(nt_max, 0.0);
-  std::vector<int64_t> correct_t(nt_max, 0);
+  std::vector<double> loss_s(kSlots, 0.0);
+  std::vector<int64_t> correct_s(kSlots, 0);
   const bool redundant = nt_max <= kRedundantMaxThreads;
   std::vector<float> wpriv(redundant ? (size_t)nt_max * (CD + C) : 0);
 
@@ -249,8 +158,6 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
       std::memcpy(bt, b, sizeof(float) * C);
     }
     const float* rows[kRows];
-    double loss = 0.0;
-    int64_t correct = 0;
     int64_t d0 = 0, d1 = D;
     if (!redundant) split_range(D, t, T, d0, d1);
 
@@ -258,12 +165,15 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
       const int64_t start = bi * batch_size;
       const int64_t n = std::min<int64_t>(batch_size, M - start);
       const float inv_n = 1.f / (float)n;
-      float* gp = gpart.data() + (size_t)(bi & 1) * nt_max * CD;  // this batch's partials
-      float* bp = bpart.data() + (size_t)(bi & 1) * nt_max * C;
-      float* Gt = gp + (size_t)t * CD;
-      float* gbt = bp + (size_t)t * C;
+      float* gp = gpart.data() + (size_t)(bi & 1) * kSlots * CD;  // this batch's partials
+      float* bp = bpart.data() + (size_t)(bi & 1) * kSlots * C;
+      for (int sl = t; sl < kSlots; sl += T) {
+      float* Gt = gp + (size_t)sl * CD;
+      float* gbt = bp + (size_t)sl * C;
+      double& loss = loss_s[sl];
+      int64_t& correct = correct_s[sl];
       int64_t r0, r1;
-      split_range(n, t, T, r0, r1);
+      split_range(n, sl, kSlots, r0, r1);
       std::memset(Gt, 0, sizeof(float) * CD);
       std::memset(gbt, 0, sizeof(float) * C);
 
@@ -310,22 +220,23 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
           }
         }
       }
+      }  // slots
 #pragma omp barrier
-      // Reduce the partial gradients over the threads in a fixed order and step: the whole of the
+      // Reduce the partial gradients over the slots in a fixed order and step: the whole of the
       // private copy (redundant mode) or this thread's column slice of the shared W.
       for (int c = 0; c < C; ++c) {
         float* w = Wt + (size_t)c * D;
         const float* g0 = gp + (size_t)c * D;
         for (int64_t d = d0; d < d1; ++d) {
           float s = g0[d];
-          for (int u = 1; u < T; ++u) s += g0[(size_t)u * CD + d];
+          for (int u = 1; u < kSlots; ++u) s += g0[(size_t)u * CD + d];
           w[d] -= lr * (s + l2 * w[d]);
         }
       }
       if (redundant || t == 0)
         for (int c = 0; c < C; ++c) {
           float s = bp[c];
-          for (int u = 1; u < T; ++u) s += bp[(size_t)u * C + c];
+          for (int u = 1; u < kSlots; ++u) s += bp[(size_t)u * C + c];
           bt[c] -= lr * s;
         }
       if (!redundant) {
@@ -336,13 +247,11 @@ LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* p
       std::memcpy(W, Wt, sizeof(float) * CD);
       std::memcpy(b, bt, sizeof(float) * C);
     }
-    loss_t[t] = loss;
-    correct_t[t] = correct;
   }
   LogregEpochStats st;
-  for (int t = 0; t < nt_max; ++t) {
-    st.loss_sum += loss_t[t];
-    st.correct += correct_t[t];
+  for (int sl = 0; sl < kSlots; ++sl) {
+    st.loss_sum += loss_s[sl];
+    st.correct += correct_s[sl];
   }
   return st;
 }

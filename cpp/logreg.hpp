@@ -16,9 +16,9 @@ struct LogregEpochStats {
 //   For each batch (size n): z = x W^T + b, p = softmax(z), loss = mean(-log p_y),
 //   grad_W = (p - onehot)^T x / n + l2 * W, grad_b = sum(p - onehot) / n,
 //   W -= lr * grad_W, b -= lr * grad_b   (PyTorch SGD with weight_decay=l2 on W only).
-// OpenMP: the rows of each batch are split over the threads; every thread accumulates its own
-// partial gradient, reduced over the threads in a fixed order (results depend on the thread count,
-// not on scheduling).
+// OpenMP: the rows of each batch are split into a fixed number of slots spread over the threads;
+// every slot accumulates its own partial gradient, reduced in slot order, so the results do not
+// depend on the thread count.
 LogregEpochStats logreg_epoch(const float* X, const int64_t* y, const int64_t* perm, int64_t M,
                               int D, int C, float* W, float* b, const float* mean,
                               const float* scale, float lr, float l2, int batch_size);

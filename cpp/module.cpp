@@ -56,15 +56,30 @@ static py::dict build_info() {
 #endif
   d["compiled_isa"] = isa;
   py::dict cpu;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  cpu["avx2"] = bool(__builtin_cpu_supports("avx2"));
-  cpu["fma"] = bool(__builtin_cpu_supports("fma"));
-  cpu["avx512f"] = bool(__builtin_cpu_supports("avx512f"));
+  const fm::CpuFeatures& f = fm::cpu_features();
+#if FM_X86
+  cpu["avx2"] = f.avx2;
+  cpu["fma"] = f.fma;
+  cpu["avx512f"] = f.avx512f;
+  cpu["avx512bw"] = f.avx512bw;
+  cpu["avx512vl"] = f.avx512vl;
+  cpu["avx512dq"] = f.avx512dq;
+  cpu["avx512vbmi"] = f.avx512vbmi;
+#endif
+#if FM_NEON
+  cpu["neon"] = f.neon;
 #endif
   d["cpu_features"] = cpu;
-  // the SIMD kernels chosen at run time (FASTMNIST_ISA=avx2|generic forces a lower one)
-  d["dispatch"] = std::string(fm::gemm_isa_name());
+  // the instruction-set level the kernels run at (FASTMNIST_ISA=generic|neon|avx2|avx512 lowers it)
+  d["dispatch"] = std::string(fm::isa_name(fm::isa()));
+  py::list levels;
+  for (fm::Isa l : {fm::Isa::generic, fm::Isa::neon, fm::Isa::avx2, fm::Isa::avx512})
+    if (fm::cpu_has(l)) levels.append(fm::isa_name(l));
+  d["isa_levels"] = levels;
+  // the kernel each op ran last in this process ("-": not run yet)
+  py::dict kernels;
+  for (auto& [op, k] : fm::kernel_report()) kernels[py::str(op)] = k;
+  d["kernels"] = kernels;
   d["openmp"] = bool(FASTMNIST_OPENMP);
 #ifdef _OPENMP
   d["openmp_version"] = int(_OPENMP);
@@ -98,6 +113,12 @@ PYBIND11_MODULE(_core, m) {
     return n > 0 ? n : fm::max_threads();
   });
   m.def("build_info", &build_info);
+  m.def("kernel_report", []() {
+    py::dict d;
+    for (auto& [op, k] : fm::kernel_report()) d[py::str(op)] = k;
+    return d;
+  }, "The kernel each op ran last in this process ('-' where it has not run).");
+  m.def("_reset_kernel_report", &fm::reset_kernel_report);
   bind_conv(m);
   bind_nn(m);
   bind_train(m);

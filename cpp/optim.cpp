@@ -1,6 +1,6 @@
-// Optimizer update steps. Each is a single streaming pass over the parameter (memory bound), so the
-// fast path is the same loop compiled twice (baseline and AVX2+FMA, chosen at run time) and split
-// over OpenMP threads for large tensors. Elementwise: the result does not depend on the thread count.
+// Optimizer update steps. Each is a single streaming pass over the parameter (memory bound): the
+// loops (optim.inl) are compiled once per ISA, picked by the one dispatch, and split over OpenMP
+// threads for large tensors. Elementwise: the result does not depend on the thread count.
 #include "optim.hpp"
 
 #include <cmath>
@@ -18,6 +18,30 @@ struct AdamConst {
   bool l2, decoupled;
 };
 
+}  // namespace
+
+struct OptimKernels {
+  void (*adam)(float* p, const float* g, float* m, float* v, int64_t n, const AdamConst& c);
+  void (*sgd)(float* p, const float* g, float* buf, int64_t n, float lr, float mom, float damp, float wd,
+              bool nesterov, bool first);
+  const char* name;
+};
+
+}  // namespace fm
+
+#define FM_KERNELS_FILE "optim.inl"
+#include "simd/instantiate.hpp"
+
+namespace fm {
+
+namespace {
+
+const OptimKernels& optim_kernels() {
+  const OptimKernels& k = FM_PICK(kOptim);
+  note_kernel(Op::optim, k.name);
+  return k;
+}
+
 AdamConst adam_const(double lr, double beta1, double beta2, double eps, double wd, int64_t step, bool decoupled) {
   AdamConst c;
   double bc1 = 1.0 - std::pow(beta1, double(step));
@@ -33,107 +57,6 @@ AdamConst adam_const(double lr, double beta1, double beta2, double eps, double w
   c.l2 = (wd != 0.0) && !decoupled;
   c.decoupled = (wd != 0.0) && decoupled;
   return c;
-}
-
-// p, g, m, v on [0, n): the loop body shared by both instruction-set variants.
-__attribute__((always_inline)) inline void adam_body(float* __restrict p, const float* __restrict g,
-                                                     float* __restrict m, float* __restrict v, int64_t n,
-                                                     const AdamConst& c) {
-  // no decay multiply / no wd * p term when off: inf * 0 would turn an infinite parameter into NaN
-  // where torch keeps it (the tests are loop-invariant; the compiler unswitches them)
-  const bool l2 = c.l2, decoupled = c.decoupled;
-  const float wd = c.wd, decay = c.decay;
-  const float omb1 = c.omb1, b2 = c.b2, omb2 = c.omb2, bcs = c.bc2_sqrt, eps = c.eps, ss = c.step_size;
-  for (int64_t i = 0; i < n; ++i) {
-    float pi = decoupled ? p[i] * decay : p[i];
-    float gi = l2 ? g[i] + wd * pi : g[i];
-    float mi = m[i] + omb1 * (gi - m[i]);  // exp_avg.lerp_(grad, 1 - beta1)
-    float vi = b2 * v[i] + omb2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - ss * (mi / (std::sqrt(vi) / bcs + eps));
-  }
-}
-
-__attribute__((always_inline)) inline void sgd_body(float* __restrict p, const float* __restrict g,
-                                                    float* __restrict buf, int64_t n, float lr, float mom,
-                                                    float damp, float wd, bool nesterov, bool first) {
-  if (wd == 0.0f) {  // without the wd * p term (inf * 0 = NaN would poison an infinite parameter)
-    if (mom == 0.0f) {
-      for (int64_t i = 0; i < n; ++i) p[i] -= lr * g[i];
-      return;
-    }
-    if (!first && !nesterov) {
-      const float omd = 1.0f - damp;
-      for (int64_t i = 0; i < n; ++i) {
-        float b = mom * buf[i] + omd * g[i];
-        buf[i] = b;
-        p[i] -= lr * b;
-      }
-      return;
-    }
-  }
-  const bool use_wd = wd != 0.0f;
-  if (mom == 0.0f) {
-    for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
-  } else if (first) {
-    if (nesterov)
-      for (int64_t i = 0; i < n; ++i) {
-        float d = use_wd ? g[i] + wd * p[i] : g[i];
-        buf[i] = d;
-        p[i] -= lr * (d + mom * d);
-      }
-    else
-      for (int64_t i = 0; i < n; ++i) {
-        float d = use_wd ? g[i] + wd * p[i] : g[i];
-        buf[i] = d;
-        p[i] -= lr * d;
-      }
-  } else {
-    const float omd = 1.0f - damp;
-    if (nesterov)
-      for (int64_t i = 0; i < n; ++i) {
-        float d = use_wd ? g[i] + wd * p[i] : g[i];
-        float b = mom * buf[i] + omd * d;
-        buf[i] = b;
-        p[i] -= lr * (d + mom * b);
-      }
-    else
-      for (int64_t i = 0; i < n; ++i) {
-        float d = use_wd ? g[i] + wd * p[i] : g[i];
-        float b = mom * buf[i] + omd * d;
-        buf[i] = b;
-        p[i] -= lr * b;
-      }
-  }
-}
-
-#if FM_X86 && !defined(__AVX2__)
-#define FM_DISPATCH 1
-__attribute__((target("avx2,fma"))) void adam_avx2(float* p, const float* g, float* m, float* v, int64_t n,
-                                                   const AdamConst& c) {
-  adam_body(p, g, m, v, n, c);
-}
-__attribute__((target("avx2,fma"))) void sgd_avx2(float* p, const float* g, float* buf, int64_t n, float lr,
-                                                  float mom, float damp, float wd, bool nesterov, bool first) {
-  sgd_body(p, g, buf, n, lr, mom, damp, wd, nesterov, first);
-}
-inline bool has_avx2() { return simd_at_least(Isa::avx2); }
-#endif
-
-void adam_chunk(float* p, const float* g, float* m, float* v, int64_t n, const AdamConst& c) {
-#ifdef FM_DISPATCH
-  if (has_avx2()) return adam_avx2(p, g, m, v, n, c);
-#endif
-  adam_body(p, g, m, v, n, c);
-}
-
-void sgd_chunk(float* p, const float* g, float* buf, int64_t n, float lr, float mom, float damp, float wd,
-               bool nesterov, bool first) {
-#ifdef FM_DISPATCH
-  if (has_avx2()) return sgd_avx2(p, g, buf, n, lr, mom, damp, wd, nesterov, first);
-#endif
-  sgd_body(p, g, buf, n, lr, mom, damp, wd, nesterov, first);
 }
 
 // Run fn(begin, end) over [0, n) split into contiguous per-thread ranges (serial when small).
@@ -160,8 +83,8 @@ void parallel_range(int64_t n, F fn) {
 
 void sgd_step(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, float dampening,
               float weight_decay, bool nesterov, bool first) {
-  parallel_range(n, [&](int64_t b, int64_t e) {
-    sgd_chunk(p + b, g + b, buf ? buf + b : nullptr, e - b, lr, momentum, dampening, weight_decay, nesterov, first);
+  parallel_range(n, [&, k = optim_kernels().sgd](int64_t b, int64_t e) {
+    k(p + b, g + b, buf ? buf + b : nullptr, e - b, lr, momentum, dampening, weight_decay, nesterov, first);
   });
 }
 
@@ -180,7 +103,7 @@ void sgd_step_reference(float* p, const float* g, float* buf, int64_t n, float l
 void adam_step(float* p, const float* g, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
                double eps, double weight_decay, int64_t step, bool decoupled) {
   const AdamConst c = adam_const(lr, beta1, beta2, eps, weight_decay, step, decoupled);
-  parallel_range(n, [&](int64_t b, int64_t e) { adam_chunk(p + b, g + b, m + b, v + b, e - b, c); });
+  parallel_range(n, [&, k = optim_kernels().adam](int64_t b, int64_t e) { k(p + b, g + b, m + b, v + b, e - b, c); });
 }
 
 void adam_step_reference(float* p, const float* g, float* m, float* v, int64_t n, double lr, double beta1,

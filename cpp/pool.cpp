@@ -1,6 +1,7 @@
 // Max pooling, NCHW. The general kernel scans each window like PyTorch's CPU kernel; the
-// 2x2 / stride 2 / no padding case (every pool of the MNIST models) has its own path, with an
-// AVX-512 variant chosen at run time. Parallel over the N*C planes; small inputs run serially
+// 2x2 / stride 2 / no padding case (every pool of the MNIST models) has its own path. The plane
+// kernels are written once (pool.inl) and instantiated per ISA; the flat-stream backward is an
+// AVX-512 VBMI specialisation beside them (faster where the CPU has VBMI; see below). Parallel over the N*C planes; small inputs run serially
 // (an OpenMP region costs more than the work at MNIST sizes).
 #include "pool.hpp"
 
@@ -10,8 +11,8 @@
 #include <limits>
 #include <vector>
 
-#include "activation.hpp"  // FM_CLONES
-#include "common.hpp"       // FM_X86 (+ immintrin.h), simd_at_least
+#include "activation.hpp"  // relu_backward
+#include "common.hpp"       // dispatch, simd layer
 
 namespace fm {
 
@@ -64,194 +65,34 @@ void pool_plane_reference(const Pool2dShape& s, const float* x, float* y, int64_
     }
 }
 
-// One plane, any geometry, vectorised across each output row: the columns whose windows lie
-// inside the input (no clipping) run window position by window position over all of them at
-// once, with selects instead of branches; the few border columns use pool_one.
-FM_CLONES void pool_plane_generic(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code) {
-  const int64_t W = s.W, OW = s.OW, SW = s.SW;
-  // interior columns: ow*SW - PW >= 0 and ow*SW - PW + KW <= W
-  int64_t lo = std::min<int64_t>((s.PW + SW - 1) / SW, OW);
-  int64_t hi = W + s.PW - s.KW >= 0 ? std::min<int64_t>((W + s.PW - s.KW) / SW + 1, OW) : 0;
-  if (hi < lo) hi = lo;
-  constexpr int64_t kChunk = 256;
-  int32_t k[kChunk];
-  auto border = [&](int64_t oh, int64_t ow) {
-    const int64_t mi = pool_one(s, x, oh, ow, y);
-    if (idx) idx[oh * OW + ow] = mi;
-    if (code) code[oh * OW + ow] = window_code(s, oh, ow, mi);
-  };
-  for (int64_t oh = 0; oh < s.OH; ++oh) {
-    for (int64_t ow = 0; ow < lo; ++ow) border(oh, ow);
-    for (int64_t ow = hi; ow < OW; ++ow) border(oh, ow);
-    int64_t h0 = oh * s.SH - s.PH, h1 = std::min<int64_t>(h0 + s.KH, s.H);
-    h0 = std::max<int64_t>(h0, 0);
-    for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
-      const int64_t n = std::min(kChunk, hi - c0);
-      float* yr = y + oh * OW + c0;
-      const int32_t first = int32_t(h0 * W + c0 * SW - s.PW);  // window start of column c0
-      for (int64_t j = 0; j < n; ++j) {
-        yr[j] = -std::numeric_limits<float>::infinity();
-        k[j] = first + int32_t(j * SW);
-      }
-      for (int64_t ih = h0; ih < h1; ++ih)
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          const int32_t p0 = int32_t(ih * W + c0 * SW - s.PW + kw);
-          const float* src = x + p0;
-#pragma omp simd
-          for (int64_t j = 0; j < n; ++j) {
-            float v = src[j * SW], m = yr[j];
-            bool t = (v > m) | (v != v);
-            yr[j] = t ? v : m;
-            k[j] = t ? p0 + int32_t(j * SW) : k[j];
-          }
-        }
-      if (idx)
-        for (int64_t j = 0; j < n; ++j) idx[oh * OW + c0 + j] = k[j];
-      if (code)
-        for (int64_t j = 0; j < n; ++j) code[oh * OW + c0 + j] = window_code(s, oh, c0 + j, k[j]);
-    }
-  }
-}
+}  // namespace
 
-// One output row of the 2x2 / stride 2 pool: input rows r0, r1 -> y (n), k (n) = offset of the
-// maximum in its window (0, 1, W, W+1). Selects, not branches (a branch on random data
-// mispredicts half the time); written so that the compiler vectorises it.
-// (k1, k2, k3: the values reported for the 2nd, 3rd, 4th candidate: 1, W, W+1 or codes 1, 2, 3.)
-inline void pool_row_2x2(int64_t n, const float* r0, const float* r1, int32_t k1, int32_t k2, int32_t k3, float* y,
-                         int32_t* k) {
-#pragma omp simd
-  for (int64_t ow = 0; ow < n; ++ow) {
-    float m = r0[2 * ow], v = r0[2 * ow + 1];
-    int32_t kk = 0;
-    bool t = (v > m) | (v != v);
-    m = t ? v : m;
-    kk = t ? k1 : kk;
-    v = r1[2 * ow];
-    t = (v > m) | (v != v);
-    m = t ? v : m;
-    kk = t ? k2 : kk;
-    v = r1[2 * ow + 1];
-    t = (v > m) | (v != v);
-    m = t ? v : m;
-    kk = t ? k3 : kk;
-    y[ow] = m;
-    k[ow] = kk;
-  }
-}
+struct PoolKernels {
+  void (*fwd_any)(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code);
+  void (*fwd_2x2)(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code);
+  bool (*bwd_2x2)(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
+  bool (*bwd_2x2_code)(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx);
+  const char* name;
+};
 
-// One plane, 2x2 window, stride 2, no padding: x (H,W) -> y (H/2,W/2), idx or code (may be null).
-FM_CLONES void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code) {
-  const int64_t W = s.W, OW = s.OW;
-  int32_t k[256];  // window offsets of one row piece
-  for (int64_t oh = 0; oh < s.OH; ++oh) {
-    const float* r0 = x + 2 * oh * W;
-    for (int64_t o0 = 0; o0 < OW; o0 += 256) {
-      const int64_t n = std::min<int64_t>(256, OW - o0);
-      if (code) {
-        pool_row_2x2(n, r0 + 2 * o0, r0 + W + 2 * o0, 1, 2, 3, y + oh * OW + o0, k);
-        for (int64_t j = 0; j < n; ++j) code[oh * OW + o0 + j] = uint8_t(k[j]);
-        continue;
-      }
-      pool_row_2x2(n, r0 + 2 * o0, r0 + W + 2 * o0, 1, int32_t(W), int32_t(W + 1), y + oh * OW + o0, k);
-      if (idx) {
-        int64_t* ir = idx + oh * OW + o0;
-        const int64_t corner = 2 * oh * W + 2 * o0;
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) ir[j] = corner + 2 * j + k[j];
-      }
-    }
-  }
-}
+}  // namespace fm
 
-#if FM_X86
-// AVX-512 version of pool_plane_2x2: 16 outputs per step; even/odd input columns are separated
-// with a two-register permute, the four candidates merged with PyTorch's update rule.
-// With code set, the window offsets 0..3 are stored as bytes instead of int64 positions.
-__attribute__((target("avx512f"))) void pool_plane_2x2_avx512(const Pool2dShape& s, const float* x,
-                                                                float* y, int64_t* idx, uint8_t* code) {
-  const int64_t W = s.W, OW = s.OW;
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512i lane2 = even;  // 2*lane
-  const __m512i k1 = _mm512_set1_epi32(1), kW = _mm512_set1_epi32(code ? 2 : int(W)),
-                kW1 = _mm512_set1_epi32(code ? 3 : int(W + 1));
-  for (int64_t oh = 0; oh < s.OH; ++oh) {
-    const float* r0 = x + 2 * oh * W;
-    const float* r1 = r0 + W;
-    float* yr = y + oh * OW;
-    int64_t* ir = idx ? idx + oh * OW : nullptr;
-    for (int64_t ow = 0; ow < OW; ow += 16) {
-      int64_t n = std::min<int64_t>(16, OW - ow);  // outputs in this step
-      __mmask16 mo = (__mmask16)((1u << n) - 1);
-      __mmask16 mlo = n >= 8 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * n)) - 1);
-      __mmask16 mhi = n > 8 ? (__mmask16)((1u << (2 * n - 16)) - 1) : (__mmask16)0;
-      const float* a = r0 + 2 * ow;
-      const float* b = r1 + 2 * ow;
-      __m512 a0 = _mm512_maskz_loadu_ps(mlo, a), a1 = _mm512_maskz_loadu_ps(mhi, a + 16);
-      __m512 b0 = _mm512_maskz_loadu_ps(mlo, b), b1 = _mm512_maskz_loadu_ps(mhi, b + 16);
-      __m512 m = _mm512_permutex2var_ps(a0, even, a1);
-      __m512i k = _mm512_setzero_si512();
-      __m512 v = _mm512_permutex2var_ps(a0, odd, a1);
-      __mmask16 t = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      m = _mm512_mask_mov_ps(m, t, v);
-      k = _mm512_mask_mov_epi32(k, t, k1);
-      v = _mm512_permutex2var_ps(b0, even, b1);
-      t = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      m = _mm512_mask_mov_ps(m, t, v);
-      k = _mm512_mask_mov_epi32(k, t, kW);
-      v = _mm512_permutex2var_ps(b0, odd, b1);
-      t = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      m = _mm512_mask_mov_ps(m, t, v);
-      k = _mm512_mask_mov_epi32(k, t, kW1);
-      _mm512_mask_storeu_ps(yr + ow, mo, m);
-      if (code) _mm512_mask_cvtepi32_storeu_epi8(code + oh * OW + ow, mo, k);
-      if (ir) {
-        // flat index = 2*oh*W + 2*ow + 2*lane + k (fits int32 for any plane under 2^31 elements)
-        __m512i fi = _mm512_add_epi32(_mm512_add_epi32(k, lane2), _mm512_set1_epi32(int(2 * oh * W + 2 * ow)));
-        __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(fi));
-        __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(fi, 1));
-        _mm512_mask_storeu_epi64(ir + ow, (__mmask8)(mo & 0xFF), lo);
-        _mm512_mask_storeu_epi64(ir + ow + 8, (__mmask8)(mo >> 8), hi);
-      }
-    }
-  }
-}
-#endif
+#define FM_KERNELS_FILE "pool.inl"
+#include "simd/instantiate.hpp"
+
+namespace fm {
+
+namespace {
 
 bool g_simd = true;
 std::atomic<int64_t> g_stream_fallbacks{0};  // stream backward calls that found an argmax outside its window
 
-// The AVX-512 kernels run when the package-wide level (gemm_isa(): the CPU, lowered by
-// FASTMNIST_ISA) is avx512, the CPU has the extensions each kernel needs, and the tests have not
-// switched them off (pool_set_simd).
-[[maybe_unused]] bool have_avx512() { return g_simd && simd_at_least(Isa::avx512); }
+// The plane kernels of the current level (pool_set_simd(false), for tests, selects the generic ones).
+const PoolKernels& pool_kernels() { return FM_PICK_FOR(g_simd ? isa() : Isa::generic, kPool); }
 
-#if FM_X86
-bool cpu_has(bool bw, bool vbmi) {
-  static const bool has_bw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                             __builtin_cpu_supports("avx512vl");
-  static const bool has_vbmi = has_bw && __builtin_cpu_supports("avx512vbmi");
-  return vbmi ? has_vbmi : bw ? has_bw : true;
-}
-#endif
-
-// AVX-512 F + BW + VL (byte loads and masks on 128-bit registers): every AVX-512 CPU but Xeon Phi.
-[[maybe_unused]] bool have_avx512bw() {
-#if FM_X86
-  return have_avx512() && cpu_has(true, false);
-#else
-  return false;
-#endif
-}
-
-// AVX-512 F + BW + VL + VBMI (byte permutes): Ice Lake, Zen 4 and later.
-bool have_avx512vbmi() {
-#if FM_X86
-  return have_avx512() && cpu_has(true, true);
-#else
-  return false;
-#endif
-}
+// The VBMI stream specialisation runs at the AVX-512 level on CPUs with AVX-512 VBMI (byte
+// permutes: Ice Lake, Zen 4 and later).
+bool have_avx512vbmi() { return g_simd && isa() == Isa::avx512 && cpu_features().avx512vbmi; }
 
 // ---------------------------------------------------------------------------------------------
 // backward
@@ -267,75 +108,6 @@ bool unpool_plane_generic(int64_t HW, int64_t n, const float* gy, const int64_t*
   }
   return true;
 }
-
-// One plane where OH == H/2 and OW == W/2: if every index lies in its own 2x2 / stride 2 window
-// (each input then belongs to at most one window), zero the plane and store each gradient once.
-// Returns false as soon as an index lies elsewhere (the caller then redoes the plane generically).
-bool unpool_plane_2x2(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx) {
-  const int64_t W = s.W, OH = s.OH, OW = s.OW;
-  std::memset(gx, 0, sizeof(float) * s.H * W);
-  bool bad = false;
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    for (int64_t ow = 0; ow < OW; ++ow) {  // branch-free: a data-dependent branch mispredicts
-      const int64_t corner = 2 * oh * W + 2 * ow, i = idx[oh * OW + ow];
-      const uint64_t l = uint64_t(i - corner);
-      const bool inside = (l < 2) | (l - uint64_t(W) < 2);
-      bad |= !inside;
-      gx[inside ? i : corner] = gy[oh * OW + ow];  // a stray index writes inside the plane only
-    }
-    if (bad) return false;
-  }
-  return true;
-}
-
-#if FM_X86
-// AVX-512 version of unpool_plane_2x2 without a scatter: it writes every element of the plane
-// once. 8 outputs per step: each int64 index minus its window's top-left position (low 32 bits
-// duplicated into both halves of the lane) is compared with 0,1,0,1,.. (top input row) and
-// W,W+1,.. (bottom row), which gives the masks of the two 16-float row pieces directly; the
-// gradients are duplicated to pairs with one permute. Measured faster than the permute/interleave
-// form and than zero + vscatterqps on this machine's 14x14 and 28x28 planes.
-__attribute__((target("avx512f,popcnt"))) bool unpool_plane_2x2_avx512(const Pool2dShape& s, const float* gy,
-                                                                     const int64_t* idx, float* gx) {
-  const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
-  const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m512i pat0 = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
-  const __m512i patW = _mm512_add_epi32(pat0, _mm512_set1_epi32(int(W)));
-  const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  const __m512i vW2 = _mm512_set1_epi64(W + 2);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    float* r0 = gx + 2 * oh * W;
-    float* r1 = r0 + W;
-    const float* g = gy + oh * OW;
-    const int64_t* ir = idx + oh * OW;
-    for (int64_t ow = 0; ow < OW; ow += 8) {
-      const int n = int(std::min<int64_t>(8, OW - ow));
-      const __mmask8 m8 = (__mmask8)((1u << n) - 1);
-      const __mmask16 m16 = (__mmask16)((1u << (2 * n)) - 1);
-      __m512i l = _mm512_sub_epi64(_mm512_maskz_loadu_epi64(m8, ir + ow),
-                                   _mm512_add_epi64(_mm512_set1_epi64(2 * oh * W + 2 * ow), lane2));
-      __mmask8 lt = _mm512_mask_cmplt_epu64_mask(m8, l, vW2);  // 0 <= l < W+2 (high half zero)
-      __m512i d = _mm512_shuffle_epi32(l, _MM_PERM_CCAA);
-      __mmask16 k0 = _mm512_mask_cmpeq_epi32_mask(m16, d, pat0);
-      __mmask16 k1 = _mm512_mask_cmpeq_epi32_mask(m16, d, patW);
-      // each lane matches at most one of 0, 1, W, W+1: all matched iff the counts add up to n
-      if (lt != m8 || __builtin_popcount(unsigned(k0)) + __builtin_popcount(unsigned(k1)) != n) return false;
-      __m512 v = _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps((__mmask16)m8, g + ow));
-      if (n == 8) {
-        _mm512_storeu_ps(r0 + 2 * ow, _mm512_maskz_mov_ps(k0, v));
-        _mm512_storeu_ps(r1 + 2 * ow, _mm512_maskz_mov_ps(k1, v));
-      } else {
-        _mm512_mask_storeu_ps(r0 + 2 * ow, m16, _mm512_maskz_mov_ps(k0, v));
-        _mm512_mask_storeu_ps(r1 + 2 * ow, m16, _mm512_maskz_mov_ps(k1, v));
-      }
-    }
-    for (int64_t iw = 2 * OW; iw < W; ++iw) r0[iw] = r1[iw] = 0.f;
-  }
-  if (2 * OH < H) std::memset(gx + 2 * OH * W, 0, sizeof(float) * (H - 2 * OH) * W);
-  return true;
-}
-
-#endif
 
 // ---- flat stream: 2x2 / stride 2 / no padding with H == 2*OH and W == 2*OW ----
 //
@@ -544,64 +316,6 @@ bool unpool_plane_generic_code(const Pool2dShape& s, const float* gy, const uint
   return true;
 }
 
-// One plane, 2x2 / stride 2 / no padding: zero, then store each gradient at its code's position.
-bool unpool_plane_2x2_code(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx) {
-  const int64_t W = s.W, OH = s.OH, OW = s.OW;
-  std::memset(gx, 0, sizeof(float) * s.H * W);
-  unsigned acc = 0;
-  for (int64_t oh = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      const unsigned c = code[oh * OW + ow];
-      acc |= c;
-      const unsigned cc = c & 3u;  // stays inside the window; a bad code is reported below
-      gx[(2 * oh + (cc >> 1)) * W + 2 * ow + (cc & 1u)] = gy[oh * OW + ow];
-    }
-  return acc <= 3u;
-}
-
-#if FM_X86
-// AVX-512 version: 16 outputs per step; codes and gradients are duplicated to column pairs with
-// one permute each and compared with 0,1,0,1.. (top row) and 2,3,2,3.. (bottom row): the masks
-// of the four 16-float row pieces. Every element of the plane is written once, no scatter.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) bool unpool_plane_2x2_code_avx512(
-    const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx) {
-  const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
-  const __m512i pat0 = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
-  const __m512i pat2 = _mm512_add_epi32(pat0, _mm512_set1_epi32(2));
-  const __m512i dlo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  const __m512i dhi = _mm512_add_epi32(dlo, _mm512_set1_epi32(8));
-  __m512i acc = _mm512_setzero_si512();
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    float* r0 = gx + 2 * oh * W;
-    float* r1 = r0 + W;
-    const float* g = gy + oh * OW;
-    const uint8_t* cr = code + oh * OW;
-    for (int64_t ow = 0; ow < OW; ow += 16) {
-      const int n = int(std::min<int64_t>(16, OW - ow));
-      const __mmask16 m = (__mmask16)((1u << n) - 1);
-      const __mmask16 mlo = n >= 8 ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * n)) - 1);
-      const __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, cr + ow));
-      acc = _mm512_or_si512(acc, c);
-      const __m512 v = _mm512_maskz_loadu_ps(m, g + ow);
-      const __m512i cl = _mm512_permutexvar_epi32(dlo, c);
-      const __m512 vl = _mm512_permutexvar_ps(dlo, v);
-      _mm512_mask_storeu_ps(r0 + 2 * ow, mlo, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(cl, pat0), vl));
-      _mm512_mask_storeu_ps(r1 + 2 * ow, mlo, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(cl, pat2), vl));
-      if (n > 8) {
-        const __mmask16 mhi = (__mmask16)((1u << (2 * (n - 8))) - 1);
-        const __m512i ch = _mm512_permutexvar_epi32(dhi, c);
-        const __m512 vh = _mm512_permutexvar_ps(dhi, v);
-        _mm512_mask_storeu_ps(r0 + 2 * ow + 16, mhi, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(ch, pat0), vh));
-        _mm512_mask_storeu_ps(r1 + 2 * ow + 16, mhi, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(ch, pat2), vh));
-      }
-    }
-    for (int64_t iw = 2 * OW; iw < W; ++iw) r0[iw] = r1[iw] = 0.f;
-  }
-  if (2 * OH < H) std::memset(gx + 2 * OH * W, 0, sizeof(float) * (H - 2 * OH) * W);
-  return _mm512_cmpgt_epu32_mask(acc, _mm512_set1_epi32(3)) == 0;
-}
-#endif
-
 }  // namespace
 
 void pool_set_simd(bool enabled) { g_simd = enabled; }
@@ -619,12 +333,10 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t*
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
   const bool small = HW < (int64_t(1) << 31) - 1;  // int32 positions inside a plane
   const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0 && small;
+  const PoolKernels& k = pool_kernels();
   void (*plane)(const Pool2dShape&, const float*, float*, int64_t*, uint8_t*) =
-      small ? pool_plane_generic : pool_plane_reference;
-  if (is2x2) plane = pool_plane_2x2;
-#if FM_X86
-  if (is2x2 && have_avx512()) plane = pool_plane_2x2_avx512;
-#endif
+      is2x2 ? k.fwd_2x2 : small ? k.fwd_any : pool_plane_reference;
+  note_kernel(Op::max_pool2d, is2x2 ? k.name : small ? "window rows" : "reference");
 #pragma omp parallel for schedule(static) if (P * HW >= kParallelMin)
   for (int64_t p = 0; p < P; ++p)
     plane(s, x + p * HW, y + p * OHW, idx ? idx + p * OHW : nullptr, code ? code + p * OHW : nullptr);
@@ -644,13 +356,13 @@ bool max_pool2d_backward(const Pool2dShape& s, const float* gy, const int64_t* i
   const bool half = s.H >= 2 && s.W >= 2 && s.OH == s.H / 2 && s.OW == s.W / 2;
   UnpoolStream st;
   if (half && use_unpool_stream(s, st)) {
+    note_kernel(Op::max_pool2d_backward, "avx512 vbmi stream");
     if (unpool_stream<false>(s, st, gy, idx, nullptr, gx)) return true;
     g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
   }
-  bool (*plane2x2)(const Pool2dShape&, const float*, const int64_t*, float*) = unpool_plane_2x2;
-#if FM_X86
-  if (have_avx512()) plane2x2 = unpool_plane_2x2_avx512;
-#endif
+  const PoolKernels& k = pool_kernels();
+  bool (*plane2x2)(const Pool2dShape&, const float*, const int64_t*, float*) = k.bwd_2x2;
+  note_kernel(Op::max_pool2d_backward, half ? k.name : "scatter");
   bool ok = true;
 #pragma omp parallel for schedule(static) reduction(&& : ok) if (P * HW >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) {
@@ -667,13 +379,13 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
                                  const float* relu_y) {
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
   const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0;
+  const PoolKernels& k = pool_kernels();
   bool (*plane)(const Pool2dShape&, const float*, const uint8_t*, float*) =
-      is2x2 ? unpool_plane_2x2_code : unpool_plane_generic_code;
-#if FM_X86
-  if (is2x2 && have_avx512bw()) plane = unpool_plane_2x2_code_avx512;
-#endif
+      is2x2 ? k.bwd_2x2_code : unpool_plane_generic_code;
+  note_kernel(Op::max_pool2d_backward, is2x2 ? k.name : "scatter");
   UnpoolStream st;
   if (is2x2 && use_unpool_stream(s, st)) {
+    note_kernel(Op::max_pool2d_backward, "avx512 vbmi stream");
     if (unpool_stream<true>(s, st, gy, code, relu_y, gx)) return true;
     g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
   }

@@ -1,12 +1,13 @@
 // Winograd convolution F(m x m, r x r) for stride 1, dilation 1, square 3x3 and 5x5 kernels
-// (AVX-512; the callers fall back to the direct kernels elsewhere). NCHW float32, C-contiguous.
+// (written once, instantiated per vector ISA: AVX-512, AVX2, NEON; the callers fall back to the
+// direct kernels elsewhere and on the generic level). NCHW float32, C-contiguous.
 #pragma once
 #include "conv2d.hpp"
 
 namespace fm {
 
-// True when the Winograd path can run this shape on this CPU: stride 1, R == S in {3, 5},
-// AVX-512 selected by gemm_isa().
+// True when the Winograd path can run this shape at the current level: stride 1, R == S in
+// {3, 5}, a vector ISA (not FASTMNIST_ISA=generic).
 bool winograd_available(const ConvShape& s);
 // True when the Winograd path is also the faster one (enough channels to amortise the transforms;
 // measured on the MNIST 16->32 layers). Implies winograd_available.

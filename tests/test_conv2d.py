@@ -6,6 +6,8 @@ Tolerances (float32; relative to the largest reference magnitude of each output)
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +54,10 @@ CONFIGS = [
 ]
 
 
+def _pair(v):
+    return list(v) if isinstance(v, tuple) else [v, v]
+
+
 def _make(cfg, seed=0):
     n, c, h, w, k, r, s, st, pd = cfg
     rng = np.random.default_rng(seed)
@@ -88,6 +94,34 @@ def _check(cfg, impl="fast"):
     _close(dx, dx_ref, TOL_DX, "grad_x")
     _close(dw, dw_ref, TOL_DW, "grad_weight")
     _close(db, db_ref, TOL_DW, "grad_bias")
+
+
+ISAS = ["generic", "avx2", "avx512"]
+
+
+@contextlib.contextmanager
+def _on_isa(isa):
+    """Runs the block with the kernels of instruction set `isa` (skips where the CPU lacks it)."""
+    try:
+        prev = _core._set_gemm_isa(isa)
+    except ValueError:
+        pytest.skip(f"CPU lacks {isa}")
+    try:
+        yield
+    finally:
+        _core._set_gemm_isa(prev)
+
+
+def _by_thread_count(fn, counts=(1, 2, 3)):
+    prev = fastmnist.get_num_threads()
+    try:
+        res = []
+        for t in counts:
+            fastmnist.set_num_threads(t)
+            res.append(fn())
+    finally:
+        fastmnist.set_num_threads(prev)
+    return res
 
 
 def test_config_count():
@@ -265,21 +299,22 @@ def test_bad_input(call, exc, pattern):
         call()
 
 
-@pytest.mark.skipif(_core.gemm_isa() == "generic", reason="the portable im2col path sums per thread")
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("impl", ["fast", "gemm"])
 @pytest.mark.parametrize("cfg", [(37, 16, 14, 14, 32, 5, 5, 1, 2), (37, 1, 28, 28, 16, 3, 3, 1, 1),
                                  (21, 3, 11, 9, 8, 3, 3, 2, 1)])
-def test_weight_gradient_independent_of_thread_count(cfg):
-    """The fast weight gradients sum per fixed group of images, not per thread: bitwise equal."""
+def test_weight_gradient_independent_of_thread_count(cfg, impl, isa):
+    """Every weight-gradient path (each ISA, the im2col + SGEMM one too) sums per fixed group of
+    images, not per thread: bitwise equal whatever the thread count."""
     x, w, b, st, pd = _make(cfg)
     g = np.random.default_rng(4).standard_normal(conv2d(x, w, b, st, pd).shape).astype(np.float32)
-    prev = fastmnist.get_num_threads()
-    try:
-        res = []
-        for t in (1, 2, 3):
-            fastmnist.set_num_threads(t)
-            res.append(conv2d_backward(g, x, w, st, pd))
-    finally:
-        fastmnist.set_num_threads(prev)
+    with _on_isa(isa):
+        res = _by_thread_count(lambda: _core.conv2d_backward(g, x, w, st, pd, True, False, impl))
+    dw_ref, db_ref = (t.numpy() for t in torch.ops.aten.convolution_backward(
+        torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(w), [w.shape[0]], _pair(st), _pair(pd),
+        [1, 1], False, [0, 0], 1, [False, True, True])[1:])
+    _close(res[0][1], dw_ref, TOL_DW, "grad_weight")
+    _close(res[0][2], db_ref, TOL_DW, "grad_bias")
     for r in res[1:]:
         np.testing.assert_array_equal(r[1], res[0][1])
         np.testing.assert_array_equal(r[2], res[0][2])
@@ -360,17 +395,41 @@ def test_winograd_on_mnist_activations(mnist, R):
     _check_arrays(np.ascontiguousarray(a), w2, b2, R // 2)
 
 
-@pytest.mark.skipif(_core.gemm_isa() != "avx512", reason="the Winograd kernels need AVX-512")
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("cfg", [(4, 16, 14, 14, 32, 3, 3, 1, 1), (4, 16, 14, 14, 32, 5, 5, 1, 2)])
-def test_default_dispatch_uses_winograd_on_mnist_layers(cfg):
-    """The 16->32 MNIST layers run the Winograd kernels by default (bitwise the same result)."""
+def test_default_dispatch_uses_winograd_on_mnist_layers(cfg, isa):
+    """The 16->32 MNIST layers run the Winograd kernels by default on every vector ISA (bitwise the
+    same result as the forced Winograd, not the direct kernels' result)."""
     x, w, b, st, pd = _make(cfg)
     g = np.random.default_rng(2).standard_normal((4, 32, 14, 14)).astype(np.float32)
-    np.testing.assert_array_equal(_core.conv2d_forward(x, w, b, st, pd, True, "fast"),
-                                  _core.conv2d_forward(x, w, b, st, pd, True, "winograd"))
-    for a, c in zip(_core.conv2d_backward(g, x, w, st, pd, True, True, "fast"),
-                    _core.conv2d_backward(g, x, w, st, pd, True, True, "winograd")):
-        np.testing.assert_array_equal(a, c)
+    with _on_isa(isa):
+        fast = _core.conv2d_forward(x, w, b, st, pd, True, "fast")
+        np.testing.assert_array_equal(fast, _core.conv2d_forward(x, w, b, st, pd, True, "winograd"))
+        assert not np.array_equal(fast, _core.conv2d_forward(x, w, b, st, pd, True, "direct"))
+        for a, c in zip(_core.conv2d_backward(g, x, w, st, pd, True, True, "fast"),
+                        _core.conv2d_backward(g, x, w, st, pd, True, True, "winograd")):
+            np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("isa, kernels", [
+    ("generic", ["im2col + sgemm", "sgemm + col2im", "im2col + sgemm"] * 2),
+    ("avx2", ["avx2 winograd F(4x4,3x3)"] * 3 + ["avx2 winograd F(2x2,5x5)"] * 3),
+    ("avx512", ["avx512 winograd F(4x4,3x3)"] * 3 + ["avx512 winograd F(2x2,5x5)"] * 3),
+])
+def test_kernel_report_names_the_conv_kernels(isa, kernels):
+    """build_info()["kernels"] / kernel_report() name the kernel each conv op ran on the MNIST
+    16->32 layers (3x3 and 5x5, padding R // 2), per ISA."""
+    got = []
+    with _on_isa(isa):
+        for r in (3, 5):
+            x, w, b, st, pd = _make((2, 16, 14, 14, 32, r, r, 1, r // 2))
+            g = np.ones((2, 32, 14, 14), np.float32)
+            _core.conv2d_forward(x, w, b, st, pd, True, "fast")
+            fwd = _core.kernel_report()["conv2d_forward"]
+            _core.conv2d_backward(g, x, w, st, pd, True, True, "fast")
+            rep = _core.kernel_report()
+            got += [fwd, rep["conv2d_backward_input"], rep["conv2d_backward_weight"]]
+    assert got == kernels
 
 
 @pytest.mark.parametrize("cfg", [(3, 16, 14, 14, 32, 3, 3, 2, 1), (2, 8, 7, 7, 12, 1, 1, 1, 0),
@@ -382,49 +441,55 @@ def test_winograd_impl_falls_back_where_it_does_not_apply(cfg):
         _check(cfg, impl)
 
 
-@pytest.mark.parametrize("isa", ["generic", "avx2"])
-def test_winograd_impl_on_other_isas(isa):
-    try:
-        prev = _core._set_gemm_isa(isa)
-    except ValueError:
-        pytest.skip(f"CPU lacks {isa}")
-    try:
+@pytest.mark.parametrize("isa", ISAS)
+def test_winograd_impl_on_each_isa(isa):
+    """The forced Winograd impls on every ISA (generic: the direct / im2col kernels instead)."""
+    with _on_isa(isa):
         _check((3, 16, 14, 14, 32, 3, 3, 1, 1), "winograd")
         _check((3, 16, 14, 14, 32, 5, 5, 1, 2), "winograd2")
-    finally:
-        _core._set_gemm_isa(prev)
 
 
-@pytest.mark.skipif(_core.gemm_isa() == "generic", reason="the portable im2col path sums per thread")
+# the Winograd configurations small enough to repeat on every ISA
+_WINO_SMALL = [c for c in WINO_CONFIGS if c[0] <= 5]
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("cfg", _WINO_SMALL, ids=lambda c: "x".join(map(str, c)))
+def test_winograd_matches_torch_on_each_isa(cfg, isa):
+    """The Winograd kernels are one source instantiated per ISA (16 lanes on AVX-512, 8 on AVX2):
+    both tile sizes on the partial-tile, odd-channel and adjoint shapes, on each vector ISA."""
+    with _on_isa(isa):
+        for impl in ("winograd2", "winograd4"):
+            _check(cfg, impl)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("impl", ["winograd2", "winograd4"])
-def test_winograd_weight_gradient_independent_of_thread_count(impl):
+def test_winograd_weight_gradient_independent_of_thread_count(impl, isa):
     x, w, b, st, pd = _make((37, 16, 13, 13, 24, 3, 3, 1, 1))
     g = np.random.default_rng(4).standard_normal((37, 24, 13, 13)).astype(np.float32)
-    prev = fastmnist.get_num_threads()
-    try:
-        res = []
-        for t in (1, 2, 3):
-            fastmnist.set_num_threads(t)
-            res.append(_core.conv2d_backward(g, x, w, st, pd, True, True, impl))
-    finally:
-        fastmnist.set_num_threads(prev)
+    with _on_isa(isa):
+        res = _by_thread_count(lambda: _core.conv2d_backward(g, x, w, st, pd, True, True, impl))
     for r in res[1:]:
         for a, c in zip(r, res[0]):
             np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("impl", ["winograd2", "winograd4", "fast"])
-def test_winograd_nan_propagates(impl):
+def test_winograd_nan_propagates(impl, isa):
     """A NaN input pixel reaches every output that depends on it; outputs whose tiles do not see it
     stay finite."""
     x, w, b, _, _ = _make((2, 16, 14, 14, 32, 3, 3, 1, 1), seed=13)
     x[1, 5, 7, 7] = np.nan
-    y = _core.conv2d_forward(x, w, b, 1, 1, False, impl)
-    assert np.isnan(y[1, :, 6:9, 6:9]).all()
-    assert not np.isnan(y[0]).any() and not np.isnan(y[1, :, [0, 13], :]).any()
     g = np.ones((2, 32, 14, 14), np.float32)
     g[0, 3, 2, 2] = np.nan
-    dx, dw, db = _core.conv2d_backward(g, x, w, 1, 1, True, True, impl)
+    with _on_isa(isa):
+        y = _core.conv2d_forward(x, w, b, 1, 1, False, impl)
+        yr = _core.conv2d_forward(x, w, b, 1, 1, True, impl)
+        dx, dw, db = _core.conv2d_backward(g, x, w, 1, 1, True, True, impl)
+    assert np.isnan(y[1, :, 6:9, 6:9]).all() and np.isnan(yr[1, :, 6:9, 6:9]).all()
+    assert not np.isnan(y[0]).any() and not np.isnan(y[1, :, [0, 13], :]).any()
     assert np.isnan(dx[0, :, 1:4, 1:4]).all() and not np.isnan(dx[1]).any()
     assert np.isnan(dw[3]).all() and np.isnan(db[3])
 
@@ -468,24 +533,17 @@ def test_first_layer_weight_gradient_matches_torch(cfg):
     np.testing.assert_array_equal(dw2, dw)
 
 
-@pytest.mark.skipif(_core.gemm_isa() != "avx512", reason="a property of the AVX-512 weight-gradient kernels "
-                    "(the im2col + SGEMM fallback keeps one partial sum per thread)")
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("cfg", [(40, 1, 28, 28, 16, 3, 1), (40, 1, 28, 28, 16, 5, 2), (19, 3, 27, 23, 10, 5, 1)])
-def test_first_layer_weight_gradient_independent_of_thread_count(cfg):
+def test_first_layer_weight_gradient_independent_of_thread_count(cfg, isa):
     n, c, h, w, k, r, pd = cfg
     x, wt, b, st, pd = _make((n, c, h, w, k, r, r, 1, pd))
     g = np.random.default_rng(5).standard_normal((n, k, h + 2 * pd - r + 1, w + 2 * pd - r + 1)).astype(np.float32)
     dw_ref, db_ref = (t.numpy() for t in torch.ops.aten.convolution_backward(
         torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(wt), [k], [1, 1], [pd, pd], [1, 1], False,
         [0, 0], 1, [False, True, True])[1:])
-    prev = fastmnist.get_num_threads()
-    try:
-        res = []
-        for t in (1, 2, 3, 4):
-            fastmnist.set_num_threads(t)
-            res.append(conv2d_backward(g, x, wt, 1, pd))
-    finally:
-        fastmnist.set_num_threads(prev)
+    with _on_isa(isa):
+        res = _by_thread_count(lambda: conv2d_backward(g, x, wt, 1, pd), (1, 2, 3, 4))
     _close(res[0][1], dw_ref, TOL_DW, "grad_weight")
     _close(res[0][2], db_ref, TOL_DW, "grad_bias")
     for rr in res[1:]:

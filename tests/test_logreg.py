@@ -164,3 +164,31 @@ def test_errors(rng):
         _core.logreg_epoch(X, y, perm, Wr, b, None, None, 0.1, 0.0, 4, False)
     with pytest.raises(TypeError, match="float32"):
         _core.logreg_epoch(X.astype(np.float64), y, perm, W, b, None, None, 0.1, 0.0, 4, False)
+
+
+@pytest.mark.parametrize("isa", [lv for lv in ("generic", "neon", "avx2", "avx512")
+                                 if lv in fastmnist.build_info()["isa_levels"]])
+def test_epoch_independent_of_thread_count(rng, isa):
+    """The same bits (W, b, loss, count) with 1, 2, 3 and 5 threads on every level, and equal to torch."""
+    N, D, C = 700, 123, 10
+    X = rng.standard_normal((N, D), dtype=np.float32)
+    y = rng.integers(0, C, N).astype(np.int64)
+    perm = rng.permutation(N).astype(np.int64)
+    W0 = (0.01 * rng.standard_normal((C, D))).astype(np.float32)
+    prev_isa, prev_t = _core._set_gemm_isa(isa), fastmnist.get_num_threads()
+    try:
+        runs = []
+        for t in (1, 2, 3, 5):
+            fastmnist.set_num_threads(t)
+            W, b = W0.copy(), np.zeros(C, np.float32)
+            loss, correct = _core.logreg_epoch(X, y, perm, W, b, None, None, 0.1, 1e-3, 64, False)
+            runs.append((W, b, loss, correct))
+    finally:
+        _core._set_gemm_isa(prev_isa)
+        fastmnist.set_num_threads(prev_t)
+    for W, b, loss, correct in runs[1:]:
+        assert np.array_equal(W, runs[0][0]) and np.array_equal(b, runs[0][1])
+        assert loss == runs[0][2] and correct == runs[0][3]
+    Wt, bt, _, _ = torch_epoch(X, y, perm, W0, np.zeros(C, np.float32), 0.1, 1e-3, 64)
+    np.testing.assert_allclose(runs[0][0], Wt, atol=ATOL)
+    np.testing.assert_allclose(runs[0][1], bt, atol=ATOL)

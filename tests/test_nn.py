@@ -30,15 +30,9 @@ def batch(mnist):
 # Known issue: after the first SGD step of cnn5 (seed 3), saturated strokes give mathematically tied
 # conv outputs. Which of them rounds highest depends on the summation order at each output position,
 # so a max-pool may pick another (equally valid) argmax than PyTorch, and conv2's weight gradient then
-# moves by ~3%. With the AVX-512 Winograd kernels and the generic im2col + SGEMM path the ties of this
-# batch happen to resolve as in PyTorch; the AVX2 direct kernels resolve one differently: a strict
-# xfail there.
-_TIE = pytest.mark.xfail(fastmnist._core.gemm_isa() == "avx2", strict=True,
-                         reason="max-pool tie resolved differently from PyTorch by the AVX2 direct conv kernels")
-
-
-@pytest.mark.parametrize("name, opt_name", [(n, o) if (n, o) != ("cnn5", "sgd") else pytest.param(n, o, marks=_TIE)
-                                           for o in ("sgd", "adam") for n in ("fnn", "cnn", "fast", "cnn5")])
+# moves by ~3%. With the Winograd kernels (AVX2 and AVX-512: the 16->32 layer) and the generic
+# im2col + SGEMM path the ties of this batch happen to resolve as in PyTorch.
+@pytest.mark.parametrize("name, opt_name", [(n, o) for o in ("sgd", "adam") for n in ("fnn", "cnn", "fast", "cnn5")])
 def test_one_training_step_matches_torch(name, opt_name, batch):
     from fastmnist import optim
 

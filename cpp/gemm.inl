@@ -1,0 +1,136 @@
+// SGEMM kernels, written once against the SIMD traits `S` and instantiated per ISA by
+// simd/instantiate.hpp (see gemm.cpp for the driver). Register tile MR x NR with NR = NV * S::W:
+// AVX-512 8 x 32, AVX2 6 x 16, NEON 8 x 8, generic 4 x 16 (auto-vectorised scalar lanes).
+
+constexpr int MR = FM_ISA_LEVEL == 3 ? 8 : FM_ISA_LEVEL == 2 ? 6 : FM_ISA_LEVEL == 1 ? 8 : 4;
+constexpr int NV = FM_ISA_LEVEL == 0 ? 16 : 2;
+constexpr int NR = NV * S::W;
+
+// C tile (m <= MR rows, n <= NR cols, row stride ldc) = [C +] Apanel * Bpanel.
+// Apanel: kc x MR (k-major, MR contiguous), Bpanel: kc x NR (k-major, NR contiguous).
+static void gemm_ukr(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool acc) {
+  using V = typename S::V;
+  V c[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) c[i][j] = S::zero();
+#pragma GCC unroll 2
+  for (int k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) b[j] = S::load(B + j * S::W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V a = S::set1(A[i]);
+#pragma GCC unroll 16
+      for (int j = 0; j < NV; ++j) c[i][j] = S::fma(a, b[j], c[i][j]);
+    }
+    A += MR;
+    B += NR;
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= m) break;
+    float* row = C + (size_t)i * ldc;
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) {
+      const int cols = n - j * S::W;
+      if (cols >= S::W) {
+        S::store(row + j * S::W, acc ? S::add(c[i][j], S::load(row + j * S::W)) : c[i][j]);
+      } else if (cols > 0) {
+        S::store_n(row + j * S::W, acc ? S::add(c[i][j], S::load_n(row + j * S::W, cols)) : c[i][j], cols);
+      }
+    }
+  }
+}
+
+// op(A)[i0:i0+m, k0:k0+kc] * alpha -> MR-row panels (zero-padded to a multiple of MR rows).
+static void gemm_pack_a(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst) {
+  for (int ip = 0; ip < m; ip += MR) {
+    const int mr = m - ip < MR ? m - ip : MR;
+    if (!ta && MR <= S::W && S::W > 1) {
+      // rows of A -> k-major panel: W x W blocks transposed in registers (rows >= mr are zero)
+      using V = typename S::V;
+      const V va = S::set1(alpha);
+      for (int kb = 0; kb < kc; kb += S::W) {
+        const int kn = kc - kb < S::W ? kc - kb : S::W;
+        V r[S::W];
+#pragma GCC unroll 16
+        for (int i = 0; i < S::W; ++i)
+          r[i] = i < mr ? S::mul(va, S::load_n(A + (size_t)(i0 + ip + i) * lda + k0 + kb, kn)) : S::zero();
+        S::transpose(r);
+        for (int k = 0; k < kn; ++k) {
+          if (MR == S::W) S::store(dst + (size_t)(kb + k) * MR, r[k]);
+          else S::store_n(dst + (size_t)(kb + k) * MR, r[k], MR);
+        }
+      }
+    } else if (!ta) {
+      for (int i = 0; i < MR; ++i) {
+        if (i < mr) {
+          const float* src = A + (size_t)(i0 + ip + i) * lda + k0;
+          for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = alpha * src[k];
+        } else {
+          for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = 0.f;
+        }
+      }
+    } else {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = A + (size_t)(k0 + k) * lda + i0 + ip;
+        float* d = dst + (size_t)k * MR;
+        for (int i = 0; i < mr; ++i) d[i] = alpha * src[i];
+        for (int i = mr; i < MR; ++i) d[i] = 0.f;
+      }
+    }
+    dst += (size_t)MR * kc;
+  }
+}
+
+// op(B)[k0:k0+kc, j0:j0+n] -> NR-column panels (zero-padded to a multiple of NR columns).
+static void gemm_pack_b(bool tb, const float* B, int ldb, int k0, int kc, int j0, int n, float* dst) {
+  for (int jp = 0; jp < n; jp += NR) {
+    const int nr = n - jp < NR ? n - jp : NR;
+    if (!tb) {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = B + (size_t)(k0 + k) * ldb + j0 + jp;
+        float* d = dst + (size_t)k * NR;
+        if (nr == NR)
+          for (int j = 0; j < NR; ++j) d[j] = src[j];
+        else {
+          for (int j = 0; j < nr; ++j) d[j] = src[j];
+          for (int j = nr; j < NR; ++j) d[j] = 0.f;
+        }
+      }
+    } else if (S::W > 1) {
+      // B^T: NR rows of B (each kc long) -> k-major panel, W x W blocks transposed in registers
+      using V = typename S::V;
+      for (int kb = 0; kb < kc; kb += S::W) {
+        const int kn = kc - kb < S::W ? kc - kb : S::W;
+#pragma GCC unroll 4
+        for (int h = 0; h < NV; ++h) {
+          V r[S::W];
+#pragma GCC unroll 16
+          for (int i = 0; i < S::W; ++i)
+            r[i] = h * S::W + i < nr ? S::load_n(B + (size_t)(j0 + jp + h * S::W + i) * ldb + k0 + kb, kn)
+                                     : S::zero();
+          S::transpose(r);
+          for (int k = 0; k < kn; ++k) S::store(dst + (size_t)(kb + k) * NR + h * S::W, r[k]);
+        }
+      }
+    } else {
+      for (int j = 0; j < NR; ++j) {
+        if (j < nr) {
+          const float* src = B + (size_t)(j0 + jp + j) * ldb + k0;
+          for (int k = 0; k < kc; ++k) dst[(size_t)k * NR + j] = src[k];
+        } else {
+          for (int k = 0; k < kc; ++k) dst[(size_t)k * NR + j] = 0.f;
+        }
+      }
+    }
+    dst += (size_t)NR * kc;
+  }
+}
+
+const GemmKernels kGemm{MR, NR, &gemm_ukr, &gemm_pack_a, &gemm_pack_b,
+                        FM_ISA_LEVEL == 3 ? "avx512 8x32" : FM_ISA_LEVEL == 2 ? "avx2 6x16"
+                                          : FM_ISA_LEVEL == 1 ? "neon 8x8" : "generic 4x16"};

@@ -1,0 +1,187 @@
+// Max-pool plane kernels, written once against the SIMD traits `S` and compiled per ISA by
+// simd/instantiate.hpp (driver and the AVX-512 VBMI stream specialisation: pool.cpp).
+
+// One plane, any geometry, vectorised across each output row: the columns whose windows lie
+// inside the input (no clipping) run window position by window position over all of them at
+// once, with selects instead of branches; the few border columns use pool_one.
+static void pool_plane_any(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code) {
+  const int64_t W = s.W, OW = s.OW, SW = s.SW;
+  // interior columns: ow*SW - PW >= 0 and ow*SW - PW + KW <= W
+  int64_t lo = std::min<int64_t>((s.PW + SW - 1) / SW, OW);
+  int64_t hi = W + s.PW - s.KW >= 0 ? std::min<int64_t>((W + s.PW - s.KW) / SW + 1, OW) : 0;
+  if (hi < lo) hi = lo;
+  constexpr int64_t kChunk = 256;
+  int32_t k[kChunk];
+  auto border = [&](int64_t oh, int64_t ow) {
+    const int64_t mi = pool_one(s, x, oh, ow, y);
+    if (idx) idx[oh * OW + ow] = mi;
+    if (code) code[oh * OW + ow] = window_code(s, oh, ow, mi);
+  };
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    for (int64_t ow = 0; ow < lo; ++ow) border(oh, ow);
+    for (int64_t ow = hi; ow < OW; ++ow) border(oh, ow);
+    int64_t h0 = oh * s.SH - s.PH, h1 = std::min<int64_t>(h0 + s.KH, s.H);
+    h0 = std::max<int64_t>(h0, 0);
+    for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
+      const int64_t n = std::min(kChunk, hi - c0);
+      float* yr = y + oh * OW + c0;
+      const int32_t first = int32_t(h0 * W + c0 * SW - s.PW);  // window start of column c0
+      for (int64_t j = 0; j < n; ++j) {
+        yr[j] = -std::numeric_limits<float>::infinity();
+        k[j] = first + int32_t(j * SW);
+      }
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int32_t p0 = int32_t(ih * W + c0 * SW - s.PW + kw);
+          const float* src = x + p0;
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) {
+            float v = src[j * SW], m = yr[j];
+            bool t = (v > m) | (v != v);
+            yr[j] = t ? v : m;
+            k[j] = t ? p0 + int32_t(j * SW) : k[j];
+          }
+        }
+      if (idx)
+        for (int64_t j = 0; j < n; ++j) idx[oh * OW + c0 + j] = k[j];
+      if (code)
+        for (int64_t j = 0; j < n; ++j) code[oh * OW + c0 + j] = window_code(s, oh, c0 + j, k[j]);
+    }
+  }
+}
+
+// One plane, 2x2 window, stride 2, no padding: x (H,W) -> y (H/2,W/2), idx or code (may be null).
+// W outputs per step: even / odd input columns separated with unzip, the four candidates merged
+// with PyTorch's rule (a strictly greater value or a NaN takes over); the window offset 0..3 of
+// each maximum is kept as a float lane and turned into codes or int64 positions per row.
+static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code) {
+  using V = typename S::V;
+  const int64_t W = s.W, OW = s.OW;
+  const V one = S::set1(1.f), two = S::set1(2.f), three = S::set1(3.f);
+  float kr[256 + 16];  // window offsets of one row piece (int64 output)
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    const float* r0 = x + 2 * oh * W;
+    const float* r1 = r0 + W;
+    for (int64_t o0 = 0; o0 < OW; o0 += 256) {
+      const int64_t len = std::min<int64_t>(256, OW - o0);
+      for (int64_t j = 0; j < len; j += S::W) {
+        const int n = int(std::min<int64_t>(S::W, len - j)), n2 = 2 * n;
+        const int na = n2 < S::W ? n2 : S::W, nb = n2 - na;
+        const int64_t c = 2 * (o0 + j);
+        V e, o, m, k = S::zero();
+        typename S::M t;
+        S::unzip(S::load_n(r0 + c, na), S::load_n(r0 + c + S::W, nb), m, o);
+        t = S::either(S::gt(o, m), S::is_nan(o));
+        m = S::select(t, o, m);
+        k = S::select(t, one, k);
+        S::unzip(S::load_n(r1 + c, na), S::load_n(r1 + c + S::W, nb), e, o);
+        t = S::either(S::gt(e, m), S::is_nan(e));
+        m = S::select(t, e, m);
+        k = S::select(t, two, k);
+        t = S::either(S::gt(o, m), S::is_nan(o));
+        m = S::select(t, o, m);
+        k = S::select(t, three, k);
+        if (n == S::W) S::store(y + oh * OW + o0 + j, m);
+        else S::store_n(y + oh * OW + o0 + j, m, n);
+        if (code && S::W > 1) S::store_u8_n(code + oh * OW + o0 + j, k, n);
+        else if (idx || code) S::store_n(kr + j, k, n);
+      }
+      if (code && S::W == 1) {  // one lane: a separate (vectorisable) conversion pass
+        uint8_t* cr = code + oh * OW + o0;
+        for (int64_t j = 0; j < len; ++j) cr[j] = uint8_t(int32_t(kr[j]));
+      }
+      if (idx && !code) {
+        int64_t* ir = idx + oh * OW + o0;
+        const int64_t corner = 2 * oh * W + 2 * o0;
+        for (int64_t j = 0; j < len; ++j) {
+          const int32_t c = int32_t(kr[j]);
+          ir[j] = corner + 2 * j + (c & 1) + (c >> 1) * W;
+        }
+      }
+    }
+  }
+}
+
+// One output row of the 2x2 / stride 2 backward from window codes 0..3 (may be > 3: reported):
+// top (2n floats) and bottom input rows written once each, no zero pass, no scatter. W gradients
+// per step, duplicated to column pairs with zip and kept where the code names that position.
+// Returns the largest code seen.
+static float unpool_row_2x2_code(int64_t OW, const float* g, const uint8_t* cr, float* r0, float* r1) {
+  using V = typename S::V;
+  alignas(64) static const float kParity[32] = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1};
+  const V p_lo = S::load(kParity), p_hi = S::load(kParity + S::W), two = S::set1(2.f), z = S::zero();
+  const V q_lo = S::add(p_lo, two), q_hi = S::add(p_hi, two);
+  V acc = S::zero();
+  for (int64_t ow = 0; ow < OW; ow += S::W) {
+    const int n = int(std::min<int64_t>(S::W, OW - ow)), n2 = 2 * n;
+    const V c = S::load_u8_n(cr + ow, n), v = S::load_n(g + ow, n);
+    acc = S::max(acc, c);
+    V clo, chi, vlo, vhi;
+    S::zip(c, c, clo, chi);
+    S::zip(v, v, vlo, vhi);
+    const V t0 = S::select(S::eq(clo, p_lo), vlo, z), b0 = S::select(S::eq(clo, q_lo), vlo, z);
+    const V t1 = S::select(S::eq(chi, p_hi), vhi, z), b1 = S::select(S::eq(chi, q_hi), vhi, z);
+    float* a = r0 + 2 * ow;
+    float* b = r1 + 2 * ow;
+    if (n == S::W) {
+      S::store(a, t0), S::store(b, b0), S::store(a + S::W, t1), S::store(b + S::W, b1);
+    } else {
+      const int na = n2 < S::W ? n2 : S::W;
+      S::store_n(a, t0, na), S::store_n(b, b0, na);
+      S::store_n(a + S::W, t1, n2 - na), S::store_n(b + S::W, b1, n2 - na);
+    }
+  }
+  return S::reduce_max(acc);
+}
+
+// One plane, 2x2 / stride 2 / OH == H/2, OW == W/2, from codes: false on a code > 3.
+static bool unpool_plane_2x2_code(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx) {
+  const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
+#if FM_ISA_LEVEL == 0
+  // one lane: zero the plane, then store each gradient at its code's position
+  std::memset(gx, 0, sizeof(float) * H * W);
+  unsigned acc = 0;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const unsigned c = code[oh * OW + ow];
+      acc |= c;
+      const unsigned cc = c & 3u;  // stays inside the window; a bad code is reported below
+      gx[(2 * oh + (cc >> 1)) * W + 2 * ow + (cc & 1u)] = gy[oh * OW + ow];
+    }
+  return acc <= 3u;
+#endif
+  float worst = 0.f;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* r0 = gx + 2 * oh * W;
+    float* r1 = r0 + W;
+    worst = std::max(worst, unpool_row_2x2_code(OW, gy + oh * OW, code + oh * OW, r0, r1));
+    for (int64_t iw = 2 * OW; iw < W; ++iw) r0[iw] = r1[iw] = 0.f;
+  }
+  if (2 * OH < H) std::memset(gx + 2 * OH * W, 0, sizeof(float) * (H - 2 * OH) * W);
+  return worst <= 3.f;
+}
+
+// The same from int64 indices: zero the plane, then store each gradient once at its index (false
+// as soon as one lies outside its own window; the caller then redoes the plane generically).
+// Scalar at every width: turning the indices into codes for the vector row kernel measured slower.
+static bool unpool_plane_2x2(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx) {
+  const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
+  std::memset(gx, 0, sizeof(float) * H * W);
+  bool stray = false;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    for (int64_t ow = 0; ow < OW; ++ow) {  // branch-free: a data-dependent branch mispredicts
+      const int64_t corner = 2 * oh * W + 2 * ow, i = idx[oh * OW + ow];
+      const uint64_t l = uint64_t(i - corner);
+      const bool inside = (l < 2) | (l - uint64_t(W) < 2);
+      stray |= !inside;
+      gx[inside ? i : corner] = gy[oh * OW + ow];  // a stray index writes inside the plane only
+    }
+    if (stray) return false;
+  }
+  return true;
+}
+
+const PoolKernels kPool{&pool_plane_any, &pool_plane_2x2, &unpool_plane_2x2, &unpool_plane_2x2_code,
+                        FM_ISA_LEVEL == 3 ? "avx512 rows" : FM_ISA_LEVEL == 2 ? "avx2 rows"
+                                          : FM_ISA_LEVEL == 1 ? "neon rows" : "generic rows"};
