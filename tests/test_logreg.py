@@ -192,3 +192,17 @@ def test_epoch_independent_of_thread_count(rng, isa):
     Wt, bt, _, _ = torch_epoch(X, y, perm, W0, np.zeros(C, np.float32), 0.1, 1e-3, 64)
     np.testing.assert_allclose(runs[0][0], Wt, atol=ATOL)
     np.testing.assert_allclose(runs[0][1], bt, atol=ATOL)
+
+
+def test_logreg_command_calls_its_per_epoch_test_columns_test(tmp_path, mnist_dir, capsys):
+    # the command evaluates on the test set after each epoch: its lines and history.csv say "test",
+    # never "val" (which is kept for a real validation split)
+    from fastmnist.cli import main
+
+    out = tmp_path / "lr"
+    assert main(["logreg", "--pixels", "--data", str(mnist_dir), "--epochs", "1", "--batch-size", "128",
+                 "--lr", "0.1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test acc" in printed and "val acc" not in printed
+    header = (out / "history.csv").read_text().splitlines()[0].split(",")
+    assert "test_acc" in header and "val_acc" not in header

@@ -236,9 +236,10 @@ class LogisticRegression:
                 raise ValueError(f"give C (scikit-learn's name) or l2, not both: C={self.C!r}, l2={self.l2!r}")
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Fit on X (N, D) and labels y (N,); with X_val/y_val, record validation loss and accuracy
-        after every epoch in ``history_``. Returns self."""
+    def fit(self, X, y, X_val=None, y_val=None, *, eval_name="val"):
+        """Fit on X (N, D) and labels y (N,); with X_val/y_val, record their loss and accuracy after
+        every epoch in ``history_`` (``val_loss``/``val_acc``; ``eval_name`` is what the progress
+        lines call that set, e.g. "test" when it is the test set). Returns self."""
         from .train import TrainingDiverged
 
         self._check_params()
@@ -302,7 +303,8 @@ class LogisticRegression:
                 h["val_loss"].append(None)
                 h["val_acc"].append(None)
             if self.verbose:
-                val = f"  val loss {h['val_loss'][-1]:.4f}  val acc {h['val_acc'][-1]:.4f}" if X_val is not None else ""
+                val = (f"  {eval_name} loss {h['val_loss'][-1]:.4f}  {eval_name} acc {h['val_acc'][-1]:.4f}"
+                       if X_val is not None else "")
                 print(f"epoch {ep:3d}/{epochs}  train loss {h['train_loss'][-1]:.4f}  "
                       f"train acc {h['train_acc'][-1]:.4f}{val}  ({secs:.2f} s)", flush=True)
         self._mean, self._scale, self._W, self._b = mean32, scale32, W, b
