@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+def fastmnist_path() -> str:
+    """The sys.path entry this test session's fastmnist was imported from: the source tree's python/
+    in a developer build, site-packages after ``pip install``. Subprocesses put it first on PYTHONPATH so
+    that they run the same build (the source tree holds no compiled module after a plain install)."""
+    import fastmnist
+
+    return str(Path(fastmnist.__file__).resolve().parents[1])
+
+
 def _mnist_dir() -> Path | None:
     env = os.environ.get("FASTMNIST_DATA")
     for cand in ([Path(env)] if env else []) + [SHARED / "mnist"]:

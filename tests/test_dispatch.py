@@ -6,16 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fastmnist_path
 import torch
 
 import fastmnist
 from fastmnist import _core
 
-ROOT = Path(__file__).resolve().parents[1]
 LEVELS = [lv for lv in ("generic", "neon", "avx2", "avx512") if lv in fastmnist.build_info()["isa_levels"]]
 
 # runs one op of every family ported to the simd layer, then prints the kernel report
@@ -47,7 +46,7 @@ PORTED = ["sgemm", "max_pool2d", "max_pool2d_backward", "activation", "softmax_c
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_fastmnist_isa_lowers_every_family(level):
-    env = dict(os.environ, FASTMNIST_ISA=level, PYTHONPATH=str(ROOT / "python"))
+    env = dict(os.environ, FASTMNIST_ISA=level, PYTHONPATH=fastmnist_path())
     out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, check=True).stdout
     rep = json.loads(out.strip().splitlines()[-1])
     assert rep["dispatch"] == level
@@ -64,7 +63,7 @@ def test_build_info_reports_levels_and_kernels():
 
 
 def test_unknown_level_is_ignored_at_start():
-    env = dict(os.environ, FASTMNIST_ISA="sse9", PYTHONPATH=str(ROOT / "python"))
+    env = dict(os.environ, FASTMNIST_ISA="sse9", PYTHONPATH=fastmnist_path())
     out = subprocess.run([sys.executable, "-c", "import fastmnist; print(fastmnist.build_info()['dispatch'])"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert out == LEVELS[-1]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import fastmnist_path
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
@@ -20,7 +21,6 @@ pytest.importorskip("scipy.io")
 
 from fastmnist import cli  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 N_CHUNKS = 16
 
 
@@ -31,7 +31,7 @@ def _args(weights, mnist_dir, out, *extra):
 
 
 def _env():
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = dict(os.environ, PYTHONPATH=fastmnist_path() + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS="1")
     return env
 

@@ -254,7 +254,7 @@ def test_cli_logreg_and_roc_chain(features_dir, tmp_path):
     acc = s["results"]["test_accuracy"]
     assert acc >= FEATURE_FLOOR, acc
     h = json.loads((run / "history.json").read_text())
-    assert h["epoch"] == list(range(1, 11)) and len(h["val_acc"]) == 10
+    assert h["epoch"] == list(range(1, 11)) and len(h["test_acc"]) == 10 and "val_acc" not in h
     assert (run / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
     p = np.load(run / "predictions.npz")
     assert p["proba"].shape == (500, 10) and "images" not in p

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fastmnist_path
 import torch
 
 from fastmnist import models, nn, optim
 from fastmnist.train import Trainer, prepare
 
-ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
 
@@ -95,7 +94,7 @@ def test_export_onnx_cli_and_onnxruntime_agree(mnist, tmp_path):
     _save(model, ckpt)
     out = tmp_path / "sub" / "model.onnx"
     r = subprocess.run([sys.executable, "-m", "fastmnist", "export", str(ckpt), "--onnx", str(out)],
-                       capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "python"), "PATH": ""})
+                       capture_output=True, text=True, env={"PYTHONPATH": fastmnist_path(), "PATH": ""})
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout and "(x - 0.1307) / 0.3081" in r.stdout
     x = prepare(x_test[:300])
@@ -106,5 +105,5 @@ def test_export_onnx_cli_and_onnxruntime_agree(mnist, tmp_path):
     np.testing.assert_allclose(logits, ours, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(logits.argmax(1), ours.argmax(1))
     r = subprocess.run([sys.executable, "-m", "fastmnist", "export", str(tmp_path / "missing.npz"), "--onnx",
-                        str(out)], capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "python"), "PATH": ""})
+                        str(out)], capture_output=True, text=True, env={"PYTHONPATH": fastmnist_path(), "PATH": ""})
     assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr

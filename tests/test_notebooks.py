@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _mnist_dir, _require
+from conftest import _mnist_dir, _require, fastmnist_path
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -37,7 +37,7 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("FASTMNIST_QUICK", "1")
     monkeypatch.setenv("FASTMNIST_DATA", str(data))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel draws inline, as for a user
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([fastmnist_path(), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
     if "resnet50" in path.name:
         from conftest import SHARED

@@ -2,7 +2,6 @@
 given to the CLI. Memory bounds are checked in a subprocess through its peak RSS."""
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
@@ -13,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fastmnist_path
 
 from fastmnist import models
 from fastmnist.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 
 
 def run_python(code: str, *args, timeout=120):
     """Run ``code`` in a fresh interpreter (fastmnist importable); returns the CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = dict(os.environ, PYTHONPATH=fastmnist_path() + os.pathsep + os.environ.get("PYTHONPATH", ""),
                MPLBACKEND="Agg")
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
