@@ -2,6 +2,7 @@
 CI=true a missing data directory is a failure, not a skip."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+@contextlib.contextmanager
+def on_isa(isa):
+    """Runs the block with the kernels of instruction-set level ``isa`` (FASTMNIST_ISA's names) and
+    restores the previous level; skips the test where this CPU lacks the level."""
+    from fastmnist import _core
+
+    try:
+        prev = _core._set_gemm_isa(isa)
+    except ValueError:
+        pytest.skip(f"CPU lacks {isa}")
+    try:
+        yield isa
+    finally:
+        _core._set_gemm_isa(prev)
+
+
+def cpu_isas() -> list:
+    """The instruction-set levels this CPU runs, lowest first."""
+    import fastmnist
+
+    return list(fastmnist.build_info()["isa_levels"])
 
 
 def fastmnist_path() -> str:

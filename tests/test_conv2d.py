@@ -6,10 +6,10 @@ Tolerances (float32; relative to the largest reference magnitude of each output)
 """
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import pytest
+from conftest import on_isa
 import torch
 
 import fastmnist
@@ -99,19 +99,6 @@ def _check(cfg, impl="fast"):
 ISAS = ["generic", "avx2", "avx512"]
 
 
-@contextlib.contextmanager
-def _on_isa(isa):
-    """Runs the block with the kernels of instruction set `isa` (skips where the CPU lacks it)."""
-    try:
-        prev = _core._set_gemm_isa(isa)
-    except ValueError:
-        pytest.skip(f"CPU lacks {isa}")
-    try:
-        yield
-    finally:
-        _core._set_gemm_isa(prev)
-
-
 def _by_thread_count(fn, counts=(1, 2, 3)):
     prev = fastmnist.get_num_threads()
     try:
@@ -148,15 +135,9 @@ def test_reference_loops_match_torch(cfg):
 
 @pytest.mark.parametrize("isa", ["generic", "avx2"])
 def test_other_isas(isa):
-    try:
-        prev = _core._set_gemm_isa(isa)
-    except ValueError:
-        pytest.skip(f"CPU lacks {isa}")
-    try:
+    with on_isa(isa):
         for cfg in [CONFIGS[1], CONFIGS[8], (2, 4, 13, 11, 6, 3, 3, (2, 1), (1, 0)), (2, 13, 6, 6, 70, 3, 3, 1, 1)]:
             _check(cfg)
-    finally:
-        _core._set_gemm_isa(prev)
 
 
 def test_public_wrappers_and_options():
@@ -308,7 +289,7 @@ def test_weight_gradient_independent_of_thread_count(cfg, impl, isa):
     images, not per thread: bitwise equal whatever the thread count."""
     x, w, b, st, pd = _make(cfg)
     g = np.random.default_rng(4).standard_normal(conv2d(x, w, b, st, pd).shape).astype(np.float32)
-    with _on_isa(isa):
+    with on_isa(isa):
         res = _by_thread_count(lambda: _core.conv2d_backward(g, x, w, st, pd, True, False, impl))
     dw_ref, db_ref = (t.numpy() for t in torch.ops.aten.convolution_backward(
         torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(w), [w.shape[0]], _pair(st), _pair(pd),
@@ -402,7 +383,7 @@ def test_default_dispatch_uses_winograd_on_mnist_layers(cfg, isa):
     same result as the forced Winograd, not the direct kernels' result)."""
     x, w, b, st, pd = _make(cfg)
     g = np.random.default_rng(2).standard_normal((4, 32, 14, 14)).astype(np.float32)
-    with _on_isa(isa):
+    with on_isa(isa):
         fast = _core.conv2d_forward(x, w, b, st, pd, True, "fast")
         np.testing.assert_array_equal(fast, _core.conv2d_forward(x, w, b, st, pd, True, "winograd"))
         assert not np.array_equal(fast, _core.conv2d_forward(x, w, b, st, pd, True, "direct"))
@@ -420,7 +401,7 @@ def test_kernel_report_names_the_conv_kernels(isa, kernels):
     """build_info()["kernels"] / kernel_report() name the kernel each conv op ran on the MNIST
     16->32 layers (3x3 and 5x5, padding R // 2), per ISA."""
     got = []
-    with _on_isa(isa):
+    with on_isa(isa):
         for r in (3, 5):
             x, w, b, st, pd = _make((2, 16, 14, 14, 32, r, r, 1, r // 2))
             g = np.ones((2, 32, 14, 14), np.float32)
@@ -444,7 +425,7 @@ def test_winograd_impl_falls_back_where_it_does_not_apply(cfg):
 @pytest.mark.parametrize("isa", ISAS)
 def test_winograd_impl_on_each_isa(isa):
     """The forced Winograd impls on every ISA (generic: the direct / im2col kernels instead)."""
-    with _on_isa(isa):
+    with on_isa(isa):
         _check((3, 16, 14, 14, 32, 3, 3, 1, 1), "winograd")
         _check((3, 16, 14, 14, 32, 5, 5, 1, 2), "winograd2")
 
@@ -458,7 +439,7 @@ _WINO_SMALL = [c for c in WINO_CONFIGS if c[0] <= 5]
 def test_winograd_matches_torch_on_each_isa(cfg, isa):
     """The Winograd kernels are one source instantiated per ISA (16 lanes on AVX-512, 8 on AVX2):
     both tile sizes on the partial-tile, odd-channel and adjoint shapes, on each vector ISA."""
-    with _on_isa(isa):
+    with on_isa(isa):
         for impl in ("winograd2", "winograd4"):
             _check(cfg, impl)
 
@@ -468,7 +449,7 @@ def test_winograd_matches_torch_on_each_isa(cfg, isa):
 def test_winograd_weight_gradient_independent_of_thread_count(impl, isa):
     x, w, b, st, pd = _make((37, 16, 13, 13, 24, 3, 3, 1, 1))
     g = np.random.default_rng(4).standard_normal((37, 24, 13, 13)).astype(np.float32)
-    with _on_isa(isa):
+    with on_isa(isa):
         res = _by_thread_count(lambda: _core.conv2d_backward(g, x, w, st, pd, True, True, impl))
     for r in res[1:]:
         for a, c in zip(r, res[0]):
@@ -484,7 +465,7 @@ def test_winograd_nan_propagates(impl, isa):
     x[1, 5, 7, 7] = np.nan
     g = np.ones((2, 32, 14, 14), np.float32)
     g[0, 3, 2, 2] = np.nan
-    with _on_isa(isa):
+    with on_isa(isa):
         y = _core.conv2d_forward(x, w, b, 1, 1, False, impl)
         yr = _core.conv2d_forward(x, w, b, 1, 1, True, impl)
         dx, dw, db = _core.conv2d_backward(g, x, w, 1, 1, True, True, impl)
@@ -542,7 +523,7 @@ def test_first_layer_weight_gradient_independent_of_thread_count(cfg, isa):
     dw_ref, db_ref = (t.numpy() for t in torch.ops.aten.convolution_backward(
         torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(wt), [k], [1, 1], [pd, pd], [1, 1], False,
         [0, 0], 1, [False, True, True])[1:])
-    with _on_isa(isa):
+    with on_isa(isa):
         res = _by_thread_count(lambda: conv2d_backward(g, x, wt, 1, pd), (1, 2, 3, 4))
     _close(res[0][1], dw_ref, TOL_DW, "grad_weight")
     _close(res[0][2], db_ref, TOL_DW, "grad_bias")

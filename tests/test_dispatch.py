@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import fastmnist_path
+from conftest import fastmnist_path, on_isa
 import torch
 
 import fastmnist
@@ -71,11 +71,8 @@ def test_unknown_level_is_ignored_at_start():
 
 @pytest.fixture(params=LEVELS)
 def level(request):
-    prev = _core._set_gemm_isa(request.param)
-    try:
+    with on_isa(request.param):
         yield request.param
-    finally:
-        _core._set_gemm_isa(prev)
 
 
 def _with_threads(n, fn):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import on_isa
 
 from fastmnist import _core
 
@@ -13,24 +14,10 @@ SIZES = [(1, 1, 1), (7, 33, 129), (129, 7, 33), (33, 129, 7), (1, 129, 33), (64,
 ISAS = [i for i in ("generic", "avx2", "avx512")]
 
 
-def _supported(isa):
-    prev = _core.gemm_isa()
-    try:
-        _core._set_gemm_isa(isa)
-        return True
-    except ValueError:
-        return False
-    finally:
-        _core._set_gemm_isa(prev)
-
-
 @pytest.fixture(params=ISAS)
 def isa(request):
-    if not _supported(request.param):
-        pytest.skip(f"CPU lacks {request.param}")
-    prev = _core._set_gemm_isa(request.param)
-    yield request.param
-    _core._set_gemm_isa(prev)
+    with on_isa(request.param):
+        yield request.param
 
 
 def test_isa_name():

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
-import fastmnist
 from fastmnist import models, nn
 from fastmnist.train import prepare
 

@@ -6,13 +6,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import sysconfig
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cpu_isas, on_isa
 import torch
 import torch.nn.functional as F
 
@@ -23,29 +23,13 @@ from fastmnist import _core, augment, nn
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _isas():
-    """Every ISA this CPU can run (FASTMNIST_ISA levels)."""
-    out = []
-    for isa in ("generic", "avx2", "avx512"):
-        try:
-            prev = _core._set_gemm_isa(isa)
-        except ValueError:
-            continue
-        _core._set_gemm_isa(prev)
-        out.append(isa)
-    return out
-
-
-ISAS = _isas()
+ISAS = [lv for lv in cpu_isas() if lv in ("generic", "avx2", "avx512")]
 
 
 @pytest.fixture(params=ISAS)
 def isa(request):
-    prev = _core._set_gemm_isa(request.param)
-    try:
+    with on_isa(request.param):
         yield request.param
-    finally:
-        _core._set_gemm_isa(prev)
 
 
 def _torch_refuses(fn):

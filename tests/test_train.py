@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-from fastmnist import models, nn
+from fastmnist import models
 from fastmnist.checkpoint import load_checkpoint, save_checkpoint
 from fastmnist.train import History, Trainer, TrainingDiverged, prepare
 
