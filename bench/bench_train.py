@@ -107,8 +107,8 @@ def fast_rows(ctx):
     tm = m.to_torch()
     t = time.perf_counter()
     opt = models.make_optimizer(r, m.parameters())
-    tr = Trainer(m, opt, batch_size=r.batch_size, epochs=r.epochs, seed=0, quiet=True,
-                 scheduler=models.make_scheduler(r, opt, steps))
+    tr = Trainer(m, opt, loss=models.make_loss(r), batch_size=r.batch_size, epochs=r.epochs, seed=0,
+                 quiet=True, scheduler=models.make_scheduler(r, opt, steps))
     tr.fit(x_train, y_train)
     acc = tr.evaluate(x_test, y_test)[1]
     ours = time.perf_counter() - t
@@ -124,7 +124,7 @@ def fast_rows(ctx):
         perm = torch.randperm(len(ys), generator=g)
         for i in range(steps):
             idx = perm[i * r.batch_size:(i + 1) * r.batch_size]
-            loss = TF.cross_entropy(tm(xs[idx]), ys[idx])
+            loss = TF.cross_entropy(tm(xs[idx]), ys[idx], label_smoothing=r.label_smoothing)
             topt.zero_grad()
             loss.backward()
             topt.step()

@@ -889,12 +889,36 @@ class _Loss:
 
 class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy on integer labels, averaged over the batch (torch's
-    ``F.cross_entropy``)."""
+    ``F.cross_entropy``). ``label_smoothing`` in [0, 1] is torch's: the target is
+    ``(1 - label_smoothing) * one_hot + label_smoothing / classes``."""
 
     name = "cross_entropy"
 
+    def __init__(self, label_smoothing=0.0):
+        super().__init__()
+        try:
+            ls = float(label_smoothing)
+        except (TypeError, ValueError):
+            raise TypeError(f"label_smoothing must be a number, got {label_smoothing!r}") from None
+        if not 0.0 <= ls <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = ls
+
     def loss_and_grad(self, logits, labels):
-        return F.softmax_cross_entropy(logits, labels)
+        loss, grad = F.softmax_cross_entropy(logits, labels)
+        eps = self.label_smoothing
+        if not eps:
+            return loss, grad
+        # (1-eps)*CE + eps*mean_c(logsumexp - logit_c) = CE + eps*(logit_y - mean_c logit_c), averaged
+        # over the batch; the gradient gains eps/N * (one_hot - 1/classes)
+        x = np.asarray(logits, np.float32)
+        n, k = x.shape
+        y = np.asarray(labels).astype(np.int64, copy=False)
+        rows = np.arange(n)
+        loss = float(loss) + eps * (float(np.mean(x[rows, y], dtype=np.float64)) - float(np.mean(x, dtype=np.float64)))
+        grad -= np.float32(eps / (n * k))
+        grad[rows, y] += np.float32(eps / n)
+        return loss, grad
 
     def probabilities(self, logits):
         return F.softmax(logits)

@@ -34,6 +34,8 @@ def add_common_options(p, with_model_defaults=True):
     g.add_argument("--momentum", type=float, help="SGD momentum")
     g.add_argument("--weight-decay", type=float, help="L2 weight decay")
     g.add_argument("--loss", choices=["cross_entropy", "mse"], help="loss (mse: on one-hot targets)")
+    g.add_argument("--label-smoothing", type=float, metavar="F",
+                   help="label smoothing of the cross-entropy in [0, 1] (torch's; 0: none)")
     g.add_argument("--scheduler", choices=["none", "onecycle", "cosine", "step"],
                    help="learning-rate schedule, stepped per batch")
     g.add_argument("--augment", metavar="SPEC",
@@ -116,8 +118,8 @@ def parse_options(items):
     return out
 
 
-_OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "loss", "train_size",
-              "test_size")
+_OVERRIDES = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "loss", "label_smoothing",
+              "train_size", "test_size")
 
 
 def apply_overrides(base, args):
@@ -257,9 +259,9 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
         from .. import augment as aug_mod
 
         augment = aug_mod.from_spec(recipe.augment)
-    trainer = Trainer(model, opt, loss=recipe.loss, batch_size=bs, epochs=recipe.epochs, augment=augment,
-                      scheduler=sched, seed=args.seed, normalize=recipe.normalize, quiet=args.quiet,
-                      log=log)
+    trainer = Trainer(model, opt, loss=models.make_loss(recipe), batch_size=bs, epochs=recipe.epochs,
+                      augment=augment, scheduler=sched, seed=args.seed, normalize=recipe.normalize,
+                      quiet=args.quiet, log=log)
     if args.val_split:
         hist = trainer.fit(x_train, y_train, val_split=args.val_split)
     else:
@@ -337,6 +339,7 @@ def run(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {recipe.batch_size}")
     if args.val_split and not 0.0 < args.val_split < 1.0:
         raise ValueError(f"--val-split must be in (0, 1), got {args.val_split}")
+    models.make_loss(recipe)  # a bad --label-smoothing (or one with --loss mse) fails before any data is read
     out = Path(args.out) if args.out else default_out(name)
     prepare_out_dir(out, args.overwrite)
     data, info = load_data(args, recipe)
