@@ -39,7 +39,8 @@ def test_fast_recipe_one_epoch_on_20000_images(mnist):
     m, opt, r = make("fast")
     n = 20000
     sched = models.make_scheduler(r, opt, (n + r.batch_size - 1) // r.batch_size)
-    tr = Trainer(m, opt, batch_size=r.batch_size, epochs=1, scheduler=sched, seed=0, quiet=True)
+    tr = Trainer(m, opt, loss=models.make_loss(r), batch_size=r.batch_size, epochs=1, scheduler=sched, seed=0,
+                 quiet=True)
     tr.fit(x_train[:n], y_train[:n])
     assert tr.evaluate(x_test, y_test)[1] >= 0.97
 
