@@ -116,7 +116,8 @@ def test_cli_fast_trains_with_the_smoothed_loss(tmp_path, mnist_dir, capsys):
                             label_smoothing=r.label_smoothing).item()
     assert s["results"]["test_loss"] == pytest.approx(want, rel=1e-4)
     # --label-smoothing overrides it; a bad value or one with the MSE loss fails before training
-    assert main(["train", "fast", "--data", str(mnist_dir), "--out", str(tmp_path / "b"), "--label-smoothing", "2"]) == 1
+    assert main(["train", "fast", "--data", str(mnist_dir), "--out", str(tmp_path / "b"),
+                 "--label-smoothing", "2"]) == 1
     assert "label_smoothing must be in [0, 1]" in capsys.readouterr().err
     assert main(["train", "fast", "--data", str(mnist_dir), "--out", str(tmp_path / "c"), "--loss", "mse"]) == 1
     assert "--label-smoothing 0" in capsys.readouterr().err

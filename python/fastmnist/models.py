@@ -106,7 +106,8 @@ class Recipe:
 
     # the fields that describe the training itself (what the recipe line and the tests compare)
     TRAINING_FIELDS = ("optimizer", "lr", "betas", "momentum", "weight_decay", "scheduler", "pct_start",
-                       "epochs", "batch_size", "loss", "label_smoothing", "augment", "normalize", "train_size", "test_size")
+                       "epochs", "batch_size", "loss", "label_smoothing", "augment", "normalize", "train_size",
+                       "test_size")
 
     def to_dict(self):
         d = asdict(self)
@@ -128,11 +129,12 @@ class Recipe:
             opt += f" momentum {self.momentum:g}"
         if self.weight_decay:
             opt += f" weight decay {self.weight_decay:g}"
+        smoothing = f" (label smoothing {self.label_smoothing:g})" if self.label_smoothing else ""
         sizes = ""
         if self.train_size or self.test_size:
             sizes = f", subsample {self.train_size or 'all'} train / {self.test_size or 'all'} test"
         return (f"recipe {self.name}: {opt}, schedule {sched}, {self.epochs} epoch{'s' if self.epochs != 1 else ''}, batch {self.batch_size}, "
-                f"loss {self.loss}{f' (label smoothing {self.label_smoothing:g})' if self.label_smoothing else ''}, augment {self.augment or 'none'}, "
+                f"loss {self.loss}{smoothing}, augment {self.augment or 'none'}, "
                 f"normalize {'mean/std' if self.normalize else 'off ([0, 1] inputs)'}{sizes}")
 
 
