@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as TF
 
+from conftest import on_isa
 from fastmnist import models, nn
 from fastmnist.cli import main
 from fastmnist.train import prepare
@@ -66,9 +67,15 @@ def test_make_loss():
         models.make_loss(r.updated(loss="mse"))
 
 
-def test_fast_recipe_steps_match_torch(mnist):
-    """Three steps of the whole recipe (loss, Adam, one-cycle) from the same weights and batches."""
-    x_train, y_train, _, _ = mnist
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_fast_recipe_steps_match_torch(isa, mnist):
+    """Three steps of the whole recipe (loss, Adam, one-cycle) from the same weights and batches, on
+    each instruction-set level's kernels."""
+    with on_isa(isa):
+        _recipe_steps_match_torch(*mnist[:2])
+
+
+def _recipe_steps_match_torch(x_train, y_train):
     r = models.recipe("fast")
     model = models.build("fast", seed=2)
     tm = model.to_torch()
