@@ -74,6 +74,7 @@ struct PoolKernels {
   bool (*bwd_2x2_code)(const Pool2dShape& s, const float* gy, const uint8_t* code, const float* relu_y, float* gx);
   float (*bwd_flat_2x2_code)(int64_t OW, int64_t r0, int64_t r1, const float* gy, const uint8_t* code,
                              const float* relu_y, float* gx);
+  void (*fwd_flat_2x2)(int64_t OW, int64_t r0, int64_t r1, const float* x, float* y, uint8_t* code);
   const char* name;
 };
 
@@ -339,6 +340,16 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t*
   void (*plane)(const Pool2dShape&, const float*, float*, int64_t*, uint8_t*) =
       is2x2 ? k.fwd_2x2 : small ? k.fwd_any : pool_plane_reference;
   note_kernel(Op::max_pool2d, is2x2 ? k.name : small ? "window rows" : "reference");
+  if (is2x2 && !idx && s.H == 2 * s.OH && s.W == 2 * s.OW) {  // windows tile the input: rows over all planes
+    const int64_t rows = P * s.OH;
+#pragma omp parallel if (P * HW >= kParallelMin)
+    {
+      int64_t r0, r1;
+      split_range(rows, thread_id(), num_threads(), r0, r1);
+      if (r0 < r1) k.fwd_flat_2x2(s.OW, r0, r1, x, y, code);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (P * HW >= kParallelMin)
   for (int64_t p = 0; p < P; ++p)
     plane(s, x + p * HW, y + p * OHW, idx ? idx + p * OHW : nullptr, code ? code + p * OHW : nullptr);

@@ -102,6 +102,53 @@ static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64
   }
 }
 
+// Output rows r0..r1 of a 2x2 / stride 2 pool whose windows tile the input (H == 2*OH, W == 2*OW),
+// counted over all planes: row r reads the input rows at x + 4*OW*r and x + 4*OW*r + 2*OW and
+// writes y and code (may be null) at OW*r. The same W-wide step and merge as pool_plane_2x2; a row
+// longer than W ends with a step overlapping the one before (the same values stored twice), a
+// shorter one loads and stores whole vectors whose lanes past the row spill into the rows after it
+// (which overwrite them), masked only where a load would pass the last input row or a store the
+// last output row.
+static void pool_rows_2x2(int64_t OW, int64_t r0, int64_t r1, const float* x, float* y, uint8_t* code) {
+  using V = typename S::V;
+  constexpr int W = S::W;
+  const V one = S::set1(1.f), two = S::set1(2.f), three = S::set1(3.f);
+  auto step = [&](int64_t o, const float* r0p, int n) {  // outputs o..o+n (n <= W), top input row r0p
+    const float* r1p = r0p + 2 * OW;
+    const int n2 = 2 * n, na = n2 < W ? n2 : W, nb = n2 - na;
+    const bool whole = n == W;
+    V e, od, m, k = S::zero();
+    typename S::M t;
+    S::unzip(whole ? S::load(r0p) : S::load_n(r0p, na), whole ? S::load(r0p + W) : S::load_n(r0p + W, nb), m, od);
+    t = S::either(S::gt(od, m), S::is_nan(od));
+    m = S::select(t, od, m);
+    k = S::select(t, one, k);
+    S::unzip(whole ? S::load(r1p) : S::load_n(r1p, na), whole ? S::load(r1p + W) : S::load_n(r1p + W, nb), e, od);
+    t = S::either(S::gt(e, m), S::is_nan(e));
+    m = S::select(t, e, m);
+    k = S::select(t, two, k);
+    t = S::either(S::gt(od, m), S::is_nan(od));
+    m = S::select(t, od, m);
+    k = S::select(t, three, k);
+    if (whole) S::store(y + o, m);
+    else S::store_n(y + o, m, n);
+    if (code) S::store_u8_n(code + o, k, n);
+  };
+  const int64_t in_end = r1 * 4 * OW, out_end = r1 * OW;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * OW;
+    const float* top = x + 4 * OW * r;
+    if (OW >= W) {
+      for (int64_t j = 0; j + W <= OW; j += W) step(o + j, top + 2 * j, W);
+      if (OW % W) step(o + OW - W, top + 2 * (OW - W), W);
+    } else if (4 * OW * r + 2 * OW + 2 * W <= in_end && o + W <= out_end) {
+      step(o, top, W);
+    } else {
+      step(o, top, int(OW));
+    }
+  }
+}
+
 // m ? v : 0 (a plain AND of the mask on AVX2, where a blend costs more).
 static FM_INLINE typename S::V keep(typename S::M m, typename S::V v) {
 #if FM_ISA_LEVEL == 2
@@ -208,6 +255,6 @@ static bool unpool_plane_2x2(const Pool2dShape& s, const float* gy, const int64_
   return true;
 }
 
-const PoolKernels kPool{&pool_plane_any, &pool_plane_2x2, &unpool_plane_2x2, &unpool_plane_2x2_code, &unpool_flat_2x2_code,
+const PoolKernels kPool{&pool_plane_any, &pool_plane_2x2, &unpool_plane_2x2, &unpool_plane_2x2_code, &unpool_flat_2x2_code, &pool_rows_2x2,
                         FM_ISA_LEVEL == 3 ? "avx512 rows" : FM_ISA_LEVEL == 2 ? "avx2 rows"
                                           : FM_ISA_LEVEL == 1 ? "neon rows" : "generic rows"};
