@@ -1,8 +1,10 @@
 // Max pooling, NCHW. The general kernel scans each window like PyTorch's CPU kernel; the
 // 2x2 / stride 2 / no padding case (every pool of the MNIST models) has its own path. The plane
-// kernels are written once (pool.inl) and instantiated per ISA; the flat-stream backward is an
-// AVX-512 VBMI specialisation beside them (faster where the CPU has VBMI; see below). Parallel over the N*C planes; small inputs run serially
-// (an OpenMP region costs more than the work at MNIST sizes).
+// and row kernels are written once (pool.inl) and instantiated per ISA; the flat-stream backward
+// is an AVX-512 VBMI specialisation beside them (faster where the CPU has VBMI; see below).
+// Parallel over the N*C planes, or, where 2x2 windows tile the input (the uint8-argmax forward
+// and backward of training), over one contiguous range of output rows per thread; small inputs
+// run serially (an OpenMP region costs more than the work at MNIST sizes).
 #include "pool.hpp"
 
 #include <atomic>

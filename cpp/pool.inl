@@ -1,5 +1,5 @@
-// Max-pool plane kernels, written once against the SIMD traits `S` and compiled per ISA by
-// simd/instantiate.hpp (driver and the AVX-512 VBMI stream specialisation: pool.cpp).
+// Max-pool plane and row kernels, written once against the SIMD traits `S` and compiled per ISA
+// by simd/instantiate.hpp (driver and the AVX-512 VBMI stream specialisation: pool.cpp).
 
 // One plane, any geometry, vectorised across each output row: the columns whose windows lie
 // inside the input (no clipping) run window position by window position over all of them at
