@@ -50,14 +50,32 @@ static void pool_plane_any(const Pool2dShape& s, const float* x, float* y, int64
   }
 }
 
+// The 2x2 merge of W windows: top row (2W floats as t0, t1) and bottom row (b0, b1) ->
+// maxima m and window offsets k (0..3, as floats), with PyTorch's rule (in row-major window order
+// a strictly greater value or a NaN takes over).
+static FM_INLINE void merge_2x2(typename S::V t0, typename S::V t1, typename S::V b0, typename S::V b1,
+                                typename S::V& m, typename S::V& k) {
+  typename S::V e, o;
+  typename S::M t;
+  S::unzip(t0, t1, m, o);
+  t = S::either(S::gt(o, m), S::is_nan(o));
+  m = S::select(t, o, m);
+  k = S::select(t, S::set1(1.f), S::zero());
+  S::unzip(b0, b1, e, o);
+  t = S::either(S::gt(e, m), S::is_nan(e));
+  m = S::select(t, e, m);
+  k = S::select(t, S::set1(2.f), k);
+  t = S::either(S::gt(o, m), S::is_nan(o));
+  m = S::select(t, o, m);
+  k = S::select(t, S::set1(3.f), k);
+}
+
 // One plane, 2x2 window, stride 2, no padding: x (H,W) -> y (H/2,W/2), idx or code (may be null).
-// W outputs per step: even / odd input columns separated with unzip, the four candidates merged
-// with PyTorch's rule (a strictly greater value or a NaN takes over); the window offset 0..3 of
-// each maximum is kept as a float lane and turned into codes or int64 positions per row.
+// W outputs per step (merge_2x2); the window offset 0..3 of each maximum is kept as a float lane
+// and turned into codes or int64 positions per row.
 static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code) {
   using V = typename S::V;
   const int64_t W = s.W, OW = s.OW;
-  const V one = S::set1(1.f), two = S::set1(2.f), three = S::set1(3.f);
   float kr[256 + 16];  // window offsets of one row piece (int64 output)
   for (int64_t oh = 0; oh < s.OH; ++oh) {
     const float* r0 = x + 2 * oh * W;
@@ -68,19 +86,9 @@ static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64
         const int n = int(std::min<int64_t>(S::W, len - j)), n2 = 2 * n;
         const int na = n2 < S::W ? n2 : S::W, nb = n2 - na;
         const int64_t c = 2 * (o0 + j);
-        V e, o, m, k = S::zero();
-        typename S::M t;
-        S::unzip(S::load_n(r0 + c, na), S::load_n(r0 + c + S::W, nb), m, o);
-        t = S::either(S::gt(o, m), S::is_nan(o));
-        m = S::select(t, o, m);
-        k = S::select(t, one, k);
-        S::unzip(S::load_n(r1 + c, na), S::load_n(r1 + c + S::W, nb), e, o);
-        t = S::either(S::gt(e, m), S::is_nan(e));
-        m = S::select(t, e, m);
-        k = S::select(t, two, k);
-        t = S::either(S::gt(o, m), S::is_nan(o));
-        m = S::select(t, o, m);
-        k = S::select(t, three, k);
+        V m, k;
+        merge_2x2(S::load_n(r0 + c, na), S::load_n(r0 + c + S::W, nb), S::load_n(r1 + c, na),
+                  S::load_n(r1 + c + S::W, nb), m, k);
         if (n == S::W) S::store(y + oh * OW + o0 + j, m);
         else S::store_n(y + oh * OW + o0 + j, m, n);
         if (code && S::W > 1) S::store_u8_n(code + oh * OW + o0 + j, k, n);
@@ -104,7 +112,7 @@ static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64
 
 // Output rows r0..r1 of a 2x2 / stride 2 pool whose windows tile the input (H == 2*OH, W == 2*OW),
 // counted over all planes: row r reads the input rows at x + 4*OW*r and x + 4*OW*r + 2*OW and
-// writes y and code (may be null) at OW*r. The same W-wide step and merge as pool_plane_2x2; a row
+// writes y and code (may be null) at OW*r. W outputs per step (merge_2x2); a row
 // longer than W ends with a step overlapping the one before (the same values stored twice), a
 // shorter one loads and stores whole vectors whose lanes past the row spill into the rows after it
 // (which overwrite them), masked only where a load would pass the last input row or a store the
@@ -112,24 +120,13 @@ static void pool_plane_2x2(const Pool2dShape& s, const float* x, float* y, int64
 static void pool_rows_2x2(int64_t OW, int64_t r0, int64_t r1, const float* x, float* y, uint8_t* code) {
   using V = typename S::V;
   constexpr int W = S::W;
-  const V one = S::set1(1.f), two = S::set1(2.f), three = S::set1(3.f);
   auto step = [&](int64_t o, const float* r0p, int n) {  // outputs o..o+n (n <= W), top input row r0p
     const float* r1p = r0p + 2 * OW;
     const int n2 = 2 * n, na = n2 < W ? n2 : W, nb = n2 - na;
     const bool whole = n == W;
-    V e, od, m, k = S::zero();
-    typename S::M t;
-    S::unzip(whole ? S::load(r0p) : S::load_n(r0p, na), whole ? S::load(r0p + W) : S::load_n(r0p + W, nb), m, od);
-    t = S::either(S::gt(od, m), S::is_nan(od));
-    m = S::select(t, od, m);
-    k = S::select(t, one, k);
-    S::unzip(whole ? S::load(r1p) : S::load_n(r1p, na), whole ? S::load(r1p + W) : S::load_n(r1p + W, nb), e, od);
-    t = S::either(S::gt(e, m), S::is_nan(e));
-    m = S::select(t, e, m);
-    k = S::select(t, two, k);
-    t = S::either(S::gt(od, m), S::is_nan(od));
-    m = S::select(t, od, m);
-    k = S::select(t, three, k);
+    V m, k;
+    if (whole) merge_2x2(S::load(r0p), S::load(r0p + W), S::load(r1p), S::load(r1p + W), m, k);
+    else merge_2x2(S::load_n(r0p, na), S::load_n(r0p + W, nb), S::load_n(r1p, na), S::load_n(r1p + W, nb), m, k);
     if (whole) S::store(y + o, m);
     else S::store_n(y + o, m, n);
     if (code) S::store_u8_n(code + o, k, n);
