@@ -1,8 +1,10 @@
 // Max pooling, NCHW. The general kernel scans each window like PyTorch's CPU kernel; the
 // 2x2 / stride 2 / no padding case (every pool of the MNIST models) has its own path. The plane
-// kernels are written once (pool.inl) and instantiated per ISA; the flat-stream backward is an
-// AVX-512 VBMI specialisation beside them (faster where the CPU has VBMI; see below). Parallel over the N*C planes; small inputs run serially
-// (an OpenMP region costs more than the work at MNIST sizes).
+// and row kernels are written once (pool.inl) and instantiated per ISA; the flat-stream backward
+// is an AVX-512 VBMI specialisation beside them (faster where the CPU has VBMI; see below).
+// Parallel over the N*C planes, or, where 2x2 windows tile the input (the uint8-argmax forward
+// and backward of training), over one contiguous range of output rows per thread; small inputs
+// run serially (an OpenMP region costs more than the work at MNIST sizes).
 #include "pool.hpp"
 
 #include <atomic>
@@ -71,7 +73,10 @@ struct PoolKernels {
   void (*fwd_any)(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code);
   void (*fwd_2x2)(const Pool2dShape& s, const float* x, float* y, int64_t* idx, uint8_t* code);
   bool (*bwd_2x2)(const Pool2dShape& s, const float* gy, const int64_t* idx, float* gx);
-  bool (*bwd_2x2_code)(const Pool2dShape& s, const float* gy, const uint8_t* code, float* gx);
+  bool (*bwd_2x2_code)(const Pool2dShape& s, const float* gy, const uint8_t* code, const float* relu_y, float* gx);
+  float (*bwd_flat_2x2_code)(int64_t OW, int64_t r0, int64_t r1, const float* gy, const uint8_t* code,
+                             const float* relu_y, float* gx);
+  void (*fwd_flat_2x2)(int64_t OW, int64_t r0, int64_t r1, const float* x, float* y, uint8_t* code);
   const char* name;
 };
 
@@ -337,6 +342,16 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t*
   void (*plane)(const Pool2dShape&, const float*, float*, int64_t*, uint8_t*) =
       is2x2 ? k.fwd_2x2 : small ? k.fwd_any : pool_plane_reference;
   note_kernel(Op::max_pool2d, is2x2 ? k.name : small ? "window rows" : "reference");
+  if (is2x2 && !idx && s.H == 2 * s.OH && s.W == 2 * s.OW) {  // windows tile the input: rows over all planes
+    const int64_t rows = P * s.OH;
+#pragma omp parallel if (P * HW >= kParallelMin)
+    {
+      int64_t r0, r1;
+      split_range(rows, thread_id(), num_threads(), r0, r1);
+      if (r0 < r1) k.fwd_flat_2x2(s.OW, r0, r1, x, y, code);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (P * HW >= kParallelMin)
   for (int64_t p = 0; p < P; ++p)
     plane(s, x + p * HW, y + p * OHW, idx ? idx + p * OHW : nullptr, code ? code + p * OHW : nullptr);
@@ -380,16 +395,32 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
   const int64_t P = s.N * s.C, HW = s.H * s.W, OHW = s.OH * s.OW;
   const bool is2x2 = s.KH == 2 && s.KW == 2 && s.SH == 2 && s.SW == 2 && s.PH == 0 && s.PW == 0;
   const PoolKernels& k = pool_kernels();
-  bool (*plane)(const Pool2dShape&, const float*, const uint8_t*, float*) =
-      is2x2 ? k.bwd_2x2_code : unpool_plane_generic_code;
-  note_kernel(Op::max_pool2d_backward, is2x2 ? k.name : "scatter");
-  UnpoolStream st;
-  if (is2x2 && use_unpool_stream(s, st)) {
-    note_kernel(Op::max_pool2d_backward, "avx512 vbmi stream");
-    if (unpool_stream<true>(s, st, gy, code, relu_y, gx)) return true;
-    g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  if (is2x2) {
+    UnpoolStream st;
+    if (use_unpool_stream(s, st)) {
+      note_kernel(Op::max_pool2d_backward, "avx512 vbmi stream");
+      if (unpool_stream<true>(s, st, gy, code, relu_y, gx)) return true;
+      g_stream_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    }
+    note_kernel(Op::max_pool2d_backward, k.name);
+    bool ok = true;
+    if (s.H == 2 * s.OH && s.W == 2 * s.OW) {  // windows tile the input: one flat range of rows per thread
+      const int64_t rows = P * s.OH;
+#pragma omp parallel reduction(&& : ok) if (P * HW >= kParallelMin)
+      {
+        int64_t r0, r1;
+        split_range(rows, thread_id(), num_threads(), r0, r1);
+        if (r0 < r1) ok = k.bwd_flat_2x2_code(s.OW, r0, r1, gy, code, relu_y, gx) <= 3.f;
+      }
+      return ok;
+    }
+#pragma omp parallel for schedule(static) reduction(&& : ok) if (P * HW >= kParallelMin)
+    for (int64_t p = 0; p < P; ++p)
+      ok = k.bwd_2x2_code(s, gy + p * OHW, code + p * OHW, relu_y ? relu_y + p * OHW : nullptr, gx + p * HW) && ok;
+    return ok;
   }
-  std::vector<float> masked;  // plane kernels: the ReLU-masked gradient first (one workspace per call)
+  note_kernel(Op::max_pool2d_backward, "scatter");
+  std::vector<float> masked;  // the ReLU-masked gradient first (one workspace per call)
   if (relu_y) {
     masked.resize(size_t(P * OHW));
     relu_backward(P * OHW, gy, relu_y, masked.data());
@@ -397,7 +428,7 @@ bool max_pool2d_backward_compact(const Pool2dShape& s, const float* gy, const ui
   }
   bool ok = true;
 #pragma omp parallel for schedule(static) reduction(&& : ok) if (P * HW >= kParallelMin)
-  for (int64_t p = 0; p < P; ++p) ok = plane(s, gy + p * OHW, code + p * OHW, gx + p * HW) && ok;
+  for (int64_t p = 0; p < P; ++p) ok = unpool_plane_generic_code(s, gy + p * OHW, code + p * OHW, gx + p * HW) && ok;
   return ok;
 }
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import fastmnist.functional as fm
 from fastmnist import _core
+from conftest import cpu_isas, on_isa
 
 # (N, C, H, W), kernel_size, stride, padding
 CASES = [
@@ -442,3 +443,44 @@ def test_compact_backward_fused_relu_errors(rng):
         fm.max_pool2d_compact_backward(y, a, x.shape, 2, relu_y=y[:, :2])
     with pytest.raises(TypeError, match="relu_y must be float32"):
         fm.max_pool2d_compact_backward(y, a, x.shape, 2, relu_y=y.astype(np.float64))
+
+
+# Every ISA's row kernels of the uint8 forward and backward: rows shorter than a vector (their
+# stores spill into the rows after them, which must overwrite the spill), rows one lane longer (an
+# overlapping last step), odd H / W (an uncovered last row / column), NaN, the ReLU fused into the
+# backward, several thread splits.
+ROW_SHAPES = [(1, 1, 2, 2), (3, 1, 2, 4), (2, 3, 6, 6), (5, 2, 14, 14), (1, 7, 4, 10), (2, 3, 2, 16),
+              (2, 2, 4, 18), (3, 2, 6, 30), (1, 3, 4, 32), (1, 2, 4, 34), (2, 2, 5, 15), (1, 3, 7, 3),
+              (2, 2, 3, 34), (9, 8, 28, 28), (17, 5, 14, 14)]
+
+
+@pytest.mark.parametrize("isa", cpu_isas())
+def test_compact_rows_every_isa(isa, rng):
+    import fastmnist
+
+    old = fastmnist.get_num_threads()
+    with on_isa(isa):
+        try:
+            for shape in ROW_SHAPES:
+                x = rng.standard_normal(shape).astype(np.float32)
+                x[rng.random(shape) < 0.1] = 0.0
+                x[rng.random(shape) < 0.02] = np.nan
+                xt = torch.from_numpy(x).requires_grad_(True)
+                yt = F.max_pool2d(torch.relu(xt), 2)
+                gy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+                yt.backward(torch.from_numpy(gy))
+                ty, ti, tgx = torch_pool(x, 2, 2, 0, gy)
+                for threads in (1, 2, 3):
+                    fastmnist.set_num_threads(threads)
+                    y, a = fm.max_pool2d_compact(fm.relu(x), 2)
+                    np.testing.assert_array_equal(y, yt.detach().numpy())
+                    y0, a0 = fm.max_pool2d_compact(x, 2)
+                    np.testing.assert_array_equal(y0, ty)
+                    np.testing.assert_array_equal(fm.max_pool2d(x, 2), ty)
+                    np.testing.assert_array_equal(compact_to_torch(a0, x.shape, ty.shape, 2, 2, 0), ti)
+                    np.testing.assert_array_equal(fm.max_pool2d_compact_backward(gy, a0, x.shape, 2), tgx,
+                                                  err_msg=f"{isa} {shape} threads {threads}")
+                    np.testing.assert_array_equal(fm.max_pool2d_compact_backward(gy, a, x.shape, 2, relu_y=y),
+                                                  xt.grad.numpy(), err_msg=f"{isa} {shape} relu threads {threads}")
+        finally:
+            fastmnist.set_num_threads(old)
