@@ -18,7 +18,8 @@
 //   V  [A*A][T][Cp]   input transform of every tile (T = tiles per image)
 //   U  [A*A][C][Kp]   weight transform (once per call, in double, rounded to float)
 //   Mo [A*A][T][Kp]   per transform position xi: Mo[xi] = V[xi] (T x C) * U[xi] (C x Kp)
-//   yT [Pt][Wy][Kp]   output transform (+ bias, ReLU), channels innermost; transposed into NCHW.
+//   yT [M][Wy][Kp]    output transform (+ bias, ReLU) of one row of tiles, channels innermost;
+//                     transposed into NCHW before the next row (so it stays in L1).
 // The per-position products run in a register-blocked micro-kernel: TB tiles x 2 LN (or LN) output
 // channels in vector accumulators, one weight row load and TB broadcasts per input channel. The
 // [A*A][T][.] buffers keep an odd number of cache lines between positions (position_stride).
@@ -35,6 +36,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -137,7 +139,9 @@ inline void prefetch_part(const void* p, size_t bytes, int i, int parts, bool wr
 
 // Per-thread scratch buffers kept across calls (grow-only; freed when the thread ends), so that the
 // workspaces of a few hundred KiB do not come back from the OS with page faults on every call.
-// slot picks the buffer; the contents are undefined unless `zero`.
+// slot picks the buffer; the contents are undefined unless `zero`. The data is 64-byte aligned:
+// every buffer row is a multiple of 16 floats, so each AVX-512 load / store of the kernels is one
+// cache line (malloc's 16-byte alignment split every one of them across two lines).
 struct Scratch {
   float* p;
   size_t n;
@@ -148,13 +152,14 @@ struct Scratch {
 Scratch scratch(int slot, size_t n, bool zero = false) {
   thread_local std::vector<float> bufs[6];
   std::vector<float>& v = bufs[slot];
-  if (v.size() < n) {
+  if (v.size() < n + 16) {
     v.clear();
     v.shrink_to_fit();
-    v.resize(n);
+    v.resize(n + 16);
   }
-  if (zero) std::fill(v.data(), v.data() + n, 0.f);
-  return {v.data(), n};
+  float* p = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
+  if (zero) std::fill(p, p + n, 0.f);
+  return {p, n};
 }
 
 // Splits n into the fewest blocks of at most `most`, balanced in size: (first, count) pairs.

@@ -123,11 +123,10 @@ void to_channels_last(const float* x, int C, int H, int W, int Cp, int Wb,
       }
 }
 
-// yT [P..][Wy][Kp] -> y_n (K,P,Q)
-void from_channels_last(const float* yT, int K, int P, int Q, int Kp, int Wy,
-                                                           float* y) {
+// yT [rows][Wy][Kp] -> y (K, rows, Q), channel planes `plane` floats apart
+void from_channels_last(const float* yT, int K, int rows, int Q, int Kp, int Wy, size_t plane, float* y) {
   for (int kb = 0; kb < K; kb += LN)
-    for (int p = 0; p < P; ++p)
+    for (int p = 0; p < rows; ++p)
       for (int q0 = 0; q0 < Q; q0 += LN) {
         const int nq = std::min(LN, Q - q0);
         F r[LN];
@@ -136,7 +135,7 @@ void from_channels_last(const float* yT, int K, int P, int Q, int Kp, int Wy,
         for (int j = 0; j < LN; ++j) r[j] = S::load(src + (size_t)j * Kp);
         S::transpose(r);
         const int nk = std::min(LN, K - kb);
-        for (int i = 0; i < nk; ++i) S::store_n(y + ((size_t)(kb + i) * P + p) * Q + q0, r[i], nq);
+        for (int i = 0; i < nk; ++i) S::store_n(y + (size_t)(kb + i) * plane + (size_t)p * Q + q0, r[i], nq);
       }
 }
 
@@ -395,7 +394,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
 #pragma omp parallel
   {
     const Scratch xT = scratch(0, (size_t)Hb * Wb * Cp, true), V = scratch(1, (size_t)AA * xsC),
-                  Mo = scratch(2, (size_t)AA * xsK), yT = scratch(3, (size_t)TH * M * Wy * Kp, true);
+                  Mo = scratch(2, (size_t)AA * xsK), yT = scratch(3, (size_t)M * Wy * Kp, true);
     // images are independent: a stalled thread's share is taken over; runs of 4 images per thread
     // let the products prefetch the next image
 #pragma omp for schedule(dynamic, 4)
@@ -412,15 +411,17 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
       // per-position products
       position_products(AA, blocks, V.data(), xsC, Cp, U.data(), s.C, Kp, Mo.data(), xsK,
                         n + 1 < s.N ? x + (n + 1) * xsz : nullptr, xsz, y + n * ysz, ysz);
-      // output transform (+ bias, ReLU)
-      for (int th = 0; th < TH; ++th)
+      // output transform (+ bias, ReLU), one row of tiles at a time (yT stays in L1)
+      for (int th = 0; th < TH; ++th) {
         for (int tw = 0; tw < TW; ++tw) {
           const int t = th * TW + tw;
           for (int kb = 0; kb < Kp; kb += LN)
-            output_tile<W>(Mo.data() + (size_t)t * Kp + kb, xsK, bias.data() + kb,
-                           relu, yT.data() + ((size_t)th * M * Wy + tw * M) * Kp + kb, (size_t)Wy * Kp, Kp);
+            output_tile<W>(Mo.data() + (size_t)t * Kp + kb, xsK, bias.data() + kb, relu,
+                           yT.data() + (size_t)tw * M * Kp + kb, (size_t)Wy * Kp, Kp);
         }
-      from_channels_last(yT.data(), s.K, P, Q, Kp, Wy, y + (size_t)n * s.K * P * Q);
+        from_channels_last(yT.data(), s.K, std::min(M, P - th * M), Q, Kp, Wy, (size_t)P * Q,
+                           y + (size_t)n * ysz + (size_t)th * M * Q);
+      }
     }
   }
 }
@@ -466,7 +467,7 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
                                   dxT.data() + ((size_t)th * M * Wd + tw * M) * Cp + cb, (size_t)Wd * Cp, Cp);
         }
       from_channels_last(dxT.data() + ((size_t)s.ph * Wd + s.pw) * Cp, s.C, s.H, s.W, Cp, Wd,
-                         dx + (size_t)n * s.C * s.H * s.W);
+                         (size_t)s.H * s.W, dx + (size_t)n * s.C * s.H * s.W);
     }
   }
 }
