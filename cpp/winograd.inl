@@ -6,7 +6,7 @@ constexpr int LN = S::W;  // channels per vector
 // Most tiles per register block of the per-position products, for 2 / 1 vectors of output
 // channels: TB * KV accumulators, KV weight vectors and one broadcast fit the register file
 // (16 ymm on AVX2; 32 zmm on AVX-512, 32 q registers on NEON).
-constexpr int TB2 = LN == 8 ? 6 : 12, TB1 = LN == 8 ? 12 : 14;
+constexpr int TB2 = LN == 8 ? 6 : 12, TB1 = LN == 8 ? 12 : 16;
 
 
 // Weight transform -> U [A*A][C][Kp] (zero for k >= K) of
@@ -105,22 +105,33 @@ __attribute__((always_inline)) inline void bt_apply(const F* in, F* out) {
     mat_apply(W::BT, in, out);
 }
 
-// x_n (C,H,W) -> xT [Hb][Wb][Cp] at row ph, column pw (the zero border is left untouched).
-void to_channels_last(const float* x, int C, int H, int W, int Cp, int Wb,
-                                                         int ph, int pw, float* xT) {
-  for (int cb = 0; cb < Cp; cb += LN)
+// x_n (C,H,W) -> xT [Hb][Wb][Cp] at row ph, column pw (the zero border is left untouched). With
+// `sums`, sums[c] += the sum of channel c (float lanes in pixel order, then double): the bias
+// gradient when x is an output gradient, from the transposed vectors already in registers.
+void to_channels_last(const float* x, int C, int H, int W, int Cp, int Wb, int ph, int pw, float* xT,
+                      double* sums = nullptr) {
+  for (int cb = 0; cb < Cp; cb += LN) {
+    F acc = S::zero();
     for (int h = 0; h < H; ++h)
       for (int q0 = 0; q0 < W; q0 += LN) {
         const int nq = std::min(LN, W - q0);
         F r[LN];
 #pragma GCC unroll 16
         for (int i = 0; i < LN; ++i)
-          r[i] = cb + i < C ? S::load_n(x + ((size_t)(cb + i) * H + h) * W + q0, nq)
-                            : S::zero();
+          r[i] = cb + i < C ? S::load_n(x + ((size_t)(cb + i) * H + h) * W + q0, nq) : S::zero();
         S::transpose(r);
         float* dst = xT + ((size_t)(h + ph) * Wb + q0 + pw) * Cp + cb;
-        for (int j = 0; j < nq; ++j) S::store(dst + (size_t)j * Cp, r[j]);
+        for (int j = 0; j < nq; ++j) {
+          S::store(dst + (size_t)j * Cp, r[j]);
+          if (sums) acc = S::add(acc, r[j]);
+        }
       }
+    if (sums) {
+      alignas(64) float a[LN];
+      S::store(a, acc);
+      for (int i = 0; i < LN && cb + i < C; ++i) sums[cb + i] += a[i];
+    }
+  }
 }
 
 // yT [rows][Wy][Kp] -> y (K, rows, Q), channel planes `plane` floats apart
@@ -137,25 +148,6 @@ void from_channels_last(const float* yT, int K, int rows, int Q, int Kp, int Wy,
         const int nk = std::min(LN, K - kb);
         for (int i = 0; i < nk; ++i) S::store_n(y + (size_t)(kb + i) * plane + (size_t)p * Q + q0, r[i], nq);
       }
-}
-
-// Bias gradient of one image: pb[k] += sum of row k of dy_n (K, PQ) (float lanes, double total).
-void add_row_sums(const float* dyn, int K, int PQ, double* pb) {
-  for (int k = 0; k < K; ++k) {
-    const float* r = dyn + (size_t)k * PQ;
-    F a0 = S::zero(), a1 = S::zero();
-    int i = 0;
-    for (; i + 2 * LN <= PQ; i += 2 * LN) {
-      a0 = S::add(a0, S::load(r + i));
-      a1 = S::add(a1, S::load(r + i + LN));
-    }
-    if (i + LN <= PQ) {
-      a0 = S::add(a0, S::load(r + i));
-      i += LN;
-    }
-    if (i < PQ) a1 = S::add(a1, S::load_n(r + i, PQ - i));
-    pb[k] += (double)S::reduce_add(S::add(a0, a1));
-  }
 }
 
 // One tile, LN channels: src = xT at the tile's top-left (row stride rs, pixel stride Cp)
@@ -529,9 +521,8 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
       std::fill(pb, pb + s.K, 0.0);
       for (int n = g * GI; n < std::min(s.N, (g + 1) * GI); ++n) {
         const float* dyn = dy + (size_t)n * s.K * PQ;
-        if (db) add_row_sums(dyn, s.K, PQ, pb);
         to_channels_last(x + (size_t)n * s.C * s.H * s.W, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
-        to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data());
+        to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data(), db ? pb : nullptr);
         for (int th = 0; th < TH; ++th)
           for (int tw = 0; tw < TW; ++tw) {
             const int t = th * TW + tw;
