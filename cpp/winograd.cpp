@@ -27,7 +27,9 @@
 // that needs fewer tiles, i.e. padding below R/2) the adjoint of the forward: Dy = AT^T dy AT per
 // output tile, dV = Dy * U', overlapping input windows += BT^T dV BT.
 // Weight gradient: the adjoint in the weights: dU[xi] = V[xi]^T Dy[xi] summed over tiles and images
-// (partials per fixed group of 16 images, reduced in order in double), dw = G^T dU G.
+// (partials per fixed group of 16 images, reduced in order in double; the tiles of 4 images at a
+// time go through one pass of the products), dw = G^T dU G; the bias gradient is summed while dy
+// is transposed to channels-last.
 // OpenMP runs over the images (dynamic schedule), each thread allocates its buffers once.
 // Unlike direct convolution, a NaN / Inf input spreads to every output of the tiles whose window
 // holds it (the transforms mix all pixels of a window).

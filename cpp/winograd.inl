@@ -494,14 +494,16 @@ void finish_weight_gradient(const float* part, int ngroups, int C, int K,
 // Weight gradient (adjoint of the forward): dU[xi] (C x K) = sum over tiles and images of
 // V[xi]^T Dy[xi], then dw = G^T dU G. dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,R), db (K,) or null.
 // Partial dU sums per fixed group of GI images (one thread runs a group, images in order), reduced
-// in group order in double: the result does not depend on the thread count.
+// in group order in double: the result does not depend on the thread count. The images of a group
+// are transformed NI at a time (their tiles side by side in V and Dy), so that one pass of the
+// products sums NI * T tiles into the register-held dU block before storing it back.
 template <class W>
 void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, float* dw, float* db) {
-  constexpr int A = W::A, M = W::M, AA = A * A, R = W::R, GI = 16;
+  constexpr int A = W::A, M = W::M, AA = A * A, R = W::R, GI = 16, NI = 4;
   const int P = s.P(), Q = s.Q(), PQ = P * Q;
   const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
   const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
-  const size_t xsC = position_stride((size_t)T * Cp), xsK = position_stride((size_t)T * Kp);
+  const size_t xsC = position_stride((size_t)NI * T * Cp), xsK = position_stride((size_t)NI * T * Kp);
   const int Hb = TH * M + R - 1, Wb = TW * M + R - 1, Wq = TW * M;
   const int ngroups = (s.N + GI - 1) / GI;
   const size_t xsz = (size_t)s.C * s.H * s.W, dysz = (size_t)s.K * PQ;  // floats per image
@@ -519,25 +521,30 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
       double* pb = pbias.data() + (size_t)g * s.K;
       std::fill(dU, dU + usz, 0.f);
       std::fill(pb, pb + s.K, 0.0);
-      for (int n = g * GI; n < std::min(s.N, (g + 1) * GI); ++n) {
-        const float* dyn = dy + (size_t)n * s.K * PQ;
-        to_channels_last(x + (size_t)n * s.C * s.H * s.W, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
-        to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data(), db ? pb : nullptr);
-        for (int th = 0; th < TH; ++th)
-          for (int tw = 0; tw < TW; ++tw) {
-            const int t = th * TW + tw;
-            for (int cb = 0; cb < Cp; cb += LN)
-              input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
-                            V.data() + (size_t)t * Cp + cb, xsC);
-            for (int kb = 0; kb < Kp; kb += LN)
-              dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
-                         Dy.data() + (size_t)t * Kp + kb, xsK);
-          }
-        const bool more = n + 1 < std::min(s.N, (g + 1) * GI);
+      const int n1 = std::min(s.N, (g + 1) * GI);
+      for (int n0 = g * GI; n0 < n1; n0 += NI) {
+        const int ni = std::min(NI, n1 - n0);
+        for (int i = 0; i < ni; ++i) {
+          const int n = n0 + i;
+          const float* dyn = dy + (size_t)n * dysz;
+          to_channels_last(x + (size_t)n * xsz, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
+          to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data(), db ? pb : nullptr);
+          for (int th = 0; th < TH; ++th)
+            for (int tw = 0; tw < TW; ++tw) {
+              const int t = i * T + th * TW + tw;
+              for (int cb = 0; cb < Cp; cb += LN)
+                input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
+                              V.data() + (size_t)t * Cp + cb, xsC);
+              for (int kb = 0; kb < Kp; kb += LN)
+                dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
+                           Dy.data() + (size_t)t * Kp + kb, xsK);
+            }
+        }
+        const int nt = ni * T, nn = std::min(NI, n1 - n0 - ni);  // tiles now; images of the next chunk
         for (int xi = 0; xi < AA; ++xi) {
-          if (more) {
-            prefetch_part(x + (n + 1) * xsz, sizeof(float) * xsz, xi, AA, false);
-            prefetch_part(dy + (n + 1) * dysz, sizeof(float) * dysz, xi, AA, false);
+          if (nn > 0) {
+            prefetch_part(x + (n0 + ni) * xsz, sizeof(float) * nn * xsz, xi, AA, false);
+            prefetch_part(dy + (n0 + ni) * dysz, sizeof(float) * nn * dysz, xi, AA, false);
           }
           const float* Vx = V.data() + (size_t)xi * xsC;
           const float* Dx = Dy.data() + (size_t)xi * xsK;
@@ -546,7 +553,7 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
             const bool two = Kp - k0 >= 2 * LN;
             for (const auto& cb : two ? cblocks2 : cblocks1) {
               auto fn = two ? kGemmBw2[cb.second - 1] : kGemmBw1[cb.second - 1];
-              fn(Vx + cb.first, Cp, Dx + k0, Kp, T, Ux + (size_t)cb.first * Kp + k0);
+              fn(Vx + cb.first, Cp, Dx + k0, Kp, nt, Ux + (size_t)cb.first * Kp + k0);
             }
           }
         }
