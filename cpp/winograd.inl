@@ -9,6 +9,38 @@ constexpr int LN = S::W;  // channels per vector
 constexpr int TB2 = LN == 8 ? 6 : 12, TB1 = LN == 8 ? 12 : 16;
 
 
+// Two-sided product with a constant matrix, vectorised over n (compiled per ISA, so the double
+// loops run at this ISA's width): out[p][q][:] = sum_{i,j} L[p][i]
+// in[i][j][:] L[q][j] with L = G (P = A, Q = R: the weight transform G g G^T) or L = G^T (P = R,
+// Q = A: its adjoint G^T dU G). in Q*Q*n, t P*Q*n scratch, out P*P*n, all in double.
+template <class W>
+void g_sandwich(bool adjoint, const double* in, int n, double* t, double* out) {
+  const int P = adjoint ? W::R : W::A, Q = adjoint ? W::A : W::R;
+  auto L = [&](int p, int i) { return adjoint ? W::G[i][p] : W::G[p][i]; };
+  for (int p = 0; p < P; ++p)  // t[p][j] = sum_i L[p][i] in[i][j]
+    for (int j = 0; j < Q; ++j) {
+      double* tr = t + (size_t)(p * Q + j) * n;
+      std::fill(tr, tr + n, 0.0);
+      for (int i = 0; i < Q; ++i) {
+        const double l = L(p, i);
+        if (l == 0.0) continue;
+        const double* ir = in + (size_t)(i * Q + j) * n;
+        for (int k = 0; k < n; ++k) tr[k] += l * ir[k];
+      }
+    }
+  for (int p = 0; p < P; ++p)  // out[p][q] = sum_j t[p][j] L[q][j]
+    for (int q = 0; q < P; ++q) {
+      double* o = out + (size_t)(p * P + q) * n;
+      std::fill(o, o + n, 0.0);
+      for (int j = 0; j < Q; ++j) {
+        const double l = L(q, j);
+        if (l == 0.0) continue;
+        const double* tr = t + (size_t)(p * Q + j) * n;
+        for (int k = 0; k < n; ++k) o[k] += tr[k] * l;
+      }
+    }
+}
+
 // Weight transform -> U [A*A][C][Kp] (zero for k >= K) of
 //   mode 0: w (K,C,R,R) itself;
 //   mode 1: the input-gradient weights w'[k][c][i][j] = w[c][k][R-1-i][R-1-j] read from w (C,K,R,R);
