@@ -18,7 +18,8 @@
 //   V  [A*A][T][Cp]   input transform of every tile (T = tiles per image)
 //   U  [A*A][C][Kp]   weight transform (once per call, in double, rounded to float)
 //   Mo [A*A][T][Kp]   per transform position xi: Mo[xi] = V[xi] (T x C) * U[xi] (C x Kp)
-//   yT [Pt][Wy][Kp]   output transform (+ bias, ReLU), channels innermost; transposed into NCHW.
+//   yT [M][Wy][Kp]    output transform (+ bias, ReLU) of one row of tiles, channels innermost;
+//                     transposed into NCHW before the next row (so it stays in L1).
 // The per-position products run in a register-blocked micro-kernel: TB tiles x 2 LN (or LN) output
 // channels in vector accumulators, one weight row load and TB broadcasts per input channel. The
 // [A*A][T][.] buffers keep an odd number of cache lines between positions (position_stride).
@@ -26,7 +27,9 @@
 // that needs fewer tiles, i.e. padding below R/2) the adjoint of the forward: Dy = AT^T dy AT per
 // output tile, dV = Dy * U', overlapping input windows += BT^T dV BT.
 // Weight gradient: the adjoint in the weights: dU[xi] = V[xi]^T Dy[xi] summed over tiles and images
-// (partials per fixed group of 16 images, reduced in order in double), dw = G^T dU G.
+// (partials per fixed group of 16 images, reduced in order in double; the tiles of 4 images at a
+// time go through one pass of the products), dw = G^T dU G; the bias gradient is summed while dy
+// is transposed to channels-last.
 // OpenMP runs over the images (dynamic schedule), each thread allocates its buffers once.
 // Unlike direct convolution, a NaN / Inf input spreads to every output of the tiles whose window
 // holds it (the transforms mix all pixels of a window).
@@ -35,6 +38,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -86,37 +90,6 @@ struct F25 {
 };
 #undef FM_WG_BT6
 
-// Two-sided product with a constant matrix, vectorised over n: out[p][q][:] = sum_{i,j} L[p][i]
-// in[i][j][:] L[q][j] with L = G (P = A, Q = R: the weight transform G g G^T) or L = G^T (P = R,
-// Q = A: its adjoint G^T dU G). in Q*Q*n, t P*Q*n scratch, out P*P*n, all in double.
-template <class W>
-void g_sandwich(bool adjoint, const double* in, int n, double* t, double* out) {
-  const int P = adjoint ? W::R : W::A, Q = adjoint ? W::A : W::R;
-  auto L = [&](int p, int i) { return adjoint ? W::G[i][p] : W::G[p][i]; };
-  for (int p = 0; p < P; ++p)  // t[p][j] = sum_i L[p][i] in[i][j]
-    for (int j = 0; j < Q; ++j) {
-      double* tr = t + (size_t)(p * Q + j) * n;
-      std::fill(tr, tr + n, 0.0);
-      for (int i = 0; i < Q; ++i) {
-        const double l = L(p, i);
-        if (l == 0.0) continue;
-        const double* ir = in + (size_t)(i * Q + j) * n;
-        for (int k = 0; k < n; ++k) tr[k] += l * ir[k];
-      }
-    }
-  for (int p = 0; p < P; ++p)  // out[p][q] = sum_j t[p][j] L[q][j]
-    for (int q = 0; q < P; ++q) {
-      double* o = out + (size_t)(p * P + q) * n;
-      std::fill(o, o + n, 0.0);
-      for (int j = 0; j < Q; ++j) {
-        const double l = L(q, j);
-        if (l == 0.0) continue;
-        const double* tr = t + (size_t)(p * Q + j) * n;
-        for (int k = 0; k < n; ++k) o[k] += tr[k] * l;
-      }
-    }
-}
-
 // Stride between the transform positions of a [A*A][T][16*j] buffer: an odd number of cache lines,
 // so that the A*A loads / stores of one tile do not all fall into a few L1 sets (T * Kp floats is
 // a multiple of 2 KiB for T = 16 tiles).
@@ -137,7 +110,9 @@ inline void prefetch_part(const void* p, size_t bytes, int i, int parts, bool wr
 
 // Per-thread scratch buffers kept across calls (grow-only; freed when the thread ends), so that the
 // workspaces of a few hundred KiB do not come back from the OS with page faults on every call.
-// slot picks the buffer; the contents are undefined unless `zero`.
+// slot picks the buffer; the contents are undefined unless `zero`. The data is 64-byte aligned:
+// every buffer row is a multiple of 16 floats, so each AVX-512 load / store of the kernels is one
+// cache line (malloc's 16-byte alignment split every one of them across two lines).
 struct Scratch {
   float* p;
   size_t n;
@@ -148,13 +123,14 @@ struct Scratch {
 Scratch scratch(int slot, size_t n, bool zero = false) {
   thread_local std::vector<float> bufs[6];
   std::vector<float>& v = bufs[slot];
-  if (v.size() < n) {
+  if (v.size() < n + 16) {
     v.clear();
     v.shrink_to_fit();
-    v.resize(n);
+    v.resize(n + 16);
   }
-  if (zero) std::fill(v.data(), v.data() + n, 0.f);
-  return {v.data(), n};
+  float* p = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
+  if (zero) std::fill(p, p + n, 0.f);
+  return {p, n};
 }
 
 // Splits n into the fewest blocks of at most `most`, balanced in size: (first, count) pairs.

@@ -6,8 +6,40 @@ constexpr int LN = S::W;  // channels per vector
 // Most tiles per register block of the per-position products, for 2 / 1 vectors of output
 // channels: TB * KV accumulators, KV weight vectors and one broadcast fit the register file
 // (16 ymm on AVX2; 32 zmm on AVX-512, 32 q registers on NEON).
-constexpr int TB2 = LN == 8 ? 6 : 12, TB1 = LN == 8 ? 12 : 14;
+constexpr int TB2 = LN == 8 ? 6 : 12, TB1 = LN == 8 ? 12 : 16;
 
+
+// Two-sided product with a constant matrix, vectorised over n (compiled per ISA, so the double
+// loops run at this ISA's width): out[p][q][:] = sum_{i,j} L[p][i]
+// in[i][j][:] L[q][j] with L = G (P = A, Q = R: the weight transform G g G^T) or L = G^T (P = R,
+// Q = A: its adjoint G^T dU G). in Q*Q*n, t P*Q*n scratch, out P*P*n, all in double.
+template <class W>
+void g_sandwich(bool adjoint, const double* in, int n, double* t, double* out) {
+  const int P = adjoint ? W::R : W::A, Q = adjoint ? W::A : W::R;
+  auto L = [&](int p, int i) { return adjoint ? W::G[i][p] : W::G[p][i]; };
+  for (int p = 0; p < P; ++p)  // t[p][j] = sum_i L[p][i] in[i][j]
+    for (int j = 0; j < Q; ++j) {
+      double* tr = t + (size_t)(p * Q + j) * n;
+      std::fill(tr, tr + n, 0.0);
+      for (int i = 0; i < Q; ++i) {
+        const double l = L(p, i);
+        if (l == 0.0) continue;
+        const double* ir = in + (size_t)(i * Q + j) * n;
+        for (int k = 0; k < n; ++k) tr[k] += l * ir[k];
+      }
+    }
+  for (int p = 0; p < P; ++p)  // out[p][q] = sum_j t[p][j] L[q][j]
+    for (int q = 0; q < P; ++q) {
+      double* o = out + (size_t)(p * P + q) * n;
+      std::fill(o, o + n, 0.0);
+      for (int j = 0; j < Q; ++j) {
+        const double l = L(q, j);
+        if (l == 0.0) continue;
+        const double* tr = t + (size_t)(p * Q + j) * n;
+        for (int k = 0; k < n; ++k) o[k] += tr[k] * l;
+      }
+    }
+}
 
 // Weight transform -> U [A*A][C][Kp] (zero for k >= K) of
 //   mode 0: w (K,C,R,R) itself;
@@ -105,29 +137,39 @@ __attribute__((always_inline)) inline void bt_apply(const F* in, F* out) {
     mat_apply(W::BT, in, out);
 }
 
-// x_n (C,H,W) -> xT [Hb][Wb][Cp] at row ph, column pw (the zero border is left untouched).
-void to_channels_last(const float* x, int C, int H, int W, int Cp, int Wb,
-                                                         int ph, int pw, float* xT) {
-  for (int cb = 0; cb < Cp; cb += LN)
+// x_n (C,H,W) -> xT [Hb][Wb][Cp] at row ph, column pw (the zero border is left untouched). With
+// `sums`, sums[c] += the sum of channel c (float lanes in pixel order, then double): the bias
+// gradient when x is an output gradient, from the transposed vectors already in registers.
+void to_channels_last(const float* x, int C, int H, int W, int Cp, int Wb, int ph, int pw, float* xT,
+                      double* sums = nullptr) {
+  for (int cb = 0; cb < Cp; cb += LN) {
+    F acc = S::zero();
     for (int h = 0; h < H; ++h)
       for (int q0 = 0; q0 < W; q0 += LN) {
         const int nq = std::min(LN, W - q0);
         F r[LN];
 #pragma GCC unroll 16
         for (int i = 0; i < LN; ++i)
-          r[i] = cb + i < C ? S::load_n(x + ((size_t)(cb + i) * H + h) * W + q0, nq)
-                            : S::zero();
+          r[i] = cb + i < C ? S::load_n(x + ((size_t)(cb + i) * H + h) * W + q0, nq) : S::zero();
         S::transpose(r);
         float* dst = xT + ((size_t)(h + ph) * Wb + q0 + pw) * Cp + cb;
-        for (int j = 0; j < nq; ++j) S::store(dst + (size_t)j * Cp, r[j]);
+        for (int j = 0; j < nq; ++j) {
+          S::store(dst + (size_t)j * Cp, r[j]);
+          if (sums) acc = S::add(acc, r[j]);
+        }
       }
+    if (sums) {
+      alignas(64) float a[LN];
+      S::store(a, acc);
+      for (int i = 0; i < LN && cb + i < C; ++i) sums[cb + i] += a[i];
+    }
+  }
 }
 
-// yT [P..][Wy][Kp] -> y_n (K,P,Q)
-void from_channels_last(const float* yT, int K, int P, int Q, int Kp, int Wy,
-                                                           float* y) {
+// yT [rows][Wy][Kp] -> y (K, rows, Q), channel planes `plane` floats apart
+void from_channels_last(const float* yT, int K, int rows, int Q, int Kp, int Wy, size_t plane, float* y) {
   for (int kb = 0; kb < K; kb += LN)
-    for (int p = 0; p < P; ++p)
+    for (int p = 0; p < rows; ++p)
       for (int q0 = 0; q0 < Q; q0 += LN) {
         const int nq = std::min(LN, Q - q0);
         F r[LN];
@@ -136,27 +178,8 @@ void from_channels_last(const float* yT, int K, int P, int Q, int Kp, int Wy,
         for (int j = 0; j < LN; ++j) r[j] = S::load(src + (size_t)j * Kp);
         S::transpose(r);
         const int nk = std::min(LN, K - kb);
-        for (int i = 0; i < nk; ++i) S::store_n(y + ((size_t)(kb + i) * P + p) * Q + q0, r[i], nq);
+        for (int i = 0; i < nk; ++i) S::store_n(y + (size_t)(kb + i) * plane + (size_t)p * Q + q0, r[i], nq);
       }
-}
-
-// Bias gradient of one image: pb[k] += sum of row k of dy_n (K, PQ) (float lanes, double total).
-void add_row_sums(const float* dyn, int K, int PQ, double* pb) {
-  for (int k = 0; k < K; ++k) {
-    const float* r = dyn + (size_t)k * PQ;
-    F a0 = S::zero(), a1 = S::zero();
-    int i = 0;
-    for (; i + 2 * LN <= PQ; i += 2 * LN) {
-      a0 = S::add(a0, S::load(r + i));
-      a1 = S::add(a1, S::load(r + i + LN));
-    }
-    if (i + LN <= PQ) {
-      a0 = S::add(a0, S::load(r + i));
-      i += LN;
-    }
-    if (i < PQ) a1 = S::add(a1, S::load_n(r + i, PQ - i));
-    pb[k] += (double)S::reduce_add(S::add(a0, a1));
-  }
 }
 
 // One tile, LN channels: src = xT at the tile's top-left (row stride rs, pixel stride Cp)
@@ -395,7 +418,7 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
 #pragma omp parallel
   {
     const Scratch xT = scratch(0, (size_t)Hb * Wb * Cp, true), V = scratch(1, (size_t)AA * xsC),
-                  Mo = scratch(2, (size_t)AA * xsK), yT = scratch(3, (size_t)TH * M * Wy * Kp, true);
+                  Mo = scratch(2, (size_t)AA * xsK), yT = scratch(3, (size_t)M * Wy * Kp, true);
     // images are independent: a stalled thread's share is taken over; runs of 4 images per thread
     // let the products prefetch the next image
 #pragma omp for schedule(dynamic, 4)
@@ -412,15 +435,17 @@ void forward_impl(const ConvShape& s, const float* x, const float* w, bool flip,
       // per-position products
       position_products(AA, blocks, V.data(), xsC, Cp, U.data(), s.C, Kp, Mo.data(), xsK,
                         n + 1 < s.N ? x + (n + 1) * xsz : nullptr, xsz, y + n * ysz, ysz);
-      // output transform (+ bias, ReLU)
-      for (int th = 0; th < TH; ++th)
+      // output transform (+ bias, ReLU), one row of tiles at a time (yT stays in L1)
+      for (int th = 0; th < TH; ++th) {
         for (int tw = 0; tw < TW; ++tw) {
           const int t = th * TW + tw;
           for (int kb = 0; kb < Kp; kb += LN)
-            output_tile<W>(Mo.data() + (size_t)t * Kp + kb, xsK, bias.data() + kb,
-                           relu, yT.data() + ((size_t)th * M * Wy + tw * M) * Kp + kb, (size_t)Wy * Kp, Kp);
+            output_tile<W>(Mo.data() + (size_t)t * Kp + kb, xsK, bias.data() + kb, relu,
+                           yT.data() + (size_t)tw * M * Kp + kb, (size_t)Wy * Kp, Kp);
         }
-      from_channels_last(yT.data(), s.K, P, Q, Kp, Wy, y + (size_t)n * s.K * P * Q);
+        from_channels_last(yT.data(), s.K, std::min(M, P - th * M), Q, Kp, Wy, (size_t)P * Q,
+                           y + (size_t)n * ysz + (size_t)th * M * Q);
+      }
     }
   }
 }
@@ -466,7 +491,7 @@ void backward_input_adjoint(const ConvShape& s, const float* dy, const float* w,
                                   dxT.data() + ((size_t)th * M * Wd + tw * M) * Cp + cb, (size_t)Wd * Cp, Cp);
         }
       from_channels_last(dxT.data() + ((size_t)s.ph * Wd + s.pw) * Cp, s.C, s.H, s.W, Cp, Wd,
-                         dx + (size_t)n * s.C * s.H * s.W);
+                         (size_t)s.H * s.W, dx + (size_t)n * s.C * s.H * s.W);
     }
   }
 }
@@ -501,14 +526,16 @@ void finish_weight_gradient(const float* part, int ngroups, int C, int K,
 // Weight gradient (adjoint of the forward): dU[xi] (C x K) = sum over tiles and images of
 // V[xi]^T Dy[xi], then dw = G^T dU G. dy (N,K,P,Q), x (N,C,H,W) -> dw (K,C,R,R), db (K,) or null.
 // Partial dU sums per fixed group of GI images (one thread runs a group, images in order), reduced
-// in group order in double: the result does not depend on the thread count.
+// in group order in double: the result does not depend on the thread count. The images of a group
+// are transformed NI at a time (their tiles side by side in V and Dy), so that one pass of the
+// products sums NI * T tiles into the register-held dU block before storing it back.
 template <class W>
 void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, float* dw, float* db) {
-  constexpr int A = W::A, M = W::M, AA = A * A, R = W::R, GI = 16;
+  constexpr int A = W::A, M = W::M, AA = A * A, R = W::R, GI = 16, NI = 4;
   const int P = s.P(), Q = s.Q(), PQ = P * Q;
   const int TH = (P + M - 1) / M, TW = (Q + M - 1) / M, T = TH * TW;
   const int Cp = (s.C + 15) / 16 * 16, Kp = (s.K + 15) / 16 * 16;
-  const size_t xsC = position_stride((size_t)T * Cp), xsK = position_stride((size_t)T * Kp);
+  const size_t xsC = position_stride((size_t)NI * T * Cp), xsK = position_stride((size_t)NI * T * Kp);
   const int Hb = TH * M + R - 1, Wb = TW * M + R - 1, Wq = TW * M;
   const int ngroups = (s.N + GI - 1) / GI;
   const size_t xsz = (size_t)s.C * s.H * s.W, dysz = (size_t)s.K * PQ;  // floats per image
@@ -526,26 +553,30 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
       double* pb = pbias.data() + (size_t)g * s.K;
       std::fill(dU, dU + usz, 0.f);
       std::fill(pb, pb + s.K, 0.0);
-      for (int n = g * GI; n < std::min(s.N, (g + 1) * GI); ++n) {
-        const float* dyn = dy + (size_t)n * s.K * PQ;
-        if (db) add_row_sums(dyn, s.K, PQ, pb);
-        to_channels_last(x + (size_t)n * s.C * s.H * s.W, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
-        to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data());
-        for (int th = 0; th < TH; ++th)
-          for (int tw = 0; tw < TW; ++tw) {
-            const int t = th * TW + tw;
-            for (int cb = 0; cb < Cp; cb += LN)
-              input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
-                            V.data() + (size_t)t * Cp + cb, xsC);
-            for (int kb = 0; kb < Kp; kb += LN)
-              dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
-                         Dy.data() + (size_t)t * Kp + kb, xsK);
-          }
-        const bool more = n + 1 < std::min(s.N, (g + 1) * GI);
+      const int n1 = std::min(s.N, (g + 1) * GI);
+      for (int n0 = g * GI; n0 < n1; n0 += NI) {
+        const int ni = std::min(NI, n1 - n0);
+        for (int i = 0; i < ni; ++i) {
+          const int n = n0 + i;
+          const float* dyn = dy + (size_t)n * dysz;
+          to_channels_last(x + (size_t)n * xsz, s.C, s.H, s.W, Cp, Wb, s.ph, s.pw, xT.data());
+          to_channels_last(dyn, s.K, P, Q, Kp, Wq, 0, 0, dyT.data(), db ? pb : nullptr);
+          for (int th = 0; th < TH; ++th)
+            for (int tw = 0; tw < TW; ++tw) {
+              const int t = i * T + th * TW + tw;
+              for (int cb = 0; cb < Cp; cb += LN)
+                input_tile<W>(xT.data() + ((size_t)th * M * Wb + tw * M) * Cp + cb, (size_t)Wb * Cp, Cp,
+                              V.data() + (size_t)t * Cp + cb, xsC);
+              for (int kb = 0; kb < Kp; kb += LN)
+                dy_tile<W>(dyT.data() + ((size_t)th * M * Wq + tw * M) * Kp + kb, (size_t)Wq * Kp, Kp,
+                           Dy.data() + (size_t)t * Kp + kb, xsK);
+            }
+        }
+        const int nt = ni * T, nn = std::min(NI, n1 - n0 - ni);  // tiles now; images of the next chunk
         for (int xi = 0; xi < AA; ++xi) {
-          if (more) {
-            prefetch_part(x + (n + 1) * xsz, sizeof(float) * xsz, xi, AA, false);
-            prefetch_part(dy + (n + 1) * dysz, sizeof(float) * dysz, xi, AA, false);
+          if (nn > 0) {
+            prefetch_part(x + (n0 + ni) * xsz, sizeof(float) * nn * xsz, xi, AA, false);
+            prefetch_part(dy + (n0 + ni) * dysz, sizeof(float) * nn * dysz, xi, AA, false);
           }
           const float* Vx = V.data() + (size_t)xi * xsC;
           const float* Dx = Dy.data() + (size_t)xi * xsK;
@@ -554,7 +585,7 @@ void backward_weight_impl(const ConvShape& s, const float* dy, const float* x, f
             const bool two = Kp - k0 >= 2 * LN;
             for (const auto& cb : two ? cblocks2 : cblocks1) {
               auto fn = two ? kGemmBw2[cb.second - 1] : kGemmBw1[cb.second - 1];
-              fn(Vx + cb.first, Cp, Dx + k0, Kp, T, Ux + (size_t)cb.first * Kp + k0);
+              fn(Vx + cb.first, Cp, Dx + k0, Kp, nt, Ux + (size_t)cb.first * Kp + k0);
             }
           }
         }
