@@ -1,7 +1,12 @@
 """The figures of the classic MNIST write-ups, drawn with matplotlib's Agg backend (headless-safe:
-no pyplot, no display). Every ``plot_*`` function returns a ``matplotlib.figure.Figure`` laid out with
-constrained layout; ``save_figure`` writes it as a PNG of exactly ``figsize * dpi`` pixels and
-``write_run_figures(run_dir)`` draws every figure a run directory's files allow.
+no pyplot, no display). Every ``plot_*`` function returns a ``matplotlib.figure.Figure``;
+``save_figure`` writes it as a PNG of exactly ``figsize * dpi`` pixels and ``write_run_figures(run_dir)``
+draws every figure a run directory's files allow.
+
+Drawing cost: the axes are placed once at fixed positions (margins in inches, ``_grid``) instead of by
+constrained layout, which measures every text again at each draw (and ``savefig`` draws twice with a
+layout engine); grids of small images (samples, misclassified digits, augmentation preview, feature
+maps) are one axes showing one tiled image with text labels, not one axes per image.
 
 Figures: training curves (one or several models side by side), confusion matrix with per-class
 recall, label distributions, sample and misclassified image grids, CNN feature maps, the hand-run
@@ -10,9 +15,10 @@ convolution / max-pooling demo, and an augmentation preview.
 from __future__ import annotations
 
 import json
-import zipfile
 import math
 import sys
+import textwrap
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,14 +40,26 @@ _RC = {"font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold", "axes.
        "figure.titleweight": "bold", "axes.spines.top": False, "axes.spines.right": False}
 
 
-def _figure(figsize) -> Figure:
+def _figure(figsize, layout=None) -> Figure:
+    """A Figure in the house style; without ``layout`` its axes are placed by ``_grid`` / ``add_axes``."""
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=figsize, layout="constrained")
+        fig = Figure(figsize=figsize, layout=layout)
     return fig
 
 
+def _grid(fig, nrows=1, ncols=1, *, left=0.75, right=0.2, top=0.65, bottom=0.55, wspace=0.0, hspace=0.0,
+          **gridspec_kw):
+    """``fig.subplots(nrows, ncols)`` (squeezed) with the margins and the gaps between axes in inches."""
+    w, h = fig.get_size_inches()
+    aw = max((w - left - right - (ncols - 1) * wspace) / ncols, 0.1)
+    ah = max((h - top - bottom - (nrows - 1) * hspace) / nrows, 0.1)
+    gs = fig.add_gridspec(nrows, ncols, left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                          wspace=wspace / aw, hspace=hspace / ah, **gridspec_kw)
+    return gs.subplots()
+
+
 def _suptitle(fig, text):
-    fig.suptitle(text, fontsize=13, fontweight="bold")
+    fig.suptitle(text, fontsize=13, fontweight="bold", y=1 - 0.08 / fig.get_figheight(), va="top")
 
 
 def _style(ax, grid=True):
@@ -124,7 +142,7 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
     if not histories:
         raise ValueError("histories is empty")
     fig = _figure(figsize)
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss, ax_acc = _grid(fig, 1, 2, left=0.8, wspace=0.95)
     colors = matplotlib.colormaps["tab10"].colors
     max_epoch = 1
     any_acc = False
@@ -158,12 +176,18 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         _style(ax)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if max_epoch <= 12:
+            ax.set_xticks(range(1, max_epoch + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(0.5, max_epoch + 0.5)
     if len(histories) > 1 and ax_loss.get_lines():
         # several models: one legend below the axes, where it cannot cover a curve
         handles, labels = ax_loss.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
+        ncol = min(len(labels), 6)
+        legend_h = 0.25 * math.ceil(len(labels) / ncol) + 0.1
+        ax_loss.get_gridspec().update(bottom=(0.55 + legend_h) / fig.get_figheight())
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
     else:
         for ax in (ax_loss, ax_acc):
             if ax.get_lines():
@@ -214,7 +238,18 @@ def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, tit
     acc = np.trace(cm) / total if total else float("nan")
 
     fig = _figure(figsize)
-    ax, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 1.1]})
+    # fixed layout in inches: heatmap (square), colour bar, recall bars of the same height
+    w, h = fig.get_size_inches()
+    lab = max(len(x) for x in labels)
+    left, top, bottom = 0.45 + 0.08 * lab, 0.65, 0.6
+    gap, cbar_w, cbar_lab, r_lab, r_w, right = 0.12, 0.2, 0.75, 0.25 + 0.08 * lab, 1.25, 0.25
+    side = max(1.0, min(h - top - bottom, w - left - gap - cbar_w - cbar_lab - r_lab - r_w - right))
+    y0 = bottom + (h - top - bottom - side) / 2
+    x_cb = left + side + gap
+    x_r = x_cb + cbar_w + cbar_lab + r_lab
+    ax = fig.add_axes((left / w, y0 / h, side / w, side / h))
+    ax_r = fig.add_axes((x_r / w, y0 / h, max(0.3, w - x_r - right) / w, side / h))
+    cax = fig.add_axes((x_cb / w, y0 / h, cbar_w / w, side / h))
     norm = mcolors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
     im = ax.imshow(frac, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
     fs = 9 if k <= 10 else max(5, 9 - (k - 10) // 3)
@@ -231,7 +266,7 @@ def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, tit
     ax.tick_params(length=0)
     for s in ax.spines.values():
         s.set_visible(False)
-    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    cb = fig.colorbar(im, cax=cax)
     cb.set_label("fraction of the true class")
 
     y = np.arange(k)
@@ -290,7 +325,7 @@ def plot_label_distribution(y_train=None, y_test=None, *, sets: Mapping | None =
 def _label_bars(counts, num_classes, title, figsize):
     n = len(counts)
     fig = _figure(figsize or (5.2 * n, 4.0))
-    axes = np.atleast_1d(fig.subplots(1, n))
+    axes = np.atleast_1d(_grid(fig, 1, n, right=0.15, wspace=0.85))
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
     for i, (ax, (name, c)) in enumerate(zip(axes, counts.items())):
         bars = ax.bar(np.arange(num_classes), c, color=colors[i % len(colors)], width=0.75)
@@ -312,10 +347,57 @@ def _grid_shape(n, ncols):
     return math.ceil(n / ncols), ncols
 
 
+def _tile(tiles, ncols: int, *, gap: int = 1, band: int = 0):
+    """Images ``tiles`` (N, H, W) laid out row-major, ``ncols`` per row, ``gap`` pixels apart, each under
+    a blank band of ``band`` pixel rows (room for its label): one float32 image, NaN (drawn blank)
+    outside the tiles, and the (row, column) of each tile's top-left pixel in it."""
+    n, h, w = tiles.shape
+    rows, cols = _grid_shape(n, ncols)
+    out = np.full((rows * (band + h) + (rows - 1) * gap, cols * w + (cols - 1) * gap), np.nan, np.float32)
+    corners = []
+    for i in range(n):
+        r, q = divmod(i, cols)
+        y, x = r * (band + h + gap) + band, q * (w + gap)
+        out[y: y + h, x: x + w] = tiles[i]
+        corners.append((y, x))
+    return out, corners
+
+
+def _mosaic_figure(mosaic, *, scale: float, left=0.1, right=0.1, top=0.55, bottom=0.1, cmap="gray_r",
+                   **imshow_kw):
+    """A figure showing ``mosaic`` in one axes, ``scale`` inches per pixel, margins in inches; NaN
+    pixels are white. Returns ``(fig, ax)``; ``ax`` has data coordinates in mosaic pixels."""
+    hpx, wpx = mosaic.shape
+    # whole quarter inches (exact in binary): the PNG is exactly figsize * dpi pixels at any integer dpi
+    fw = math.ceil((wpx * scale + left + right) * 4) / 4
+    fh = math.ceil((hpx * scale + top + bottom) * 4) / 4
+    left += (fw - wpx * scale - left - right) / 2
+    bottom += fh - hpx * scale - top - bottom
+    fig = _figure((fw, fh))
+    ax = fig.add_axes((left / fw, bottom / fh, wpx * scale / fw, hpx * scale / fh))
+    ax.imshow(mosaic, cmap=matplotlib.colormaps[cmap].with_extremes(bad="white"), interpolation="nearest",
+              aspect="auto", **imshow_kw)
+    ax.set_axis_off()
+    return fig, ax
+
+
+def _label_tiles(ax, corners, shape, band, texts, **text_kw):
+    """Write ``texts[i]`` centred in the band above tile ``i``."""
+    h, w = shape
+    for (y, x), t in zip(corners, texts):
+        ax.text(x + (w - 1) / 2, y - 0.5 - band / 2, t, ha="center", va="center", **text_kw)
+
+
+def _tile_scale(imgs) -> float:
+    """Inches per image pixel in the image grids: a 28x28 digit (or anything smaller) is drawn one
+    inch wide, larger images no wider than one inch."""
+    return 1.0 / max(28, imgs.shape[1], imgs.shape[2])
+
+
 def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
                  title: str | None = None) -> Figure:
     """A grid of ``n`` images (the first ``n``, or a random choice when ``seed`` is given) with their
-    labels above them."""
+    labels above them, drawn as one tiled image (``fig.axes[0].images[0]``, tiles ``ncols`` per row)."""
     imgs = _as_images("images", images)
     if labels is not None:
         labels = _as_1d("labels", labels, imgs.shape[0], kind="any")
@@ -324,18 +406,13 @@ def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
     n = min(int(n), imgs.shape[0])
     idx = (np.arange(n) if seed is None else
            np.sort(np.random.default_rng(seed).choice(imgs.shape[0], n, replace=False)))
-    rows, cols = _grid_shape(n, ncols)
-    fig = _figure((1.25 * cols + 0.3, 1.45 * rows + 0.5))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     vmin, vmax = _img_range(imgs)
-    for ax, i in zip(axes, idx):
-        ax.imshow(imgs[i], cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
-        if labels is not None:
-            ax.set_title(f"label {labels[i]}", fontsize=9, fontweight="normal")
-    for ax in axes:
-        _image_axes(ax)
-    for ax in axes[n:]:
-        ax.set_visible(False)
+    scale = _tile_scale(imgs)
+    band = round(0.32 / scale) if labels is not None else 0
+    mosaic, corners = _tile(imgs[idx], ncols, gap=round(0.25 / scale), band=band)
+    fig, ax = _mosaic_figure(mosaic, scale=scale, vmin=vmin, vmax=vmax, top=0.45 if band else 0.6)
+    if labels is not None:
+        _label_tiles(ax, corners, imgs.shape[1:], band, [f"label {labels[i]}" for i in idx], fontsize=9)
     _suptitle(fig, title or "Sample images")
     return fig
 
@@ -343,7 +420,8 @@ def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
 def plot_misclassified(images, y_true, y_pred, proba=None, *, n: int = 24, ncols: int = 8,
                        order: str = "confidence", title: str | None = None) -> Figure:
     """A grid of misclassified images, each titled with the true label, the prediction and the
-    model's confidence in that prediction (``proba[i, y_pred[i]]``).
+    model's confidence in that prediction (``proba[i, y_pred[i]]``), drawn as one tiled image
+    (``fig.axes[0].images[0]``, tiles ``ncols`` per row, titles in ``fig.axes[0].texts``).
 
     ``order``: 'confidence' (the most confident mistakes first) or 'index' (dataset order).
     """
@@ -367,26 +445,20 @@ def plot_misclassified(images, y_true, y_pred, proba=None, *, n: int = 24, ncols
     wrong = wrong[: int(n)]
     if wrong.size == 0:
         fig = _figure((6, 2))
-        ax = fig.subplots()
-        ax.axis("off")
+        ax = fig.add_axes((0, 0, 1, 0.75))
+        ax.set_axis_off()
         ax.text(0.5, 0.5, f"no misclassified images among {imgs.shape[0]:,}", ha="center", va="center",
                 fontsize=12)
         _suptitle(fig, title or "Misclassified test images")
         return fig
-    rows, cols = _grid_shape(wrong.size, ncols)
-    fig = _figure((1.35 * cols + 0.3, 1.75 * rows + 0.6))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     vmin, vmax = _img_range(imgs)
-    for ax, i in zip(axes, wrong):
-        ax.imshow(imgs[i], cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
-        t = f"true {yt[i]}  pred {yp[i]}"
-        if conf is not None:
-            t += f"\n{conf[i] * 100:.1f}% sure"
-        ax.set_title(t, fontsize=8, fontweight="normal", color="#b22222")
-    for ax in axes:
-        _image_axes(ax)
-    for ax in axes[wrong.size:]:
-        ax.set_visible(False)
+    scale = _tile_scale(imgs)
+    band = round((0.5 if conf is not None else 0.32) / scale)
+    mosaic, corners = _tile(imgs[wrong], ncols, gap=round(0.35 / scale), band=band)
+    fig, ax = _mosaic_figure(mosaic, scale=scale, vmin=vmin, vmax=vmax, top=0.45)
+    texts = [f"true {yt[i]}  pred {yp[i]}" + (f"\n{conf[i] * 100:.1f}% sure" if conf is not None else "")
+             for i in wrong]
+    _label_tiles(ax, corners, imgs.shape[1:], band, texts, fontsize=8, color="#b22222")
     what = "most confident" if (order == "confidence" and conf is not None) else "first"
     _suptitle(fig, title or f"Misclassified test images: {what} {wrong.size} of {total_wrong:,} "
                           f"({total_wrong / imgs.shape[0] * 100:.2f}% of {imgs.shape[0]:,})")
@@ -410,17 +482,12 @@ def _as_chw(name, a) -> np.ndarray:
 def _mosaic(a: np.ndarray, c: int, ncols: int) -> np.ndarray:
     """Channels ``a[:c]`` (C, H, W), each scaled to [0, 1] on its own, tiled ``ncols`` per row with a
     one-pixel NaN gap (drawn blank) between tiles: one image instead of one axes per map."""
-    h, w = a.shape[1:]
-    rows = math.ceil(c / ncols)
-    cols = min(c, ncols)
-    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan, np.float32)
-    for j in range(c):
-        m = a[j].astype(np.float32)
-        lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
-        m = (m - lo) / (hi - lo) if hi > lo else np.full_like(m, 0.5)
-        r, q = divmod(j, ncols)
-        out[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w] = m
-    return out
+    m = a[:c].astype(np.float32)
+    lo = np.nanmin(m, axis=(1, 2), keepdims=True)
+    hi = np.nanmax(m, axis=(1, 2), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(hi > lo, (m - lo) / np.where(hi > lo, hi - lo, 1), np.float32(0.5))
+    return _tile(m, ncols, gap=1)[0]
 
 
 def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols: int = 8,
@@ -485,7 +552,7 @@ def plot_conv_demo(image, kernel, conv, pooled, *, padding: int = 0, stride: int
     for nm, a in (("image", img), ("kernel", k), ("conv", y), ("pooled", p)):
         if a.ndim != 2:
             raise ValueError(f"{nm} must be 2-D, got shape {a.shape}")
-    fig = _figure(figsize)
+    fig = _figure(figsize, layout="constrained")  # drawn once by `fastmnist demo-conv`, not per run
     axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 0.85, 1, 1]})
     shown = np.pad(img, padding) if padding else img
     axes[0].imshow(shown, cmap="gray_r", interpolation="nearest")
@@ -538,15 +605,24 @@ def plot_augmentation_preview(images, transforms: Sequence, *, seed=0, title: st
             raise ValueError(f"transform {name!r} returned {out.shape[0]} images for {x.shape[0]}")
         cols.append((str(name), _as_images(f"output of {name!r}", out)))
     n, m = x.shape[0], len(cols)
-    fig = _figure((1.7 * m + 0.4, 1.3 * n + 0.9))
-    axes = np.array(fig.subplots(n, m)).reshape(n, m)
-    for j, (name, arr) in enumerate(cols):
-        for i in range(n):
-            axes[i, j].imshow(arr[i], cmap="gray_r", vmin=0.0, vmax=max(1.0, float(arr[i].max())),
-                              interpolation="nearest")
-            _image_axes(axes[i, j])
-        # column titles wrap (a spec such as "perspective:0.2" is wider than one image)
-        axes[0, j].set_title(name, fontsize=8, wrap=True)
+    hh = max(a.shape[1] for _, a in cols)
+    ww = max(a.shape[2] for _, a in cols)
+    # tile (i, j) = image i after column j's transform, scaled by max(1, its maximum) (colour range [0, 1]);
+    # a transform that changed the size is centred in its tile
+    tiles = np.full((n, m, hh, ww), np.nan, np.float32)
+    for j, (_, arr) in enumerate(cols):
+        top, lft = (hh - arr.shape[1]) // 2, (ww - arr.shape[2]) // 2
+        peak = np.maximum(1.0, np.nanmax(arr.reshape(n, -1), axis=1, initial=0.0))
+        tiles[:, j, top: top + arr.shape[1], lft: lft + arr.shape[2]] = arr / peak[:, None, None]
+    scale = 1.1 / max(28, hh, ww)
+    mosaic, corners = _tile(tiles.reshape(n * m, hh, ww), m, gap=round(0.6 / scale))
+    # column titles wrap (a spec such as "perspective:0.2" is wider than one image)
+    names = [textwrap.fill(name, 18) for name, _ in cols]
+    lines = max(t.count("\n") + 1 for t in names)
+    fig, ax = _mosaic_figure(mosaic, scale=scale, vmin=0.0, vmax=1.0, top=0.5 + 0.16 * lines, left=0.3,
+                             right=0.3)
+    for (y, x0), name in zip(corners[:m], names):
+        ax.text(x0 + (ww - 1) / 2, y - 0.5 - 0.06 / scale, name, ha="center", va="bottom", fontsize=8)
     _suptitle(fig, title or "Data augmentation preview")
     return fig
 
@@ -560,7 +636,8 @@ def plot_model_comparison(results: Mapping, *, title: str | None = None) -> Figu
     acc = np.array([float(results[k].get("test_accuracy", np.nan)) for k in names])
     secs = np.array([float(results[k].get("train_seconds", np.nan) or np.nan) for k in names])
     fig = _figure((max(8.0, 1.6 * len(names) + 4), 4.0))
-    a1, a2 = fig.subplots(1, 2)
+    a1, a2 = _grid(fig, 1, 2, right=0.15, wspace=0.85, bottom=0.55 if len(names) <= 4 else
+                   0.35 + 0.07 * max(len(str(k)) for k in names))
     colors = [matplotlib.colormaps["tab10"].colors[i % 10] for i in range(len(names))]
     b = a1.bar(names, acc * 100, color=colors)
     a1.bar_label(b, labels=[f"{v * 100:.2f}%" for v in acc], fontsize=8, padding=2)
