@@ -702,11 +702,14 @@ def augmentation_columns(spec: str):
     return cols
 
 
-def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, settings: Mapping) -> list[Path]:
-    written = []
+def _single_run_jobs(run_dir: Path, out: Path, prefix: str, dpi: int, settings: Mapping) -> list:
+    """The figures of one train/logreg run directory as ``(file name, draw)`` pairs (see
+    ``run_figure_jobs``); the files are read now, the figures drawn when ``draw()`` is called."""
+    jobs = []
 
-    def save(fig, name):
-        written.append(save_figure(fig, out / f"{prefix}{name}.png", dpi=dpi))
+    def job(name, make):
+        path = out / f"{prefix}{name}.png"
+        jobs.append((path.name, lambda: save_figure(make(), path, dpi=dpi)))
 
     model = f" ({prefix[:-1]})" if prefix else ""
     hist = run_dir / "history.json"
@@ -714,7 +717,7 @@ def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, setting
         h = _read_json(hist)
         if h.get("epoch"):
             note = " (interrupted)" if h.get("interrupted") else ""
-            save(plot_training_curves(h, title=f"Training curves{model}{note}"), "training_curves")
+            job("training_curves", lambda: plot_training_curves(h, title=f"Training curves{model}{note}"))
     pred = run_dir / "predictions.npz"
     counts_file = run_dir / "label_counts.json"
     z = None
@@ -724,38 +727,86 @@ def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, setting
             raise ValueError(f"{pred} must hold y_true and y_pred (has {sorted(z)})")
         yt, yp = z["y_true"], z["y_pred"]
         labels = np.arange(max(10, int(max(yt.max(initial=0), yp.max(initial=0))) + 1))
-        save(plot_confusion_matrix(yt, yp, labels=labels, title=None if not prefix else
-                                   f"Confusion matrix{model}"), "confusion_matrix")
+        job("confusion_matrix", lambda: plot_confusion_matrix(yt, yp, labels=labels, title=None if not prefix else
+                                                              f"Confusion matrix{model}"))
         if counts_file.is_file():
             # the labels of the images the run actually used (after subsampling and splitting)
             counts = {k: v for k, v in _read_json(counts_file).items() if sum(v)}
-            save(plot_label_distribution(counts=counts, num_classes=labels.size,
-                                         title=f"Label distribution of the images used{model}"),
-                 "label_distribution")
+            job("label_distribution", lambda: plot_label_distribution(
+                counts=counts, num_classes=labels.size, title=f"Label distribution of the images used{model}"))
         elif yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
-            save(plot_label_distribution(sets={"test": yt}, num_classes=labels.size), "label_distribution")
+            job("label_distribution", lambda: plot_label_distribution(sets={"test": yt}, num_classes=labels.size))
         if "images" in z and z["images"].shape[0] == yt.shape[0]:
-            save(plot_samples(z["images"], yt, n=32, title="Sample test images"), "samples")
-            save(plot_misclassified(z["images"], yt, yp, z.get("proba"),
-                                    title=None if not prefix else f"Misclassified test images{model}"),
-                 "misclassified")
+            job("samples", lambda: plot_samples(z["images"], yt, n=32, title="Sample test images"))
+            job("misclassified", lambda: plot_misclassified(
+                z["images"], yt, yp, z.get("proba"),
+                title=None if not prefix else f"Misclassified test images{model}"))
     spec = (settings.get("recipe") or {}).get("augment") if isinstance(settings.get("recipe"), Mapping) else None
     if spec and z is not None and "images" in z and z["images"].shape[0]:
-        save(plot_augmentation_preview(z["images"][:6], augmentation_columns(spec),
-                                       title=f"Data augmentation preview{model}: {spec}"), "augmentation")
+        job("augmentation", lambda: plot_augmentation_preview(
+            z["images"][:6], augmentation_columns(spec), title=f"Data augmentation preview{model}: {spec}"))
     fm = run_dir / "feature_maps.npz"
     if fm.is_file():
-        z = _load_npz(fm)
-        if "image" in z:
-            layers = [(k, z[k]) for k in sorted(z) if k != "image"]
+        f = _load_npz(fm)
+        if "image" in f:
+            layers = [(k, f[k]) for k in sorted(f) if k != "image"]
             if layers:
-                save(plot_feature_maps(z["image"], layers, title=f"Feature maps of one test image{model}"),
-                     "feature_maps")
+                job("feature_maps", lambda: plot_feature_maps(f["image"], layers,
+                                                              title=f"Feature maps of one test image{model}"))
     roc = run_dir / "roc.json"
-    plot_roc = globals().get("plot_roc")
-    if roc.is_file() and callable(plot_roc):
-        save(plot_roc(_read_json(roc)), "roc")
-    return written
+    if roc.is_file():
+        r = _read_json(roc)
+        job("roc", lambda: plot_roc(r))
+    return jobs
+
+
+def run_figure_jobs(run_dir, *, dpi: int = 100) -> list:
+    """Every figure that the files of ``run_dir`` allow, as ``(file name, draw)`` pairs in
+    ``write_run_figures``'s order: ``draw()`` draws that figure into ``run_dir/figures/`` and returns
+    its path. The files are read now. Several processes can each draw a share of the list."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} does not exist")
+    summary = {}
+    if (run_dir / "summary.json").is_file():
+        summary = _read_json(run_dir / "summary.json")
+    settings = summary.get("settings") or {}
+    out = run_dir / "figures"
+    models = [d for d in sorted(run_dir.iterdir())
+              if d.is_dir() and d.name != "figures" and ((d / "summary.json").is_file()
+                                                          or (d / "history.json").is_file())]
+    if summary.get("command") == "compare" or (models and not (run_dir / "history.json").is_file()
+                                               and not (run_dir / "predictions.npz").is_file()):
+        jobs = []
+        results = (summary.get("results") or {}).get("models") or {}
+        order = list(results) + [d.name for d in models if d.name not in results]
+        dirs = {d.name: d for d in models}
+        hists = {}
+        for name in order:
+            h = dirs.get(name, run_dir / name) / "history.json"
+            if h.is_file():
+                hd = _read_json(h)
+                if hd.get("epoch"):
+                    hists[name] = hd
+        if hists:
+            jobs.append(("training_curves_comparison.png", lambda: save_figure(
+                plot_training_curves(hists), out / "training_curves_comparison.png", dpi=dpi)))
+        if results:
+            jobs.append(("model_comparison.png", lambda: save_figure(
+                plot_model_comparison(results), out / "model_comparison.png", dpi=dpi)))
+        for name in order:
+            d = dirs.get(name)
+            if d is None:
+                continue
+            sub = _read_json(d / "summary.json") if (d / "summary.json").is_file() else {}
+            jobs += _single_run_jobs(d, out, f"{name}_", dpi, sub.get("settings") or settings)
+        return jobs
+    return _single_run_jobs(run_dir, out, "", dpi, settings)
+
+
+def draw_figure_jobs(jobs) -> list[Path]:
+    """Draw ``(file name, draw)`` pairs from ``run_figure_jobs``; the paths written."""
+    return [draw() for _, draw in jobs]
 
 
 def write_run_figures(run_dir, *, dpi: int = 100) -> list[Path]:
@@ -770,43 +821,31 @@ def write_run_figures(run_dir, *, dpi: int = 100) -> list[Path]:
     (summary.json command 'compare', one sub-directory per model) gives the side-by-side training
     curves, the accuracy/time bars, and every model's own figures prefixed with its name.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"run directory {run_dir} does not exist")
-    summary = {}
-    if (run_dir / "summary.json").is_file():
-        summary = _read_json(run_dir / "summary.json")
-    settings = summary.get("settings") or {}
-    out = run_dir / "figures"
-    written: list[Path] = []
-    models = [d for d in sorted(run_dir.iterdir())
-              if d.is_dir() and d.name != "figures" and ((d / "summary.json").is_file()
-                                                          or (d / "history.json").is_file())]
-    if summary.get("command") == "compare" or (models and not (run_dir / "history.json").is_file()
-                                               and not (run_dir / "predictions.npz").is_file()):
-        results = (summary.get("results") or {}).get("models") or {}
-        order = list(results) + [d.name for d in models if d.name not in results]
-        dirs = {d.name: d for d in models}
-        hists = {}
-        for name in order:
-            h = dirs.get(name, run_dir / name) / "history.json"
-            if h.is_file():
-                hd = _read_json(h)
-                if hd.get("epoch"):
-                    hists[name] = hd
-        if hists:
-            written.append(save_figure(plot_training_curves(hists), out / "training_curves_comparison.png",
-                                       dpi=dpi))
-        if results:
-            written.append(save_figure(plot_model_comparison(results), out / "model_comparison.png", dpi=dpi))
-        for name in order:
-            d = dirs.get(name)
-            if d is None:
-                continue
-            sub = _read_json(d / "summary.json") if (d / "summary.json").is_file() else {}
-            written += _single_run_figures(d, out, f"{name}_", dpi, sub.get("settings") or settings)
-        return written
-    return _single_run_figures(run_dir, out, "", dpi, settings)
+    return draw_figure_jobs(run_figure_jobs(run_dir, dpi=dpi))
+
+
+def warm_up() -> None:
+    """Draw (into memory) a small figure with what the run figures use: text in the fonts and
+    weights used, a legend, a colour bar, bar labels, percent ticks, an image with blank pixels. The
+    first figure a process draws pays for loading fonts and the matplotlib modules that load on
+    first use; a figure worker pays that before it is needed."""
+    import io
+
+    fig = _figure((3.0, 2.0))
+    ax, ax2 = _grid(fig, 1, 2, left=0.3, right=0.3, top=0.4, bottom=0.3, wspace=0.4)
+    ax.plot([1, 2], [0.5, 0.9], label="train", **_TRAIN_STYLE)
+    ax.annotate("90.00%", (2, 0.9), xytext=(8, 6), textcoords="offset points", fontsize=8)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+    ax.legend(loc="best", frameon=False)
+    _style(ax)
+    bars = ax2.bar([0, 1], [3, 4])
+    ax2.bar_label(bars, labels=["3", "4"], fontsize=7)
+    ax2.text(0, 1, "7", fontsize=9, fontweight="bold", color="#b22222")
+    im = ax2.imshow(np.array([[np.nan, 0.5], [1.0, 0.0]], np.float32),
+                    cmap=matplotlib.colormaps["viridis"].with_extremes(bad="white"), extent=(0, 1, 0, 1))
+    fig.colorbar(im, ax=ax2).set_label("fraction")
+    _suptitle(fig, "warm-up")
+    fig.savefig(io.BytesIO(), format="png", dpi=100, facecolor="white")
 
 
 # --- logistic regression and ROC ---

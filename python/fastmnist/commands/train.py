@@ -233,9 +233,11 @@ def _label_counts(y):
 
 
 def train_model(name, recipe, data, args, out_dir: Path, options=None, command="train", log=None,
-                settings=None):
+                settings=None, figures=None):
     """Train ``name`` with ``recipe`` on ``data`` and write a full run directory in ``out_dir``
-    (every file atomically; summary.json last). Returns ``(results, history, trainer)``."""
+    (every file atomically; summary.json last). ``figures``: a ``FigureWorker`` that starts drawing
+    the figures of the files written first while the others are written. Returns
+    ``(results, history, trainer)``."""
     import fastmnist
 
     from .. import models
@@ -284,6 +286,8 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     atomic_write_json(out_dir / "label_counts.json", counts)
     atomic_savez(out_dir / "predictions.npz", y_true=np.asarray(y_test, np.int64), y_pred=y_pred,
                  proba=proba, images=np.asarray(x_test, np.uint8), interrupted=np.bool_(hist.interrupted))
+    if figures is not None:
+        figures.submit(out_dir, only=EARLY_FIGURES)
     interrupted = " (interrupted run)" if hist.interrupted else ""
     atomic_write_text(out_dir / "classification_report.txt",
                       f"{name}: classification report on {len(y_test)} test images{interrupted}\n\n{report}")
@@ -313,15 +317,34 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     return results, hist, report
 
 
-def draw_figures(out_dir, args):
+# the figures whose files (history.json, label_counts.json, predictions.npz) train_model writes first
+EARLY_FIGURES = ("training_curves.png", "confusion_matrix.png", "label_distribution.png", "samples.png",
+                 "misclassified.png")
+
+
+def figure_worker(args):
+    """A ``FigureWorker`` to start before the data are read (None with --no-figures)."""
+    if args.no_figures:
+        return None
+    from .._figworker import FigureWorker
+
+    return FigureWorker()
+
+
+def draw_figures(out_dir, args, worker=None):
+    """Every figure of the run directory ``out_dir``: finished by ``worker`` (see ``figure_worker``)
+    when given, else drawn here."""
     if args.no_figures:
         return []
     try:
+        if worker is not None:
+            return worker.finish(out_dir)
         from ..plots import write_run_figures
+
+        return write_run_figures(out_dir)
     except ImportError:
         print("figures skipped: fastmnist.plots is not available")
         return []
-    return write_run_figures(out_dir)
 
 
 def run(args) -> int:
@@ -339,6 +362,15 @@ def run(args) -> int:
         raise ValueError(f"--val-split must be in (0, 1), got {args.val_split}")
     out = Path(args.out) if args.out else default_out(name)
     prepare_out_dir(out, args.overwrite)
+    worker = figure_worker(args)  # imports matplotlib in another process while the data load
+    try:
+        return _run(args, name, base, recipe, overrides, options, out, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _run(args, name, base, recipe, overrides, options, out, worker) -> int:
     data, info = load_data(args, recipe)
     n_val = round(len(data[1]) * args.val_split) if args.val_split else 0
     over = ", ".join(f"{k}={v}" for k, v in overrides.items())
@@ -347,8 +379,9 @@ def run(args) -> int:
         print(f"data: {len(data[1]) - n_val} train / {n_val} val / {len(data[3])} test images "
               f"({info['source']}; test set: {info['test_source']})")
     settings = settings_dict(args, base, recipe, overrides, options, info)
-    results, _, report = train_model(name, recipe, data, args, out, options=options, settings=settings)
-    figs = draw_figures(out, args)
+    results, _, report = train_model(name, recipe, data, args, out, options=options, settings=settings,
+                                     figures=worker)
+    figs = draw_figures(out, args, worker)
     note = " (interrupted)" if results["interrupted"] else ""
     if not args.quiet:
         print(f"classification report ({len(data[3])} test images):\n{report}", end="")
