@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from fastmnist import plots  # noqa: E402
-from fastmnist._figworker import FigureWorker  # noqa: E402
-from test_plots import build_run_dir, read_png  # noqa: E402
+from fastmnist import plots
+from fastmnist._figworker import FigureWorker
+from test_plots import build_run_dir, read_png
 
 EARLY = ["training_curves.png", "confusion_matrix.png", "samples.png"]
 

@@ -163,6 +163,8 @@ def test_training_curves_comparison_and_missing_validation(run, tmp_path):
     leg = fig.legends[0].get_window_extent(r)
     for ax in (ax_loss, ax_acc):
         assert not leg.overlaps(ax.get_window_extent(r))
+        assert not leg.overlaps(ax.xaxis.label.get_window_extent(r)), "the legend covers the x label"
+        assert not leg.overlaps(ax.xaxis.get_tightbbox(r)), "the legend covers the tick labels"
 
 
 def test_training_curves_one_epoch_and_test_columns(tmp_path):
@@ -226,7 +228,7 @@ def tiles_under_labels(ax, h=28, w=28):
     corners = []
     for t in ax.texts:
         x, y = t.get_position()
-        c = int(round(x - (w - 1) / 2))
+        c = round(x - (w - 1) / 2)
         r = max(0, int(np.ceil(y)))
         while np.isnan(a[r, c: c + w]).all():
             r += 1
@@ -343,12 +345,14 @@ def test_augmentation_preview(mnist, tmp_path):
     xf = x.astype(np.float32) / 255
     noisy = xf + np.random.default_rng(3).normal(0, 0.2, xf.shape)
     # row i: digit i; columns under their titles: the original, then each transform's output
-    col_x = [int(round(t.get_position()[0] - 13.5)) for t in ax.texts]
+    col_x = [round(t.get_position()[0] - 13.5) for t in ax.texts]
     tops = [r for r in range(mosaic.shape[0]) if not np.isnan(mosaic[r, col_x[0]:col_x[0] + 28]).all()
             and (r == 0 or np.isnan(mosaic[r - 1, col_x[0]:col_x[0] + 28]).all())]
     assert len(tops) == 4
     for i, r in enumerate(tops):
-        tile = lambda j: mosaic[r: r + 28, col_x[j]: col_x[j] + 28]  # noqa: E731
+        def tile(j, r=r):
+            return mosaic[r: r + 28, col_x[j]: col_x[j] + 28]
+
         np.testing.assert_allclose(tile(0), xf[i], rtol=1e-6)
         np.testing.assert_allclose(tile(1), np.roll(xf[i], int(np.random.default_rng(3).integers(1, 3)), axis=1),
                                    rtol=1e-6)

@@ -150,7 +150,7 @@ def _serve():
 
     try:
         plots.warm_up()
-    except Exception:  # noqa: BLE001 -- only a head start; the real figures report their own errors
+    except Exception:  # noqa: BLE001, S110 -- only a head start; the real figures report their own errors
         pass
     for line in sys.stdin:
         try:

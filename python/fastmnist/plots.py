@@ -186,7 +186,10 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
         handles, labels = ax_loss.get_legend_handles_labels()
         ncol = min(len(labels), 6)
         legend_h = 0.25 * math.ceil(len(labels) / ncol) + 0.1
-        ax_loss.get_gridspec().update(bottom=(0.55 + legend_h) / fig.get_figheight())
+        gs = ax_loss.get_gridspec()
+        gs.update(bottom=(0.55 + legend_h) / fig.get_figheight())
+        for ax in (ax_loss, ax_acc):
+            ax.set_position(ax.get_subplotspec().get_position(fig))
         fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
     else:
         for ax in (ax_loss, ax_acc):
@@ -383,7 +386,7 @@ def _mosaic_figure(mosaic, *, scale: float, left=0.1, right=0.1, top=0.55, botto
 
 def _label_tiles(ax, corners, shape, band, texts, **text_kw):
     """Write ``texts[i]`` centred in the band above tile ``i``."""
-    h, w = shape
+    _, w = shape
     for (y, x), t in zip(corners, texts):
         ax.text(x + (w - 1) / 2, y - 0.5 - band / 2, t, ha="center", va="center", **text_kw)
 
@@ -637,7 +640,7 @@ def plot_model_comparison(results: Mapping, *, title: str | None = None) -> Figu
     secs = np.array([float(results[k].get("train_seconds", np.nan) or np.nan) for k in names])
     fig = _figure((max(8.0, 1.6 * len(names) + 4), 4.0))
     a1, a2 = _grid(fig, 1, 2, right=0.15, wspace=0.85, bottom=0.55 if len(names) <= 4 else
-                   0.35 + 0.07 * max(len(str(k)) for k in names))
+                   0.45 + 0.035 * max(len(str(k)) for k in names))  # room for the labels turned by 20 degrees
     colors = [matplotlib.colormaps["tab10"].colors[i % 10] for i in range(len(names))]
     b = a1.bar(names, acc * 100, color=colors)
     a1.bar_label(b, labels=[f"{v * 100:.2f}%" for v in acc], fontsize=8, padding=2)
@@ -682,10 +685,20 @@ def _read_json(path: Path):
         raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 
+_NPZ_CACHE: dict = {}  # the last arrays read, by file identity: a figure worker reads predictions.npz once
+
+
 def _load_npz(path: Path) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        st = path.stat()
+        key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if key not in _NPZ_CACHE:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if len(_NPZ_CACHE) >= 4:
+                _NPZ_CACHE.pop(next(iter(_NPZ_CACHE)))
+            _NPZ_CACHE[key] = arrays
+        return dict(_NPZ_CACHE[key])
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
 
