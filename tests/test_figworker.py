@@ -45,12 +45,19 @@ def test_worker_draws_the_figures_of_write_run_figures(run_dir, tmp_path):
     shutil.copytree(run_dir, here)
     shutil.copytree(run_dir, there)
     want = plots.write_run_figures(here)
+    # as train does: figures submitted as their files appear; one (the confusion matrix) is submitted
+    # before its predictions.npz exists and must still be drawn in the end
+    (there / "predictions.npz").rename(tmp_path / "predictions.npz")
     with FigureWorker() as w:
         assert w.proc.pid != os.getpid()
-        w.submit(there, only=EARLY)  # drawn from the files there now, as train does before its last files
+        w.submit(there, only=EARLY)
+        drawn = w._collect()  # (waits for that request)
+        assert sorted(p.name for p in drawn) == ["training_curves.png"]
+        (tmp_path / "predictions.npz").rename(there / "predictions.npz")
+        w.submit(there, only=["samples.png", "training_curves.png"])  # drawn again: listed once
         got = w.finish(there)
         assert not w._failed, "the worker failed and the figures were drawn in this process"
-    assert sorted(p.name for p in got) == sorted(p.name for p in want)
+    assert sorted(p.name for p in got) == sorted(p.name for p in want)  # each once
     assert len(want) == 7 and "augmentation.png" in {p.name for p in want}
     for p in want:
         q = there / "figures" / p.name

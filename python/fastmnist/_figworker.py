@@ -4,10 +4,10 @@ Importing matplotlib and drawing the first figure of a process (fonts, text layo
 matplotlib modules that load on first use) costs more than drawing the run's figures. A
 ``FigureWorker`` pays for that in a child process while this process reads the data on one core (the
 other one is idle then), and sleeps while training uses both cores. After training, the run's writer
-``submit``s the figures whose files are complete (training curves, confusion matrix, label
-distribution, sample and misclassified grids need only history.json, label_counts.json and
-predictions.npz): the child draws them while this process still writes the checkpoint and the other
-files. ``finish`` then has it draw the rest and returns every path.
+``submit``s each figure as soon as its files are written (the training curves and the label
+distribution need history.json and label_counts.json, the confusion matrix and the image grids
+predictions.npz): the child draws them while this process still writes the other files. ``finish``
+then has it draw every figure not drawn yet and returns all the paths.
 
 This module imports no matplotlib. The child is a plain ``python -c`` subprocess (not
 multiprocessing: nothing of the parent is pickled or re-imported, and no fork after OpenMP has run);
@@ -47,7 +47,6 @@ class FigureWorker:
             self.proc = None
         self._pending = 0
         self._failed = self.proc is None
-        self._submitted: set = set()
 
     def __enter__(self):
         return self
@@ -55,16 +54,14 @@ class FigureWorker:
     def __exit__(self, *exc):
         self.close()
 
-    def submit(self, run_dir, *, only=None, dpi: int = 100) -> None:
+    def submit(self, run_dir, *, only=None, skip=(), dpi: int = 100) -> None:
         """Ask the child to draw the figures of ``run_dir`` named in ``only`` (file names, as in
-        ``fastmnist.plots.run_figure_jobs``; default: every one not submitted before) from the files
-        there now. Returns at once."""
-        req = {"run_dir": str(run_dir), "dpi": dpi, "only": None if only is None else list(only),
-               "skip": sorted(self._submitted)}
-        if only is not None:
-            self._submitted.update(only)
+        ``fastmnist.plots.run_figure_jobs``; default: all) but not in ``skip``, from the files there
+        now. Returns at once."""
         if self._failed:
             return
+        req = {"run_dir": str(run_dir), "dpi": dpi, "only": None if only is None else list(only),
+               "skip": sorted(skip)}
         try:
             self.proc.stdin.write(json.dumps(req) + "\n")
             self.proc.stdin.flush()
@@ -72,11 +69,8 @@ class FigureWorker:
         except (OSError, ValueError):
             self._failed = True
 
-    def finish(self, run_dir, *, dpi: int = 100) -> list[Path]:
-        """Have the child draw the figures of ``run_dir`` not submitted yet, wait for all, and return
-        the paths written. An error drawing a figure is raised here, as ``write_run_figures`` raises
-        it; if the child failed, every figure is drawn in this process instead."""
-        self.submit(run_dir, dpi=dpi)
+    def _collect(self) -> list[Path]:
+        """The paths of every pending request (marks the worker failed if it does not answer)."""
         paths, error = [], None
         while self._pending and not self._failed:
             self._pending -= 1
@@ -90,15 +84,23 @@ class FigureWorker:
                 paths += [Path(p) for p in answer["paths"]]
             elif error is None:
                 error = _ERRORS.get(answer.get("type"), RuntimeError)(answer.get("error", "figure worker failed"))
-        self._submitted.clear()
         self._pending = 0
         if error is not None:
             raise error
+        return paths
+
+    def finish(self, run_dir, *, dpi: int = 100) -> list[Path]:
+        """Wait for the figures submitted so far, have the child draw every other figure of ``run_dir``
+        and return the paths written. An error drawing a figure is raised here, as
+        ``write_run_figures`` raises it; if the child failed, every figure is drawn in this process."""
+        done = self._collect()
+        self.submit(run_dir, skip={p.name for p in done}, dpi=dpi)
+        done += self._collect()
         if self._failed:
             from .plots import write_run_figures
 
             return write_run_figures(run_dir, dpi=dpi)
-        return paths
+        return list(dict.fromkeys(done))  # a figure submitted twice is listed once
 
     def close(self):
         """Stop the child (at once: it holds no unfinished work once ``finish`` has returned; after an

@@ -733,27 +733,31 @@ def _single_run_jobs(run_dir: Path, out: Path, prefix: str, dpi: int, settings: 
             job("training_curves", lambda: plot_training_curves(h, title=f"Training curves{model}{note}"))
     pred = run_dir / "predictions.npz"
     counts_file = run_dir / "label_counts.json"
-    z = None
-    if pred.is_file():
-        z = _load_npz(pred)
+    z = _load_npz(pred) if pred.is_file() else None
+    if z is not None:
         if "y_true" not in z or "y_pred" not in z:
             raise ValueError(f"{pred} must hold y_true and y_pred (has {sorted(z)})")
         yt, yp = z["y_true"], z["y_pred"]
         labels = np.arange(max(10, int(max(yt.max(initial=0), yp.max(initial=0))) + 1))
         job("confusion_matrix", lambda: plot_confusion_matrix(yt, yp, labels=labels, title=None if not prefix else
                                                               f"Confusion matrix{model}"))
-        if counts_file.is_file():
-            # the labels of the images the run actually used (after subsampling and splitting)
-            counts = {k: v for k, v in _read_json(counts_file).items() if sum(v)}
+    if counts_file.is_file():
+        # the labels of the images the run actually used (after subsampling and splitting); needs no
+        # predictions.npz, so that a figure worker can draw it before that file is written
+        counts = _read_json(counts_file)
+        if not (isinstance(counts, dict) and all(isinstance(v, list) for v in counts.values())):
+            raise ValueError(f"{counts_file} must map set names to lists of counts per class")
+        counts = {k: v for k, v in counts.items() if sum(v)}
+        if counts:
+            k = len(next(iter(counts.values())))
             job("label_distribution", lambda: plot_label_distribution(
-                counts=counts, num_classes=labels.size, title=f"Label distribution of the images used{model}"))
-        elif yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
-            job("label_distribution", lambda: plot_label_distribution(sets={"test": yt}, num_classes=labels.size))
-        if "images" in z and z["images"].shape[0] == yt.shape[0]:
-            job("samples", lambda: plot_samples(z["images"], yt, n=32, title="Sample test images"))
-            job("misclassified", lambda: plot_misclassified(
-                z["images"], yt, yp, z.get("proba"),
-                title=None if not prefix else f"Misclassified test images{model}"))
+                counts=counts, num_classes=k, title=f"Label distribution of the images used{model}"))
+    elif z is not None and yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
+        job("label_distribution", lambda: plot_label_distribution(sets={"test": yt}, num_classes=labels.size))
+    if z is not None and "images" in z and z["images"].shape[0] == yt.shape[0]:
+        job("samples", lambda: plot_samples(z["images"], yt, n=32, title="Sample test images"))
+        job("misclassified", lambda: plot_misclassified(
+            z["images"], yt, yp, z.get("proba"), title=None if not prefix else f"Misclassified test images{model}"))
     spec = (settings.get("recipe") or {}).get("augment") if isinstance(settings.get("recipe"), Mapping) else None
     if spec and z is not None and "images" in z and z["images"].shape[0]:
         job("augmentation", lambda: plot_augmentation_preview(

@@ -284,10 +284,12 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     hist.to_csv(out_dir / "history.csv")
     counts = {"train": _label_counts(y_fit), "val": _label_counts(y_val), "test": _label_counts(y_test)}
     atomic_write_json(out_dir / "label_counts.json", counts)
+    if figures is not None:
+        figures.submit(out_dir, only=FIGURES_OF_HISTORY)
     atomic_savez(out_dir / "predictions.npz", y_true=np.asarray(y_test, np.int64), y_pred=y_pred,
                  proba=proba, images=np.asarray(x_test, np.uint8), interrupted=np.bool_(hist.interrupted))
     if figures is not None:
-        figures.submit(out_dir, only=EARLY_FIGURES)
+        figures.submit(out_dir, only=FIGURES_OF_PREDICTIONS)
     interrupted = " (interrupted run)" if hist.interrupted else ""
     atomic_write_text(out_dir / "classification_report.txt",
                       f"{name}: classification report on {len(y_test)} test images{interrupted}\n\n{report}")
@@ -317,9 +319,10 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     return results, hist, report
 
 
-# the figures whose files (history.json, label_counts.json, predictions.npz) train_model writes first
-EARLY_FIGURES = ("training_curves.png", "confusion_matrix.png", "label_distribution.png", "samples.png",
-                 "misclassified.png")
+# the figures train_model has drawn as soon as their files are written: those of history.json and
+# label_counts.json, then those of predictions.npz (the rest when the run directory is complete)
+FIGURES_OF_HISTORY = ("training_curves.png", "label_distribution.png")
+FIGURES_OF_PREDICTIONS = ("confusion_matrix.png", "samples.png", "misclassified.png")
 
 
 def figure_worker(args):
