@@ -24,23 +24,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-_CHILD = "from fastmnist._figworker import _serve; _serve()"
+# the child imports this very fastmnist (a source tree, a developer build or site-packages), whose
+# parent directory is its argv[1]
+_CHILD = ("import sys\nif sys.argv[1] not in sys.path: sys.path.insert(0, sys.argv[1])\n"
+          "from fastmnist._figworker import _serve\n_serve()\n")
 
 
 class FigureWorker:
     """A child process that has matplotlib and ``fastmnist.plots`` imported and warmed up, and draws a
-    run directory's figures on request. Use as a context manager (or call ``close()``)."""
+    run directory's figures on request. Use as a context manager (or call ``close()``). ``argv``
+    replaces the child's command line (tests use it to make the child fail)."""
 
     def __init__(self, argv=None):
-        pkg_parent = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
-        # the child imports this very fastmnist (a source tree, a developer build or site-packages)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
         env["MPLBACKEND"] = "Agg"
         env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
         env["FASTMNIST_FIGWORKER_PARENT"] = str(os.getpid())
         try:
-            self.proc = subprocess.Popen(argv or [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
+            argv = argv or [sys.executable, "-c", _CHILD, str(Path(__file__).resolve().parent.parent)]
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
                                          bufsize=1)
         except OSError:
