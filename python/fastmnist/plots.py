@@ -392,9 +392,9 @@ def _label_tiles(ax, corners, shape, band, texts, **text_kw):
 
 
 def _tile_scale(imgs) -> float:
-    """Inches per image pixel in the image grids: a 28x28 digit (or anything smaller) is drawn one
-    inch wide, larger images no wider than one inch."""
-    return 1.0 / max(28, imgs.shape[1], imgs.shape[2])
+    """Inches per image pixel in the image grids: every image (a 28x28 digit, say) is drawn one inch
+    wide."""
+    return 1.0 / max(imgs.shape[1], imgs.shape[2], 1)
 
 
 def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
@@ -660,9 +660,9 @@ def plot_model_comparison(results: Mapping, *, title: str | None = None) -> Figu
 
 # ----------------------------------------------------------------------------- files
 def save_figure(fig: Figure, path, *, dpi: int = 100, tight: bool = False) -> Path:
-    """Write ``fig`` as a PNG and close it. The figures here already use constrained (tight) layout,
-    so by default the PNG is exactly ``figsize * dpi`` pixels; ``tight=True`` additionally crops
-    to the drawn content (``bbox_inches='tight'``). Returns the path."""
+    """Write ``fig`` as a PNG and close it. The figures here are laid out to fit their size, so by
+    default the PNG is exactly ``figsize * dpi`` pixels; ``tight=True`` crops it to the drawn
+    content (``bbox_inches='tight'``, which costs an extra draw). Returns the path."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     path = Path(path)
