@@ -55,7 +55,14 @@ def _grid(fig, nrows=1, ncols=1, *, left=0.75, right=0.2, top=0.65, bottom=0.55,
     ah = max((h - top - bottom - (nrows - 1) * hspace) / nrows, 0.1)
     gs = fig.add_gridspec(nrows, ncols, left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
                           wspace=wspace / aw, hspace=hspace / ah, **gridspec_kw)
-    return gs.subplots()
+    with _fixed_titles():
+        return gs.subplots()
+
+
+def _fixed_titles():
+    """Axes created in this context put their title just above the axes, where the margins leave
+    room for it, instead of measuring every tick label at each draw to find a free place."""
+    return matplotlib.rc_context({"axes.titley": 1.0})
 
 
 def _suptitle(fig, text):
@@ -250,9 +257,10 @@ def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, tit
     y0 = bottom + (h - top - bottom - side) / 2
     x_cb = left + side + gap
     x_r = x_cb + cbar_w + cbar_lab + r_lab
-    ax = fig.add_axes((left / w, y0 / h, side / w, side / h))
-    ax_r = fig.add_axes((x_r / w, y0 / h, max(0.3, w - x_r - right) / w, side / h))
-    cax = fig.add_axes((x_cb / w, y0 / h, cbar_w / w, side / h))
+    with _fixed_titles():
+        ax = fig.add_axes((left / w, y0 / h, side / w, side / h))
+        ax_r = fig.add_axes((x_r / w, y0 / h, max(0.3, w - x_r - right) / w, side / h))
+        cax = fig.add_axes((x_cb / w, y0 / h, cbar_w / w, side / h))
     norm = mcolors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
     im = ax.imshow(frac, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
     fs = 9 if k <= 10 else max(5, 9 - (k - 10) // 3)
@@ -524,7 +532,8 @@ def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols:
     heights = [1.4] + [0.6 if strip else 1.0 * math.ceil(c / ncols) for _, _, c, strip in blocks]
     width = 1.0 * ncols + 0.4
     fig = Figure(figsize=(width, sum(heights) + 0.35 * len(blocks) + 0.8))
-    axes = fig.subplots(len(blocks) + 1, 1, gridspec_kw={"height_ratios": heights, "hspace": 0.45})
+    with _fixed_titles():
+        axes = fig.subplots(len(blocks) + 1, 1, gridspec_kw={"height_ratios": heights, "hspace": 0.45})
     fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.95 / fig.get_figheight(), bottom=0.02)
     ax = axes[0]
     ax.imshow(img, cmap="gray_r", interpolation="nearest")
