@@ -177,6 +177,15 @@ def test_training_curves_one_epoch_and_test_columns(tmp_path):
     assert all(ln.get_marker() not in (None, "None", "") for ln in ax_acc.get_lines())
     assert sorted(t.get_text() for t in ax_acc.texts) == ["90.00%", "95.00%"]
     assert sorted(t.get_text() for t in ax_loss.texts) == ["0.4000", "0.5000"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    r = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(r)
+    for ax in (ax_loss, ax_acc):  # the values are written inside the axes, clear of its frame
+        box = ax.get_window_extent(r)
+        for t in ax.texts:
+            b = t.get_window_extent(r)
+            assert box.y0 < b.y0 and b.y1 < box.y1, t.get_text()
     check_png(fig, tmp_path / "one.png")
 
 

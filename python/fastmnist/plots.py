@@ -177,6 +177,7 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
                         txt = f"{v[0] * 100:.2f}%" if key == "acc" and v[0] <= 1 else f"{v[0]:.4f}"
                         ax.annotate(txt, (epochs[0], v[0]), xytext=(8, dy), textcoords="offset points",
                                     fontsize=8, color=c)
+                ax.margins(y=0.12)  # room for the values written beside the top and bottom points
             if key == "acc" and (tr is not None or va is not None):
                 any_acc = True
     ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy loss")
