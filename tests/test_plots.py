@@ -163,6 +163,8 @@ def test_training_curves_comparison_and_missing_validation(run, tmp_path):
     leg = fig.legends[0].get_window_extent(r)
     for ax in (ax_loss, ax_acc):
         assert not leg.overlaps(ax.get_window_extent(r))
+        assert not leg.overlaps(ax.xaxis.label.get_window_extent(r)), "the legend covers the x label"
+        assert not leg.overlaps(ax.xaxis.get_tightbbox(r)), "the legend covers the tick labels"
 
 
 def test_training_curves_one_epoch_and_test_columns(tmp_path):
@@ -175,6 +177,15 @@ def test_training_curves_one_epoch_and_test_columns(tmp_path):
     assert all(ln.get_marker() not in (None, "None", "") for ln in ax_acc.get_lines())
     assert sorted(t.get_text() for t in ax_acc.texts) == ["90.00%", "95.00%"]
     assert sorted(t.get_text() for t in ax_loss.texts) == ["0.4000", "0.5000"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    r = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(r)
+    for ax in (ax_loss, ax_acc):  # the values are written inside the axes, clear of its frame
+        box = ax.get_window_extent(r)
+        for t in ax.texts:
+            b = t.get_window_extent(r)
+            assert box.y0 < b.y0 and b.y1 < box.y1, t.get_text()
     check_png(fig, tmp_path / "one.png")
 
 
@@ -212,30 +223,91 @@ def test_label_distribution(mnist, tmp_path):
     check_png(fig, tmp_path / "labels.png")
 
 
+def mosaic_of(ax):
+    """The one tiled image of a grid figure (NaN where no image is)."""
+    assert len(ax.images) == 1
+    return np.ma.filled(np.ma.asarray(ax.images[0].get_array(), dtype=np.float64), np.nan)
+
+
+def tiles_under_labels(ax, h=28, w=28):
+    """For each label of a grid figure (a text centred above its image): the top-left pixel (row,
+    column) in the mosaic of the image under it, found by walking down from the label to the first
+    row of pixels that are not blank."""
+    a = mosaic_of(ax)
+    corners = []
+    for t in ax.texts:
+        x, y = t.get_position()
+        c = round(x - (w - 1) / 2)
+        r = max(0, int(np.ceil(y)))
+        while np.isnan(a[r, c: c + w]).all():
+            r += 1
+        corners.append((r, c))
+    return corners
+
+
+def png_pixels_of_tile(png, ax, r, c, h=28, w=28):
+    """The saved PNG's grey level at the centre of each pixel of the tile at (r, c) of the mosaic
+    (the figure saved at its own dpi, so that ax.transData gives PNG pixel positions)."""
+    jj, ii = np.meshgrid(np.arange(w), np.arange(h))
+    xy = ax.transData.transform(np.c_[(c + jj).ravel(), (r + ii).ravel()])
+    rows = (png.shape[0] - xy[:, 1]).astype(int)
+    cols = xy[:, 0].astype(int)
+    return png[rows, cols].reshape(h, w, 3)
+
+
+def check_grid_png(fig, ax, corners, images, path):
+    """Save ``fig`` and check that the PNG shows ``images[k]`` (uint8 digits, drawn dark on white) at
+    mosaic position ``corners[k]``."""
+    check_png(fig, path, dpi=fig.dpi)
+    png = read_png(path)
+    for (r, c), img in zip(corners, images):
+        px = png_pixels_of_tile(png, ax, r, c)
+        np.testing.assert_array_equal(px[..., 0], px[..., 2])  # grey
+        want = 255.0 - img.astype(np.float64)  # gray_r over 0..255
+        assert np.abs(px[..., 0] - want).max() <= 3, np.abs(px[..., 0] - want).max()
+
+
 def test_sample_grid(mnist, tmp_path):
     x, y = mnist[2], mnist[3]
     fig = plots.plot_samples(x, y, n=20, ncols=10)
-    shown = [ax for ax in fig.axes if ax.get_visible() and ax.images]
-    assert len(shown) == 20
-    for i, ax in enumerate(shown):
-        np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), x[i])
-        assert ax.get_title() == f"label {y[i]}"
-    check_png(fig, tmp_path / "samples.png")
+    # one axes showing one tiled image: cheap to draw
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == [f"label {y[i]}" for i in range(20)]
+    corners = tiles_under_labels(ax)
+    mosaic = mosaic_of(ax)
+    for i, (r, c) in enumerate(corners):
+        np.testing.assert_array_equal(mosaic[r: r + 28, c: c + 28], x[i])
+    # 10 per row, left to right, then the next row
+    assert len({r for r, _ in corners[:10]}) == 1 and corners[10][0] > corners[0][0]
+    assert [c for _, c in corners[:10]] == sorted(c for _, c in corners[:10])
+    check_grid_png(fig, ax, corners, x[:20], tmp_path / "samples.png")
+    # a random choice with a seed: the chosen images in dataset order
+    idx = np.sort(np.random.default_rng(5).choice(len(x), 7, replace=False))
+    ax = plots.plot_samples(x, y, n=7, seed=5).axes[0]
+    assert [t.get_text() for t in ax.texts] == [f"label {y[i]}" for i in idx]
+    mosaic = mosaic_of(ax)
+    for i, (r, c) in zip(idx, tiles_under_labels(ax)):
+        np.testing.assert_array_equal(mosaic[r: r + 28, c: c + 28], x[i])
 
 
 def test_misclassified_grid(run, tmp_path):
     yt, yp, proba, x = run["y_true"], run["y_pred"], run["proba"], run["images"]
     fig = plots.plot_misclassified(x, yt, yp, proba, n=12)
-    shown = [ax for ax in fig.axes if ax.get_visible() and ax.images]
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
     wrong = np.flatnonzero(yt != yp)
-    assert len(shown) == min(12, wrong.size) and wrong.size > 12
+    assert wrong.size > 12
     conf = proba[np.arange(len(yp)), yp]
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:12]
-    for ax, i in zip(shown, order):
-        np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), x[i])
-        assert ax.get_title() == f"true {yt[i]}  pred {yp[i]}\n{conf[i] * 100:.1f}% sure"
+    assert [t.get_text() for t in ax.texts] == [f"true {yt[i]}  pred {yp[i]}\n{conf[i] * 100:.1f}% sure"
+                                                for i in order]
+    corners = tiles_under_labels(ax)
+    mosaic = mosaic_of(ax)
+    for (r, c), i in zip(corners, order):
+        np.testing.assert_array_equal(mosaic[r: r + 28, c: c + 28], x[i])
         assert yt[i] != yp[i]
-    check_png(fig, tmp_path / "wrong.png")
+    check_grid_png(fig, ax, corners, x[order], tmp_path / "wrong.png")
     # no mistakes: an explicit message rather than an empty grid
     fig = plots.plot_misclassified(x[:5], yt[:5], yt[:5])
     assert "no misclassified" in fig.axes[0].texts[0].get_text()
@@ -269,18 +341,34 @@ def test_augmentation_preview(mnist, tmp_path):
         return np.roll(b, int(rng.integers(1, 3)), axis=2)
 
     def noise(b, rng):
-        return np.clip(b + rng.normal(0, 0.2, b.shape), 0, 1)
+        return b + rng.normal(0, 0.2, b.shape)  # not clipped: a tile is scaled by max(1, its maximum)
 
-    fig = plots.plot_augmentation_preview(x, [("shift", shift), ("noise", noise)], seed=3)
-    axes = [ax for ax in fig.axes if ax.images]
-    assert len(axes) == 4 * 3
-    assert [ax.get_title() for ax in axes[:3]] == ["original", "shift", "noise"]
-    grid = np.array(axes).reshape(4, 3)
+    def crop(b, rng):
+        return b[:, 4:-4, 4:-4]
+
+    fig = plots.plot_augmentation_preview(x, [("shift", shift), ("noise", noise), ("crop", crop)], seed=3)
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["original", "shift", "noise", "crop"]
+    mosaic = mosaic_of(ax)
     xf = x.astype(np.float32) / 255
-    want_noise = np.clip(xf + np.random.default_rng(3).normal(0, 0.2, xf.shape), 0, 1)
-    for i in range(4):
-        np.testing.assert_allclose(np.asarray(grid[i, 0].images[0].get_array()), xf[i])
-        np.testing.assert_allclose(np.asarray(grid[i, 2].images[0].get_array()), want_noise[i], rtol=1e-6)
+    noisy = xf + np.random.default_rng(3).normal(0, 0.2, xf.shape)
+    # row i: digit i; columns under their titles: the original, then each transform's output
+    col_x = [round(t.get_position()[0] - 13.5) for t in ax.texts]
+    tops = [r for r in range(mosaic.shape[0]) if not np.isnan(mosaic[r, col_x[0]:col_x[0] + 28]).all()
+            and (r == 0 or np.isnan(mosaic[r - 1, col_x[0]:col_x[0] + 28]).all())]
+    assert len(tops) == 4
+    for i, r in enumerate(tops):
+        def tile(j, r=r):
+            return mosaic[r: r + 28, col_x[j]: col_x[j] + 28]
+
+        np.testing.assert_allclose(tile(0), xf[i], rtol=1e-6)
+        np.testing.assert_allclose(tile(1), np.roll(xf[i], int(np.random.default_rng(3).integers(1, 3)), axis=1),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(tile(2), noisy[i] / max(1.0, noisy[i].max()), rtol=1e-5, atol=1e-6)
+        # a smaller output is centred in its tile, blank around it
+        np.testing.assert_allclose(tile(3)[4:-4, 4:-4], xf[i, 4:-4, 4:-4], rtol=1e-6)
+        assert np.isnan(tile(3)[:4]).all() and np.isnan(tile(3)[:, -4:]).all()
     check_png(fig, tmp_path / "aug.png")
     with pytest.raises(TypeError, match="transform"):
         plots.plot_augmentation_preview(x, [("bad", 3)])
@@ -407,11 +495,14 @@ def test_augmentation_preview_titles_do_not_overlap(mnist, tmp_path):
     fig = plots.plot_augmentation_preview(mnist[2][:3], cols, title=spec)
     r = FigureCanvasAgg(fig).get_renderer()
     fig.draw(r)
-    titled = [ax for ax in fig.axes if ax.get_title()]
-    boxes = [ax.title.get_window_extent(r) for ax in titled]
-    assert [ax.get_title() for ax in titled] == ["original"] + [c[0] for c in cols]
+    texts = fig.axes[0].texts
+    boxes = [t.get_window_extent(r) for t in texts]
+    assert [t.get_text() for t in texts] == ["original"] + [c[0] for c in cols]
     for a, b in zip(boxes, boxes[1:]):
         assert a.x1 < b.x0, "column titles overlap"
+    # the titles sit above the images, inside the figure
+    top_of_images = fig.axes[0].get_window_extent(r).y1
+    assert all(top_of_images <= b.y0 and b.y1 < fig.bbox.y1 for b in boxes)
     check_png(fig, tmp_path / "aug.png")
 
 

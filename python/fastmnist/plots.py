@@ -1,7 +1,12 @@
 """The figures of the classic MNIST write-ups, drawn with matplotlib's Agg backend (headless-safe:
-no pyplot, no display). Every ``plot_*`` function returns a ``matplotlib.figure.Figure`` laid out with
-constrained layout; ``save_figure`` writes it as a PNG of exactly ``figsize * dpi`` pixels and
-``write_run_figures(run_dir)`` draws every figure a run directory's files allow.
+no pyplot, no display). Every ``plot_*`` function returns a ``matplotlib.figure.Figure``;
+``save_figure`` writes it as a PNG of exactly ``figsize * dpi`` pixels and ``write_run_figures(run_dir)``
+draws every figure a run directory's files allow.
+
+Drawing cost: the axes are placed once at fixed positions (margins in inches, ``_grid``) instead of by
+constrained layout, which measures every text again at each draw (and ``savefig`` draws twice with a
+layout engine); grids of small images (samples, misclassified digits, augmentation preview, feature
+maps) are one axes showing one tiled image with text labels, not one axes per image.
 
 Figures: training curves (one or several models side by side), confusion matrix with per-class
 recall, label distributions, sample and misclassified image grids, CNN feature maps, the hand-run
@@ -10,9 +15,10 @@ convolution / max-pooling demo, and an augmentation preview.
 from __future__ import annotations
 
 import json
-import zipfile
 import math
 import sys
+import textwrap
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,14 +40,33 @@ _RC = {"font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold", "axes.
        "figure.titleweight": "bold", "axes.spines.top": False, "axes.spines.right": False}
 
 
-def _figure(figsize) -> Figure:
+def _figure(figsize, layout=None) -> Figure:
+    """A Figure in the house style; without ``layout`` its axes are placed by ``_grid`` / ``add_axes``."""
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=figsize, layout="constrained")
+        fig = Figure(figsize=figsize, layout=layout)
     return fig
 
 
+def _grid(fig, nrows=1, ncols=1, *, left=0.75, right=0.2, top=0.65, bottom=0.55, wspace=0.0, hspace=0.0,
+          **gridspec_kw):
+    """``fig.subplots(nrows, ncols)`` (squeezed) with the margins and the gaps between axes in inches."""
+    w, h = fig.get_size_inches()
+    aw = max((w - left - right - (ncols - 1) * wspace) / ncols, 0.1)
+    ah = max((h - top - bottom - (nrows - 1) * hspace) / nrows, 0.1)
+    gs = fig.add_gridspec(nrows, ncols, left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                          wspace=wspace / aw, hspace=hspace / ah, **gridspec_kw)
+    with _fixed_titles():
+        return gs.subplots()
+
+
+def _fixed_titles():
+    """Axes created in this context put their title just above the axes, where the margins leave
+    room for it, instead of measuring every tick label at each draw to find a free place."""
+    return matplotlib.rc_context({"axes.titley": 1.0})
+
+
 def _suptitle(fig, text):
-    fig.suptitle(text, fontsize=13, fontweight="bold")
+    fig.suptitle(text, fontsize=13, fontweight="bold", y=1 - 0.08 / fig.get_figheight(), va="top")
 
 
 def _style(ax, grid=True):
@@ -124,7 +149,7 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
     if not histories:
         raise ValueError("histories is empty")
     fig = _figure(figsize)
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss, ax_acc = _grid(fig, 1, 2, left=0.8, wspace=0.95)
     colors = matplotlib.colormaps["tab10"].colors
     max_epoch = 1
     any_acc = False
@@ -152,18 +177,28 @@ def plot_training_curves(histories, *, title: str | None = None, figsize=(11.0, 
                         txt = f"{v[0] * 100:.2f}%" if key == "acc" and v[0] <= 1 else f"{v[0]:.4f}"
                         ax.annotate(txt, (epochs[0], v[0]), xytext=(8, dy), textcoords="offset points",
                                     fontsize=8, color=c)
+                ax.margins(y=0.12)  # room for the values written beside the top and bottom points
             if key == "acc" and (tr is not None or va is not None):
                 any_acc = True
     ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy loss")
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         _style(ax)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if max_epoch <= 12:
+            ax.set_xticks(range(1, max_epoch + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(0.5, max_epoch + 0.5)
     if len(histories) > 1 and ax_loss.get_lines():
         # several models: one legend below the axes, where it cannot cover a curve
         handles, labels = ax_loss.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False)
+        ncol = min(len(labels), 6)
+        legend_h = 0.25 * math.ceil(len(labels) / ncol) + 0.1
+        gs = ax_loss.get_gridspec()
+        gs.update(bottom=(0.55 + legend_h) / fig.get_figheight())
+        for ax in (ax_loss, ax_acc):
+            ax.set_position(ax.get_subplotspec().get_position(fig))
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
     else:
         for ax in (ax_loss, ax_acc):
             if ax.get_lines():
@@ -214,7 +249,19 @@ def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, tit
     acc = np.trace(cm) / total if total else float("nan")
 
     fig = _figure(figsize)
-    ax, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 1.1]})
+    # fixed layout in inches: heatmap (square), colour bar, recall bars of the same height
+    w, h = fig.get_size_inches()
+    lab = max(len(x) for x in labels)
+    left, top, bottom = 0.45 + 0.08 * lab, 0.65, 0.6
+    gap, cbar_w, cbar_lab, r_lab, r_w, right = 0.12, 0.2, 0.75, 0.25 + 0.08 * lab, 1.25, 0.25
+    side = max(1.0, min(h - top - bottom, w - left - gap - cbar_w - cbar_lab - r_lab - r_w - right))
+    y0 = bottom + (h - top - bottom - side) / 2
+    x_cb = left + side + gap
+    x_r = x_cb + cbar_w + cbar_lab + r_lab
+    with _fixed_titles():
+        ax = fig.add_axes((left / w, y0 / h, side / w, side / h))
+        ax_r = fig.add_axes((x_r / w, y0 / h, max(0.3, w - x_r - right) / w, side / h))
+        cax = fig.add_axes((x_cb / w, y0 / h, cbar_w / w, side / h))
     norm = mcolors.PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
     im = ax.imshow(frac, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
     fs = 9 if k <= 10 else max(5, 9 - (k - 10) // 3)
@@ -231,7 +278,7 @@ def plot_confusion_matrix(y_true=None, y_pred=None, *, cm=None, labels=None, tit
     ax.tick_params(length=0)
     for s in ax.spines.values():
         s.set_visible(False)
-    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    cb = fig.colorbar(im, cax=cax)
     cb.set_label("fraction of the true class")
 
     y = np.arange(k)
@@ -290,7 +337,7 @@ def plot_label_distribution(y_train=None, y_test=None, *, sets: Mapping | None =
 def _label_bars(counts, num_classes, title, figsize):
     n = len(counts)
     fig = _figure(figsize or (5.2 * n, 4.0))
-    axes = np.atleast_1d(fig.subplots(1, n))
+    axes = np.atleast_1d(_grid(fig, 1, n, right=0.15, wspace=0.85))
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
     for i, (ax, (name, c)) in enumerate(zip(axes, counts.items())):
         bars = ax.bar(np.arange(num_classes), c, color=colors[i % len(colors)], width=0.75)
@@ -312,10 +359,57 @@ def _grid_shape(n, ncols):
     return math.ceil(n / ncols), ncols
 
 
+def _tile(tiles, ncols: int, *, gap: int = 1, band: int = 0):
+    """Images ``tiles`` (N, H, W) laid out row-major, ``ncols`` per row, ``gap`` pixels apart, each under
+    a blank band of ``band`` pixel rows (room for its label): one float32 image, NaN (drawn blank)
+    outside the tiles, and the (row, column) of each tile's top-left pixel in it."""
+    n, h, w = tiles.shape
+    rows, cols = _grid_shape(n, ncols)
+    out = np.full((rows * (band + h) + (rows - 1) * gap, cols * w + (cols - 1) * gap), np.nan, np.float32)
+    corners = []
+    for i in range(n):
+        r, q = divmod(i, cols)
+        y, x = r * (band + h + gap) + band, q * (w + gap)
+        out[y: y + h, x: x + w] = tiles[i]
+        corners.append((y, x))
+    return out, corners
+
+
+def _mosaic_figure(mosaic, *, scale: float, left=0.1, right=0.1, top=0.55, bottom=0.1, cmap="gray_r",
+                   **imshow_kw):
+    """A figure showing ``mosaic`` in one axes, ``scale`` inches per pixel, margins in inches; NaN
+    pixels are white. Returns ``(fig, ax)``; ``ax`` has data coordinates in mosaic pixels."""
+    hpx, wpx = mosaic.shape
+    # whole quarter inches (exact in binary): the PNG is exactly figsize * dpi pixels at any integer dpi
+    fw = math.ceil((wpx * scale + left + right) * 4) / 4
+    fh = math.ceil((hpx * scale + top + bottom) * 4) / 4
+    left += (fw - wpx * scale - left - right) / 2
+    bottom += fh - hpx * scale - top - bottom
+    fig = _figure((fw, fh))
+    ax = fig.add_axes((left / fw, bottom / fh, wpx * scale / fw, hpx * scale / fh))
+    ax.imshow(mosaic, cmap=matplotlib.colormaps[cmap].with_extremes(bad="white"), interpolation="nearest",
+              aspect="auto", **imshow_kw)
+    ax.set_axis_off()
+    return fig, ax
+
+
+def _label_tiles(ax, corners, shape, band, texts, **text_kw):
+    """Write ``texts[i]`` centred in the band above tile ``i``."""
+    _, w = shape
+    for (y, x), t in zip(corners, texts):
+        ax.text(x + (w - 1) / 2, y - 0.5 - band / 2, t, ha="center", va="center", **text_kw)
+
+
+def _tile_scale(imgs) -> float:
+    """Inches per image pixel in the image grids: every image (a 28x28 digit, say) is drawn one inch
+    wide."""
+    return 1.0 / max(imgs.shape[1], imgs.shape[2], 1)
+
+
 def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
                  title: str | None = None) -> Figure:
     """A grid of ``n`` images (the first ``n``, or a random choice when ``seed`` is given) with their
-    labels above them."""
+    labels above them, drawn as one tiled image (``fig.axes[0].images[0]``, tiles ``ncols`` per row)."""
     imgs = _as_images("images", images)
     if labels is not None:
         labels = _as_1d("labels", labels, imgs.shape[0], kind="any")
@@ -324,18 +418,13 @@ def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
     n = min(int(n), imgs.shape[0])
     idx = (np.arange(n) if seed is None else
            np.sort(np.random.default_rng(seed).choice(imgs.shape[0], n, replace=False)))
-    rows, cols = _grid_shape(n, ncols)
-    fig = _figure((1.25 * cols + 0.3, 1.45 * rows + 0.5))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     vmin, vmax = _img_range(imgs)
-    for ax, i in zip(axes, idx):
-        ax.imshow(imgs[i], cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
-        if labels is not None:
-            ax.set_title(f"label {labels[i]}", fontsize=9, fontweight="normal")
-    for ax in axes:
-        _image_axes(ax)
-    for ax in axes[n:]:
-        ax.set_visible(False)
+    scale = _tile_scale(imgs)
+    band = round(0.32 / scale) if labels is not None else 0
+    mosaic, corners = _tile(imgs[idx], ncols, gap=round(0.25 / scale), band=band)
+    fig, ax = _mosaic_figure(mosaic, scale=scale, vmin=vmin, vmax=vmax, top=0.45 if band else 0.6)
+    if labels is not None:
+        _label_tiles(ax, corners, imgs.shape[1:], band, [f"label {labels[i]}" for i in idx], fontsize=9)
     _suptitle(fig, title or "Sample images")
     return fig
 
@@ -343,7 +432,8 @@ def plot_samples(images, labels=None, *, n: int = 32, ncols: int = 8, seed=None,
 def plot_misclassified(images, y_true, y_pred, proba=None, *, n: int = 24, ncols: int = 8,
                        order: str = "confidence", title: str | None = None) -> Figure:
     """A grid of misclassified images, each titled with the true label, the prediction and the
-    model's confidence in that prediction (``proba[i, y_pred[i]]``).
+    model's confidence in that prediction (``proba[i, y_pred[i]]``), drawn as one tiled image
+    (``fig.axes[0].images[0]``, tiles ``ncols`` per row, titles in ``fig.axes[0].texts``).
 
     ``order``: 'confidence' (the most confident mistakes first) or 'index' (dataset order).
     """
@@ -367,26 +457,20 @@ def plot_misclassified(images, y_true, y_pred, proba=None, *, n: int = 24, ncols
     wrong = wrong[: int(n)]
     if wrong.size == 0:
         fig = _figure((6, 2))
-        ax = fig.subplots()
-        ax.axis("off")
+        ax = fig.add_axes((0, 0, 1, 0.75))
+        ax.set_axis_off()
         ax.text(0.5, 0.5, f"no misclassified images among {imgs.shape[0]:,}", ha="center", va="center",
                 fontsize=12)
         _suptitle(fig, title or "Misclassified test images")
         return fig
-    rows, cols = _grid_shape(wrong.size, ncols)
-    fig = _figure((1.35 * cols + 0.3, 1.75 * rows + 0.6))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     vmin, vmax = _img_range(imgs)
-    for ax, i in zip(axes, wrong):
-        ax.imshow(imgs[i], cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
-        t = f"true {yt[i]}  pred {yp[i]}"
-        if conf is not None:
-            t += f"\n{conf[i] * 100:.1f}% sure"
-        ax.set_title(t, fontsize=8, fontweight="normal", color="#b22222")
-    for ax in axes:
-        _image_axes(ax)
-    for ax in axes[wrong.size:]:
-        ax.set_visible(False)
+    scale = _tile_scale(imgs)
+    band = round((0.5 if conf is not None else 0.32) / scale)
+    mosaic, corners = _tile(imgs[wrong], ncols, gap=round(0.35 / scale), band=band)
+    fig, ax = _mosaic_figure(mosaic, scale=scale, vmin=vmin, vmax=vmax, top=0.45)
+    texts = [f"true {yt[i]}  pred {yp[i]}" + (f"\n{conf[i] * 100:.1f}% sure" if conf is not None else "")
+             for i in wrong]
+    _label_tiles(ax, corners, imgs.shape[1:], band, texts, fontsize=8, color="#b22222")
     what = "most confident" if (order == "confidence" and conf is not None) else "first"
     _suptitle(fig, title or f"Misclassified test images: {what} {wrong.size} of {total_wrong:,} "
                           f"({total_wrong / imgs.shape[0] * 100:.2f}% of {imgs.shape[0]:,})")
@@ -410,17 +494,12 @@ def _as_chw(name, a) -> np.ndarray:
 def _mosaic(a: np.ndarray, c: int, ncols: int) -> np.ndarray:
     """Channels ``a[:c]`` (C, H, W), each scaled to [0, 1] on its own, tiled ``ncols`` per row with a
     one-pixel NaN gap (drawn blank) between tiles: one image instead of one axes per map."""
-    h, w = a.shape[1:]
-    rows = math.ceil(c / ncols)
-    cols = min(c, ncols)
-    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan, np.float32)
-    for j in range(c):
-        m = a[j].astype(np.float32)
-        lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
-        m = (m - lo) / (hi - lo) if hi > lo else np.full_like(m, 0.5)
-        r, q = divmod(j, ncols)
-        out[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w] = m
-    return out
+    m = a[:c].astype(np.float32)
+    lo = np.nanmin(m, axis=(1, 2), keepdims=True)
+    hi = np.nanmax(m, axis=(1, 2), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(hi > lo, (m - lo) / np.where(hi > lo, hi - lo, 1), np.float32(0.5))
+    return _tile(m, ncols, gap=1)[0]
 
 
 def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols: int = 8,
@@ -454,7 +533,8 @@ def plot_feature_maps(image, layers: Sequence, *, max_channels: int = 16, ncols:
     heights = [1.4] + [0.6 if strip else 1.0 * math.ceil(c / ncols) for _, _, c, strip in blocks]
     width = 1.0 * ncols + 0.4
     fig = Figure(figsize=(width, sum(heights) + 0.35 * len(blocks) + 0.8))
-    axes = fig.subplots(len(blocks) + 1, 1, gridspec_kw={"height_ratios": heights, "hspace": 0.45})
+    with _fixed_titles():
+        axes = fig.subplots(len(blocks) + 1, 1, gridspec_kw={"height_ratios": heights, "hspace": 0.45})
     fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.95 / fig.get_figheight(), bottom=0.02)
     ax = axes[0]
     ax.imshow(img, cmap="gray_r", interpolation="nearest")
@@ -485,7 +565,7 @@ def plot_conv_demo(image, kernel, conv, pooled, *, padding: int = 0, stride: int
     for nm, a in (("image", img), ("kernel", k), ("conv", y), ("pooled", p)):
         if a.ndim != 2:
             raise ValueError(f"{nm} must be 2-D, got shape {a.shape}")
-    fig = _figure(figsize)
+    fig = _figure(figsize, layout="constrained")  # drawn once by `fastmnist demo-conv`, not per run
     axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 0.85, 1, 1]})
     shown = np.pad(img, padding) if padding else img
     axes[0].imshow(shown, cmap="gray_r", interpolation="nearest")
@@ -538,15 +618,24 @@ def plot_augmentation_preview(images, transforms: Sequence, *, seed=0, title: st
             raise ValueError(f"transform {name!r} returned {out.shape[0]} images for {x.shape[0]}")
         cols.append((str(name), _as_images(f"output of {name!r}", out)))
     n, m = x.shape[0], len(cols)
-    fig = _figure((1.7 * m + 0.4, 1.3 * n + 0.9))
-    axes = np.array(fig.subplots(n, m)).reshape(n, m)
-    for j, (name, arr) in enumerate(cols):
-        for i in range(n):
-            axes[i, j].imshow(arr[i], cmap="gray_r", vmin=0.0, vmax=max(1.0, float(arr[i].max())),
-                              interpolation="nearest")
-            _image_axes(axes[i, j])
-        # column titles wrap (a spec such as "perspective:0.2" is wider than one image)
-        axes[0, j].set_title(name, fontsize=8, wrap=True)
+    hh = max(a.shape[1] for _, a in cols)
+    ww = max(a.shape[2] for _, a in cols)
+    # tile (i, j) = image i after column j's transform, scaled by max(1, its maximum) (colour range [0, 1]);
+    # a transform that changed the size is centred in its tile
+    tiles = np.full((n, m, hh, ww), np.nan, np.float32)
+    for j, (_, arr) in enumerate(cols):
+        top, lft = (hh - arr.shape[1]) // 2, (ww - arr.shape[2]) // 2
+        peak = np.maximum(1.0, np.nanmax(arr.reshape(n, -1), axis=1, initial=0.0))
+        tiles[:, j, top: top + arr.shape[1], lft: lft + arr.shape[2]] = arr / peak[:, None, None]
+    scale = 1.1 / max(28, hh, ww)
+    mosaic, corners = _tile(tiles.reshape(n * m, hh, ww), m, gap=round(0.6 / scale))
+    # column titles wrap (a spec such as "perspective:0.2" is wider than one image)
+    names = [textwrap.fill(name, 18) for name, _ in cols]
+    lines = max(t.count("\n") + 1 for t in names)
+    fig, ax = _mosaic_figure(mosaic, scale=scale, vmin=0.0, vmax=1.0, top=0.5 + 0.16 * lines, left=0.3,
+                             right=0.3)
+    for (y, x0), name in zip(corners[:m], names):
+        ax.text(x0 + (ww - 1) / 2, y - 0.5 - 0.06 / scale, name, ha="center", va="bottom", fontsize=8)
     _suptitle(fig, title or "Data augmentation preview")
     return fig
 
@@ -560,7 +649,8 @@ def plot_model_comparison(results: Mapping, *, title: str | None = None) -> Figu
     acc = np.array([float(results[k].get("test_accuracy", np.nan)) for k in names])
     secs = np.array([float(results[k].get("train_seconds", np.nan) or np.nan) for k in names])
     fig = _figure((max(8.0, 1.6 * len(names) + 4), 4.0))
-    a1, a2 = fig.subplots(1, 2)
+    a1, a2 = _grid(fig, 1, 2, right=0.15, wspace=0.85, bottom=0.55 if len(names) <= 4 else
+                   0.45 + 0.035 * max(len(str(k)) for k in names))  # room for the labels turned by 20 degrees
     colors = [matplotlib.colormaps["tab10"].colors[i % 10] for i in range(len(names))]
     b = a1.bar(names, acc * 100, color=colors)
     a1.bar_label(b, labels=[f"{v * 100:.2f}%" for v in acc], fontsize=8, padding=2)
@@ -580,9 +670,9 @@ def plot_model_comparison(results: Mapping, *, title: str | None = None) -> Figu
 
 # ----------------------------------------------------------------------------- files
 def save_figure(fig: Figure, path, *, dpi: int = 100, tight: bool = False) -> Path:
-    """Write ``fig`` as a PNG and close it. The figures here already use constrained (tight) layout,
-    so by default the PNG is exactly ``figsize * dpi`` pixels; ``tight=True`` additionally crops
-    to the drawn content (``bbox_inches='tight'``). Returns the path."""
+    """Write ``fig`` as a PNG and close it. The figures here are laid out to fit their size, so by
+    default the PNG is exactly ``figsize * dpi`` pixels; ``tight=True`` crops it to the drawn
+    content (``bbox_inches='tight'``, which costs an extra draw). Returns the path."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     path = Path(path)
@@ -605,10 +695,20 @@ def _read_json(path: Path):
         raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 
+_NPZ_CACHE: dict = {}  # the last arrays read, by file identity: a figure worker reads predictions.npz once
+
+
 def _load_npz(path: Path) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        st = path.stat()
+        key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if key not in _NPZ_CACHE:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if len(_NPZ_CACHE) >= 4:
+                _NPZ_CACHE.pop(next(iter(_NPZ_CACHE)))
+            _NPZ_CACHE[key] = arrays
+        return dict(_NPZ_CACHE[key])
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
 
@@ -625,11 +725,14 @@ def augmentation_columns(spec: str):
     return cols
 
 
-def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, settings: Mapping) -> list[Path]:
-    written = []
+def _single_run_jobs(run_dir: Path, out: Path, prefix: str, dpi: int, settings: Mapping) -> list:
+    """The figures of one train/logreg run directory as ``(file name, draw)`` pairs (see
+    ``run_figure_jobs``); the files are read now, the figures drawn when ``draw()`` is called."""
+    jobs = []
 
-    def save(fig, name):
-        written.append(save_figure(fig, out / f"{prefix}{name}.png", dpi=dpi))
+    def job(name, make):
+        path = out / f"{prefix}{name}.png"
+        jobs.append((path.name, lambda: save_figure(make(), path, dpi=dpi)))
 
     model = f" ({prefix[:-1]})" if prefix else ""
     hist = run_dir / "history.json"
@@ -637,48 +740,100 @@ def _single_run_figures(run_dir: Path, out: Path, prefix: str, dpi: int, setting
         h = _read_json(hist)
         if h.get("epoch"):
             note = " (interrupted)" if h.get("interrupted") else ""
-            save(plot_training_curves(h, title=f"Training curves{model}{note}"), "training_curves")
+            job("training_curves", lambda: plot_training_curves(h, title=f"Training curves{model}{note}"))
     pred = run_dir / "predictions.npz"
     counts_file = run_dir / "label_counts.json"
-    z = None
-    if pred.is_file():
-        z = _load_npz(pred)
+    z = _load_npz(pred) if pred.is_file() else None
+    if z is not None:
         if "y_true" not in z or "y_pred" not in z:
             raise ValueError(f"{pred} must hold y_true and y_pred (has {sorted(z)})")
         yt, yp = z["y_true"], z["y_pred"]
         labels = np.arange(max(10, int(max(yt.max(initial=0), yp.max(initial=0))) + 1))
-        save(plot_confusion_matrix(yt, yp, labels=labels, title=None if not prefix else
-                                   f"Confusion matrix{model}"), "confusion_matrix")
-        if counts_file.is_file():
-            # the labels of the images the run actually used (after subsampling and splitting)
-            counts = {k: v for k, v in _read_json(counts_file).items() if sum(v)}
-            save(plot_label_distribution(counts=counts, num_classes=labels.size,
-                                         title=f"Label distribution of the images used{model}"),
-                 "label_distribution")
-        elif yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
-            save(plot_label_distribution(sets={"test": yt}, num_classes=labels.size), "label_distribution")
-        if "images" in z and z["images"].shape[0] == yt.shape[0]:
-            save(plot_samples(z["images"], yt, n=32, title="Sample test images"), "samples")
-            save(plot_misclassified(z["images"], yt, yp, z.get("proba"),
-                                    title=None if not prefix else f"Misclassified test images{model}"),
-                 "misclassified")
+        job("confusion_matrix", lambda: plot_confusion_matrix(yt, yp, labels=labels, title=None if not prefix else
+                                                              f"Confusion matrix{model}"))
+    if counts_file.is_file():
+        # the labels of the images the run actually used (after subsampling and splitting); needs no
+        # predictions.npz, so that a figure worker can draw it before that file is written
+        counts = _read_json(counts_file)
+        if not (isinstance(counts, dict) and all(isinstance(v, list) for v in counts.values())):
+            raise ValueError(f"{counts_file} must map set names to lists of counts per class")
+        counts = {k: v for k, v in counts.items() if sum(v)}
+        if counts:
+            k = len(next(iter(counts.values())))
+            job("label_distribution", lambda: plot_label_distribution(
+                counts=counts, num_classes=k, title=f"Label distribution of the images used{model}"))
+    elif z is not None and yt.min(initial=0) >= 0 and yt.max(initial=0) < labels.size:
+        job("label_distribution", lambda: plot_label_distribution(sets={"test": yt}, num_classes=labels.size))
+    if z is not None and "images" in z and z["images"].shape[0] == yt.shape[0]:
+        job("samples", lambda: plot_samples(z["images"], yt, n=32, title="Sample test images"))
+        job("misclassified", lambda: plot_misclassified(
+            z["images"], yt, yp, z.get("proba"), title=None if not prefix else f"Misclassified test images{model}"))
     spec = (settings.get("recipe") or {}).get("augment") if isinstance(settings.get("recipe"), Mapping) else None
     if spec and z is not None and "images" in z and z["images"].shape[0]:
-        save(plot_augmentation_preview(z["images"][:6], augmentation_columns(spec),
-                                       title=f"Data augmentation preview{model}: {spec}"), "augmentation")
+        job("augmentation", lambda: plot_augmentation_preview(
+            z["images"][:6], augmentation_columns(spec), title=f"Data augmentation preview{model}: {spec}"))
     fm = run_dir / "feature_maps.npz"
     if fm.is_file():
-        z = _load_npz(fm)
-        if "image" in z:
-            layers = [(k, z[k]) for k in sorted(z) if k != "image"]
+        f = _load_npz(fm)
+        if "image" in f:
+            layers = [(k, f[k]) for k in sorted(f) if k != "image"]
             if layers:
-                save(plot_feature_maps(z["image"], layers, title=f"Feature maps of one test image{model}"),
-                     "feature_maps")
+                job("feature_maps", lambda: plot_feature_maps(f["image"], layers,
+                                                              title=f"Feature maps of one test image{model}"))
     roc = run_dir / "roc.json"
-    plot_roc = globals().get("plot_roc")
-    if roc.is_file() and callable(plot_roc):
-        save(plot_roc(_read_json(roc)), "roc")
-    return written
+    if roc.is_file():
+        r = _read_json(roc)
+        job("roc", lambda: plot_roc(r))
+    return jobs
+
+
+def run_figure_jobs(run_dir, *, dpi: int = 100) -> list:
+    """Every figure that the files of ``run_dir`` allow, as ``(file name, draw)`` pairs in
+    ``write_run_figures``'s order: ``draw()`` draws that figure into ``run_dir/figures/`` and returns
+    its path. The files are read now. Several processes can each draw a share of the list."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} does not exist")
+    summary = {}
+    if (run_dir / "summary.json").is_file():
+        summary = _read_json(run_dir / "summary.json")
+    settings = summary.get("settings") or {}
+    out = run_dir / "figures"
+    models = [d for d in sorted(run_dir.iterdir())
+              if d.is_dir() and d.name != "figures" and ((d / "summary.json").is_file()
+                                                          or (d / "history.json").is_file())]
+    if summary.get("command") == "compare" or (models and not (run_dir / "history.json").is_file()
+                                               and not (run_dir / "predictions.npz").is_file()):
+        jobs = []
+        results = (summary.get("results") or {}).get("models") or {}
+        order = list(results) + [d.name for d in models if d.name not in results]
+        dirs = {d.name: d for d in models}
+        hists = {}
+        for name in order:
+            h = dirs.get(name, run_dir / name) / "history.json"
+            if h.is_file():
+                hd = _read_json(h)
+                if hd.get("epoch"):
+                    hists[name] = hd
+        if hists:
+            jobs.append(("training_curves_comparison.png", lambda: save_figure(
+                plot_training_curves(hists), out / "training_curves_comparison.png", dpi=dpi)))
+        if results:
+            jobs.append(("model_comparison.png", lambda: save_figure(
+                plot_model_comparison(results), out / "model_comparison.png", dpi=dpi)))
+        for name in order:
+            d = dirs.get(name)
+            if d is None:
+                continue
+            sub = _read_json(d / "summary.json") if (d / "summary.json").is_file() else {}
+            jobs += _single_run_jobs(d, out, f"{name}_", dpi, sub.get("settings") or settings)
+        return jobs
+    return _single_run_jobs(run_dir, out, "", dpi, settings)
+
+
+def draw_figure_jobs(jobs) -> list[Path]:
+    """Draw ``(file name, draw)`` pairs from ``run_figure_jobs``; the paths written."""
+    return [draw() for _, draw in jobs]
 
 
 def write_run_figures(run_dir, *, dpi: int = 100) -> list[Path]:
@@ -693,43 +848,31 @@ def write_run_figures(run_dir, *, dpi: int = 100) -> list[Path]:
     (summary.json command 'compare', one sub-directory per model) gives the side-by-side training
     curves, the accuracy/time bars, and every model's own figures prefixed with its name.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"run directory {run_dir} does not exist")
-    summary = {}
-    if (run_dir / "summary.json").is_file():
-        summary = _read_json(run_dir / "summary.json")
-    settings = summary.get("settings") or {}
-    out = run_dir / "figures"
-    written: list[Path] = []
-    models = [d for d in sorted(run_dir.iterdir())
-              if d.is_dir() and d.name != "figures" and ((d / "summary.json").is_file()
-                                                          or (d / "history.json").is_file())]
-    if summary.get("command") == "compare" or (models and not (run_dir / "history.json").is_file()
-                                               and not (run_dir / "predictions.npz").is_file()):
-        results = (summary.get("results") or {}).get("models") or {}
-        order = list(results) + [d.name for d in models if d.name not in results]
-        dirs = {d.name: d for d in models}
-        hists = {}
-        for name in order:
-            h = dirs.get(name, run_dir / name) / "history.json"
-            if h.is_file():
-                hd = _read_json(h)
-                if hd.get("epoch"):
-                    hists[name] = hd
-        if hists:
-            written.append(save_figure(plot_training_curves(hists), out / "training_curves_comparison.png",
-                                       dpi=dpi))
-        if results:
-            written.append(save_figure(plot_model_comparison(results), out / "model_comparison.png", dpi=dpi))
-        for name in order:
-            d = dirs.get(name)
-            if d is None:
-                continue
-            sub = _read_json(d / "summary.json") if (d / "summary.json").is_file() else {}
-            written += _single_run_figures(d, out, f"{name}_", dpi, sub.get("settings") or settings)
-        return written
-    return _single_run_figures(run_dir, out, "", dpi, settings)
+    return draw_figure_jobs(run_figure_jobs(run_dir, dpi=dpi))
+
+
+def warm_up() -> None:
+    """Draw (into memory) a small figure with what the run figures use: text in the fonts and
+    weights used, a legend, a colour bar, bar labels, percent ticks, an image with blank pixels. The
+    first figure a process draws pays for loading fonts and the matplotlib modules that load on
+    first use; a figure worker pays that before it is needed."""
+    import io
+
+    fig = _figure((3.0, 2.0))
+    ax, ax2 = _grid(fig, 1, 2, left=0.3, right=0.3, top=0.4, bottom=0.3, wspace=0.4)
+    ax.plot([1, 2], [0.5, 0.9], label="train", **_TRAIN_STYLE)
+    ax.annotate("90.00%", (2, 0.9), xytext=(8, 6), textcoords="offset points", fontsize=8)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+    ax.legend(loc="best", frameon=False)
+    _style(ax)
+    bars = ax2.bar([0, 1], [3, 4])
+    ax2.bar_label(bars, labels=["3", "4"], fontsize=7)
+    ax2.text(0, 1, "7", fontsize=9, fontweight="bold", color="#b22222")
+    im = ax2.imshow(np.array([[np.nan, 0.5], [1.0, 0.0]], np.float32),
+                    cmap=matplotlib.colormaps["viridis"].with_extremes(bad="white"), extent=(0, 1, 0, 1))
+    fig.colorbar(im, ax=ax2).set_label("fraction")
+    _suptitle(fig, "warm-up")
+    fig.savefig(io.BytesIO(), format="png", dpi=100, facecolor="white")
 
 
 # --- logistic regression and ROC ---

@@ -8,6 +8,8 @@ from pathlib import Path
 from .train import (
     add_common_options,
     apply_overrides,
+    draw_figures,
+    figure_worker,
     load_data,
     prepare_out_dir,
     settings_dict,
@@ -52,10 +54,7 @@ def format_table(rows):
 
 
 def run(args) -> int:
-    import fastmnist
-
     from .. import models
-    from .._io import atomic_write_json, atomic_write_text
 
     names = [models._lookup(n.strip()) for n in args.models.split(",") if n.strip()]
     if not names:
@@ -78,6 +77,19 @@ def run(args) -> int:
         plan[name] = (base, recipe, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_out_dir(out, args.overwrite)
+    worker = figure_worker(args)  # imports matplotlib in another process while the data load
+    try:
+        return _run(args, names, plan, out, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _run(args, names, plan, out, worker) -> int:
+    import fastmnist
+
+    from .._io import atomic_write_json, atomic_write_text
+
     # one data set for all models: the first model's subsample sizes (the shared recipe has one)
     data, info = load_data(args, plan[names[0]][1])
     rows, settings, interrupted = {}, {}, False
@@ -103,14 +115,7 @@ def run(args) -> int:
                "results": {"models": rows},
                "fastmnist_version": fastmnist.__version__, "threads": fastmnist.get_num_threads()}
     atomic_write_json(out / "summary.json", summary, default=str)
-    figs = []
-    if not args.no_figures:
-        try:
-            from ..plots import write_run_figures
-
-            figs = write_run_figures(out)
-        except ImportError:
-            print("figures skipped: fastmnist.plots is not available")
+    figs = draw_figures(out, args, worker)
     print(table)
     print(f"run directory: {out}" + (f" ({len(figs)} figures)" if figs else ""))
     if interrupted:

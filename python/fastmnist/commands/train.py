@@ -235,9 +235,11 @@ def _label_counts(y):
 
 
 def train_model(name, recipe, data, args, out_dir: Path, options=None, command="train", log=None,
-                settings=None):
+                settings=None, figures=None):
     """Train ``name`` with ``recipe`` on ``data`` and write a full run directory in ``out_dir``
-    (every file atomically; summary.json last). Returns ``(results, history, trainer)``."""
+    (every file atomically; summary.json last). ``figures``: a ``FigureWorker`` that starts drawing
+    the figures of the files written first while the others are written. Returns
+    ``(results, history, trainer)``."""
     import fastmnist
 
     from .. import models
@@ -284,8 +286,12 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     hist.to_csv(out_dir / "history.csv")
     counts = {"train": _label_counts(y_fit), "val": _label_counts(y_val), "test": _label_counts(y_test)}
     atomic_write_json(out_dir / "label_counts.json", counts)
+    if figures is not None:
+        figures.submit(out_dir, only=FIGURES_OF_HISTORY)
     atomic_savez(out_dir / "predictions.npz", y_true=np.asarray(y_test, np.int64), y_pred=y_pred,
                  proba=proba, images=np.asarray(x_test, np.uint8), interrupted=np.bool_(hist.interrupted))
+    if figures is not None:
+        figures.submit(out_dir, only=FIGURES_OF_PREDICTIONS)
     interrupted = " (interrupted run)" if hist.interrupted else ""
     atomic_write_text(out_dir / "classification_report.txt",
                       f"{name}: classification report on {len(y_test)} test images{interrupted}\n\n{report}")
@@ -315,15 +321,35 @@ def train_model(name, recipe, data, args, out_dir: Path, options=None, command="
     return results, hist, report
 
 
-def draw_figures(out_dir, args):
+# the figures train_model has drawn as soon as their files are written: those of history.json and
+# label_counts.json, then those of predictions.npz (the rest when the run directory is complete)
+FIGURES_OF_HISTORY = ("training_curves.png", "label_distribution.png")
+FIGURES_OF_PREDICTIONS = ("confusion_matrix.png", "samples.png", "misclassified.png")
+
+
+def figure_worker(args):
+    """A ``FigureWorker`` to start before the data are read (None with --no-figures)."""
+    if args.no_figures:
+        return None
+    from .._figworker import FigureWorker
+
+    return FigureWorker()
+
+
+def draw_figures(out_dir, args, worker=None):
+    """Every figure of the run directory ``out_dir``: finished by ``worker`` (see ``figure_worker``)
+    when given, else drawn here."""
     if args.no_figures:
         return []
     try:
+        if worker is not None:
+            return worker.finish(out_dir)
         from ..plots import write_run_figures
+
+        return write_run_figures(out_dir)
     except ImportError:
         print("figures skipped: fastmnist.plots is not available")
         return []
-    return write_run_figures(out_dir)
 
 
 def run(args) -> int:
@@ -342,6 +368,15 @@ def run(args) -> int:
     models.make_loss(recipe)  # a bad --label-smoothing (or one with --loss mse) fails before any data is read
     out = Path(args.out) if args.out else default_out(name)
     prepare_out_dir(out, args.overwrite)
+    worker = figure_worker(args)  # imports matplotlib in another process while the data load
+    try:
+        return _run(args, name, base, recipe, overrides, options, out, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _run(args, name, base, recipe, overrides, options, out, worker) -> int:
     data, info = load_data(args, recipe)
     n_val = round(len(data[1]) * args.val_split) if args.val_split else 0
     over = ", ".join(f"{k}={v}" for k, v in overrides.items())
@@ -350,8 +385,9 @@ def run(args) -> int:
         print(f"data: {len(data[1]) - n_val} train / {n_val} val / {len(data[3])} test images "
               f"({info['source']}; test set: {info['test_source']})")
     settings = settings_dict(args, base, recipe, overrides, options, info)
-    results, _, report = train_model(name, recipe, data, args, out, options=options, settings=settings)
-    figs = draw_figures(out, args)
+    results, _, report = train_model(name, recipe, data, args, out, options=options, settings=settings,
+                                     figures=worker)
+    figs = draw_figures(out, args, worker)
     note = " (interrupted)" if results["interrupted"] else ""
     if not args.quiet:
         print(f"classification report ({len(data[3])} test images):\n{report}", end="")
