@@ -1,7 +1,7 @@
 // Blocked SGEMM (BLIS/GotoBLAS structure): op(B) is packed into NR-column panels of KC rows,
 // op(A) into MR-row panels, and a register-blocked micro-kernel computes one MR x NR tile of C
 // from one A panel and one B panel. The micro-kernel and packers are written once (gemm.inl) and
-// instantiated per ISA (AVX-512 8 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
+// instantiated per ISA (AVX-512 12 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
 // (dispatch.hpp) picks the current level's copy at run time, so the default build stays portable.
 #include "gemm.hpp"
 
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "activation.hpp"
 #include "common.hpp"
 
 namespace fm {
@@ -38,8 +39,9 @@ void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const f
 // ---------------------------------------------------------------------------------------------
 
 struct GemmKernels {
-  int mr, nr;
-  void (*ukr)(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool accumulate);
+  int mr, nr, kc;
+  // one panel: C tile (m <= mr rows, n <= nr cols) [+]= packed A panel x packed B panel
+  void (*panel)(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool accumulate);
   void (*pack_a)(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst);
   void (*pack_b)(bool tb, const float* B, int ldb, int k0, int kc, int j0, int n, float* dst);
   const char* name;
@@ -56,9 +58,8 @@ namespace fm {
 // driver
 // ---------------------------------------------------------------------------------------------
 
-constexpr int KC = 128;  // rows of a packed B panel (the KC x NR micro-panel stays in L1)
-constexpr int MC = 192;   // rows of packed A per block (multiple of 8, 6 and 4; the block stays in L2)
-constexpr int NC = 1024;  // columns of packed B per block (fits L2)
+constexpr int kMC = 96;    // rows of packed A per block (a multiple of every MR: 12, 8, 6, 4)
+constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2)
 
 // Per-thread packing buffers, grown on demand and kept between calls.
 static float* pack_buffer(int which, size_t n) {
@@ -77,79 +78,163 @@ static void scale_c(int M, int N, float beta, float* C, int ldc) {
   }
 }
 
-void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) {
-    if (beta != 1.f) scale_c(M, N, beta, C, ldc);
-    return;
+namespace {
+
+// One GEMM call: operands, the kernels of the current level and the K blocking (K split into
+// equal blocks of at most kr.kc, so that a last thin block does not pay a full C update).
+struct Gemm {
+  const GemmKernels& kr;
+  bool ta, tb;
+  int M, N, K;
+  float alpha;
+  const float* A;
+  int lda;
+  const float* B;
+  int ldb;
+  bool first_acc;  // C holds (beta-scaled) values to add to
+  float* C;
+  int ldc;
+  const float* bias;  // epilogue on the finished tile rows: C += bias[j], then relu
+  bool relu;
+  int kcs;  // K block
+
+  Gemm(const GemmKernels& k, bool ta_, bool tb_, int M_, int N_, int K_, float alpha_, const float* A_, int lda_,
+       const float* B_, int ldb_, bool acc, float* C_, int ldc_, const float* bias_ = nullptr, bool relu_ = false)
+      : kr(k), ta(ta_), tb(tb_), M(M_), N(N_), K(K_), alpha(alpha_), A(A_), lda(lda_), B(B_), ldb(ldb_),
+        first_acc(acc), C(C_), ldc(ldc_), bias(bias_), relu(relu_) {
+    const int nk = (K + kr.kc - 1) / kr.kc;
+    kcs = (K + nk - 1) / nk;
   }
-  const GemmKernels& kr = FM_PICK(kGemm);
-  note_kernel(Op::sgemm, kr.name);
-  const int MR = kr.mr, NR = kr.nr;
-  bool first_acc = beta != 0.f;
-  if (beta != 0.f && beta != 1.f) scale_c(M, N, beta, C, ldc);
-  const int nc_max = std::min(NC, (N + NR - 1) / NR * NR);
-  const int mc_max = std::min(MC, (M + MR - 1) / MR * MR);
-  const int kc_max = std::min(KC, K);
-  float* bp = pack_buffer(0, (size_t)nc_max * kc_max);
-  float* ap = pack_buffer(1, (size_t)mc_max * kc_max);
-  for (int jc = 0; jc < N; jc += NC) {
-    int nc = std::min(NC, N - jc);
-    for (int pc = 0; pc < K; pc += KC) {
-      int kc = std::min(KC, K - pc);
-      bool acc = pc > 0 || first_acc;
-      kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);
-      for (int ic = 0; ic < M; ic += MC) {
-        int mc = std::min(MC, M - ic);
-        kr.pack_a(ta, A, lda, ic, mc, pc, kc, alpha, ap);
-        for (int jr = 0; jr < nc; jr += NR) {
-          int nr = std::min(NR, nc - jr);
-          const float* bpanel = bp + (size_t)(jr / NR) * NR * kc;
-          for (int ir = 0; ir < mc; ir += MR) {
-            int mr = std::min(MR, mc - ir);
-            kr.ukr(kc, ap + (size_t)(ir / MR) * MR * kc, bpanel, C + (size_t)(ic + ir) * ldc + jc + jr,
-                  ldc, mr, nr, acc);
+  // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
+  size_t b_panel_floats(int ncols) const {
+    return (size_t)std::min(kNC, (ncols + kr.nr - 1) / kr.nr * kr.nr) * K;
+  }
+
+  // C[i0:i1, j0:j1] (i0 a multiple of MR rows from the top) on the calling thread. With nt > 1,
+  // op(B) is packed by the `nt` threads of the team into the shared `bp`, a block of kNC columns
+  // and all of K at once (NR-column panels split between the threads; one OpenMP barrier after
+  // packing and one before the next block overwrites it). nt == 1 packs one K block at a time,
+  // with no barrier, so a single thread may run this inside somebody else's parallel region.
+  void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
+    const int MR = kr.mr, NR = kr.nr;
+    float* ap = pack_buffer(1, (size_t)(std::min(kMC, i1 - i0) + MR) * kcs);
+    for (int jc = j0; jc < j1; jc += kNC) {
+      const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
+      if (nt > 1) {  // the team packs all of K for this block of columns, then computes
+        if (jc > j0) {
+#pragma omp barrier
+        }
+        int64_t pb, pe;
+        split_range(ncp / NR, tid, nt, pb, pe);
+        if (pb < pe)
+          for (int pc = 0; pc < K; pc += kcs)
+            kr.pack_b(tb, B, ldb, pc, std::min(kcs, K - pc), jc + int(pb) * NR,
+                      std::min(nc, int(pe) * NR) - int(pb) * NR, bp + (size_t)pc * ncp + (size_t)pb * NR * std::min(kcs, K - pc));
+#pragma omp barrier
+      }
+      for (int pc = 0; pc < K; pc += kcs) {
+        const int kc = std::min(kcs, K - pc);
+        const bool acc = pc > 0 || first_acc;
+        const float* bblock = bp + (nt > 1 ? (size_t)pc * ncp : 0);
+        if (nt == 1) kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
+        for (int ic = i0; ic < i1; ic += kMC) {
+          const int mc = std::min(kMC, i1 - ic);
+          kr.pack_a(ta, A, lda, ic, mc, pc, kc, alpha, ap);
+          for (int jr = 0; jr < nc; jr += NR) {
+            const int nr = std::min(NR, nc - jr);
+            const float* bpanel = bblock + (size_t)jr * kc;
+            float* cblock = C + (size_t)ic * ldc + jc + jr;
+            for (int ir = 0; ir < mc; ir += MR)
+              kr.panel(kc, ap + (size_t)ir * kc, bpanel, cblock + (size_t)ir * ldc, ldc, std::min(MR, mc - ir), nr, acc);
           }
         }
       }
     }
+    if (bias || relu)
+      for (int i = i0; i < i1; ++i) bias_relu_rows(1, j1 - j0, bias ? bias + j0 : nullptr, C + (size_t)i * ldc + j0, relu);
   }
-}
+};
 
-void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-                    const float* B, int ldb, float beta, float* C, int ldc) {
+// sgemm on the OpenMP threads. Rows of C are split between the threads (in whole MR panels) and
+// the packed B panel is shared: each thread packs its share, so nothing is packed twice. When C
+// has too few rows for that, its columns are split instead and each thread packs the (small) A
+// itself. Every element of C is the same sequence of operations whatever the split.
+void gemm_parallel(const Gemm& g) {
   int nt = max_threads();
 #ifdef _OPENMP
   if (omp_in_parallel()) nt = 1;
 #endif
-  double work = (double)M * N * K;
-  if (nt <= 1 || work < 2e5 || M <= 0 || N <= 0) {
-    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int MR = g.kr.mr, NR = g.kr.nr;
+  const int row_panels = (g.M + MR - 1) / MR, col_panels = (g.N + NR - 1) / NR;
+  if ((double)g.M * g.N * g.K < 2e5) nt = 1;
+  if (nt <= 1) {
+    g.run(0, g.M, 0, g.N, 0, 1, pack_buffer(0, g.b_panel_floats(g.N)));
+    return;
+  }
+  const bool split_rows = row_panels >= 2 * nt || row_panels >= col_panels;
+  if (split_rows) {
+    nt = std::min(nt, row_panels);
+    float* bp = pack_buffer(0, g.b_panel_floats(g.N));  // the calling thread's, shared by the team
+#pragma omp parallel num_threads(nt)
+    {
+      int64_t b, e;
+      split_range(row_panels, thread_id(), num_threads(), b, e);
+      g.run(std::min(g.M, int(b) * MR), std::min(g.M, int(e) * MR), 0, g.N, thread_id(), num_threads(), bp);
+    }
+  } else {
+    nt = std::min(nt, col_panels);
+#pragma omp parallel num_threads(nt)
+    {
+      int64_t b, e;
+      split_range(col_panels, thread_id(), num_threads(), b, e);
+      const int lo = int(b) * NR, hi = std::min(g.N, int(e) * NR);
+      if (lo < hi) g.run(0, g.M, lo, hi, 0, 1, pack_buffer(0, g.b_panel_floats(hi - lo)));
+    }
+  }
+}
+
+bool trivial(int M, int N, int K, float alpha, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return true;
+  if (K <= 0 || alpha == 0.f) {
+    if (beta != 1.f) scale_c(M, N, beta, C, ldc);
+    return true;
+  }
+  if (beta != 0.f && beta != 1.f) scale_c(M, N, beta, C, ldc);
+  return false;
+}
+
+}  // namespace
+
+void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+  if (trivial(M, N, K, alpha, beta, C, ldc)) return;
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.name);
+  const Gemm g(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta != 0.f, C, ldc);
+  g.run(0, M, 0, N, 0, 1, pack_buffer(0, g.b_panel_floats(N)));
+}
+
+void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc) {
+  if (trivial(M, N, K, alpha, beta, C, ldc)) return;
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.name);
+  gemm_parallel(Gemm(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta != 0.f, C, ldc));
+}
+
+void sgemm_bias_relu(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                     const float* bias, bool relu, float* C, int ldc, bool parallel) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    scale_c(M, N, 0.f, C, ldc);
+    for (int i = 0; i < M; ++i) bias_relu_rows(1, N, bias, C + (size_t)i * ldc, relu);
     return;
   }
   const GemmKernels& kr = FM_PICK(kGemm);
-  // Split the larger dimension of C into per-thread blocks aligned to the register tile.
-  bool split_n = (N / kr.nr) >= (M / kr.mr);
-  int unit = split_n ? kr.nr : kr.mr;
-  int total = split_n ? N : M;
-  int units = (total + unit - 1) / unit;
-  if (units < nt) nt = std::max(1, units);
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t b, e;
-    split_range(units, thread_id(), num_threads(), b, e);
-    int lo = int(b) * unit, hi = std::min(total, int(e) * unit);
-    if (lo < hi) {
-      if (split_n) {
-        const float* Bs = tb ? B + (size_t)lo * ldb : B + lo;
-        sgemm(ta, tb, M, hi - lo, K, alpha, A, lda, Bs, ldb, beta, C + lo, ldc);
-      } else {
-        const float* As = ta ? A + lo : A + (size_t)lo * lda;
-        sgemm(ta, tb, hi - lo, N, K, alpha, As, lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
-      }
-    }
-  }
+  note_kernel(Op::sgemm, kr.name);
+  const Gemm g(kr, ta, tb, M, N, K, 1.f, A, lda, B, ldb, false, C, ldc, bias, relu);
+  if (parallel) gemm_parallel(g);
+  else g.run(0, M, 0, N, 0, 1, pack_buffer(0, g.b_panel_floats(N)));
 }
 
 }  // namespace fm

@@ -1,18 +1,34 @@
 // SGEMM kernels, written once against the SIMD traits `S` and instantiated per ISA by
 // simd/instantiate.hpp (see gemm.cpp for the driver). Register tile MR x NR with NR = NV * S::W:
-// AVX-512 8 x 32, AVX2 6 x 16, NEON 8 x 8, generic 4 x 16 (auto-vectorised scalar lanes).
+// AVX-512 12 x 32, AVX2 6 x 16, NEON 8 x 8, generic 4 x 16 (auto-vectorised scalar lanes). A last
+// panel of fewer rows runs a shorter copy of the same kernel (rows_for), so a 64-row problem on
+// AVX-512 costs 5 x 12 + 4 rows, not 6 x 12.
 
-constexpr int MR = FM_ISA_LEVEL == 3 ? 8 : FM_ISA_LEVEL == 2 ? 6 : FM_ISA_LEVEL == 1 ? 8 : 4;
+constexpr int MR = FM_ISA_LEVEL == 3 ? 12 : FM_ISA_LEVEL == 2 ? 6 : FM_ISA_LEVEL == 1 ? 8 : 4;
 constexpr int NV = FM_ISA_LEVEL == 0 ? 16 : 2;
 constexpr int NR = NV * S::W;
+// depth of a packed panel: the KC x NR B micro-panel and the KC x MR A micro-panel share L1
+constexpr int KC = FM_ISA_LEVEL == 3 ? 192 : 256;
 
-// C tile (m <= MR rows, n <= NR cols, row stride ldc) = [C +] Apanel * Bpanel.
-// Apanel: kc x MR (k-major, MR contiguous), Bpanel: kc x NR (k-major, NR contiguous).
+// Rows of the kernel that computes a panel of m <= MR rows: 4, 8 or MR.
+static inline int rows_for(int m) { return m <= 4 && MR > 4 ? 4 : m <= 8 && MR > 8 ? 8 : MR; }
+
+// C tile (m <= R rows, n <= NR cols, row stride ldc) = [C +] Apanel * Bpanel.
+// Apanel: kc x R (k-major, R contiguous), Bpanel: kc x NR (k-major, NR contiguous). Every element
+// is the same sequence of fma over k whatever R, so the result does not depend on the tiling.
+template <int R>
 static void gemm_ukr(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool acc) {
   using V = typename S::V;
-  V c[MR][NV];
+  // the C tile is read (acc) and written once at the end: start its lines on their way now
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < R; ++i)
+    if (i < m) {
+      __builtin_prefetch(C + (size_t)i * ldc, 1, 3);
+      __builtin_prefetch(C + (size_t)i * ldc + (n - 1), 1, 3);
+    }
+  V c[R][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 16
     for (int j = 0; j < NV; ++j) c[i][j] = S::zero();
 #pragma GCC unroll 2
@@ -21,16 +37,16 @@ static void gemm_ukr(int kc, const float* A, const float* B, float* C, int ldc, 
 #pragma GCC unroll 16
     for (int j = 0; j < NV; ++j) b[j] = S::load(B + j * S::W);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < R; ++i) {
       const V a = S::set1(A[i]);
 #pragma GCC unroll 16
       for (int j = 0; j < NV; ++j) c[i][j] = S::fma(a, b[j], c[i][j]);
     }
-    A += MR;
+    A += R;
     B += NR;
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
+  for (int i = 0; i < R; ++i) {
     if (i >= m) break;
     float* row = C + (size_t)i * ldc;
 #pragma GCC unroll 16
@@ -45,41 +61,53 @@ static void gemm_ukr(int kc, const float* A, const float* B, float* C, int ldc, 
   }
 }
 
-// op(A)[i0:i0+m, k0:k0+kc] * alpha -> MR-row panels (zero-padded to a multiple of MR rows).
+// One panel of m <= MR rows, through the kernel of rows_for(m) rows.
+static void gemm_panel(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool acc) {
+  if (MR > 4 && m <= 4) gemm_ukr<(MR > 4 ? 4 : MR)>(kc, A, B, C, ldc, m, n, acc);
+  else if (MR > 8 && m <= 8) gemm_ukr<(MR > 8 ? 8 : MR)>(kc, A, B, C, ldc, m, n, acc);
+  else gemm_ukr<MR>(kc, A, B, C, ldc, m, n, acc);
+}
+
+// op(A)[i0:i0+m, k0:k0+kc] * alpha -> panels of MR rows, k-major; the last panel, of mr < MR rows,
+// holds rows_for(mr) rows (zero-padded). Panel p starts at dst + p * MR * kc.
 static void gemm_pack_a(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst) {
   for (int ip = 0; ip < m; ip += MR) {
     const int mr = m - ip < MR ? m - ip : MR;
-    if (!ta && MR <= S::W && S::W > 1) {
+    const int R = rows_for(mr);
+    if (!ta && S::W > 1) {
       // rows of A -> k-major panel: W x W blocks transposed in registers (rows >= mr are zero)
       using V = typename S::V;
       const V va = S::set1(alpha);
       for (int kb = 0; kb < kc; kb += S::W) {
         const int kn = kc - kb < S::W ? kc - kb : S::W;
-        V r[S::W];
+        for (int rb = 0; rb < R; rb += S::W) {  // MR > W (NEON 8 rows of 4 lanes): W rows at a time
+          const int rn = R - rb < S::W ? R - rb : S::W;
+          V r[S::W];
 #pragma GCC unroll 16
-        for (int i = 0; i < S::W; ++i)
-          r[i] = i < mr ? S::mul(va, S::load_n(A + (size_t)(i0 + ip + i) * lda + k0 + kb, kn)) : S::zero();
-        S::transpose(r);
-        for (int k = 0; k < kn; ++k) {
-          if (MR == S::W) S::store(dst + (size_t)(kb + k) * MR, r[k]);
-          else S::store_n(dst + (size_t)(kb + k) * MR, r[k], MR);
+          for (int i = 0; i < S::W; ++i)
+            r[i] = rb + i < mr ? S::mul(va, S::load_n(A + (size_t)(i0 + ip + rb + i) * lda + k0 + kb, kn)) : S::zero();
+          S::transpose(r);
+          for (int k = 0; k < kn; ++k) {
+            if (rn == S::W) S::store(dst + (size_t)(kb + k) * R + rb, r[k]);
+            else S::store_n(dst + (size_t)(kb + k) * R + rb, r[k], rn);
+          }
         }
       }
     } else if (!ta) {
-      for (int i = 0; i < MR; ++i) {
+      for (int i = 0; i < R; ++i) {
         if (i < mr) {
           const float* src = A + (size_t)(i0 + ip + i) * lda + k0;
-          for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = alpha * src[k];
+          for (int k = 0; k < kc; ++k) dst[(size_t)k * R + i] = alpha * src[k];
         } else {
-          for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + i] = 0.f;
+          for (int k = 0; k < kc; ++k) dst[(size_t)k * R + i] = 0.f;
         }
       }
     } else {
       for (int k = 0; k < kc; ++k) {
         const float* src = A + (size_t)(k0 + k) * lda + i0 + ip;
-        float* d = dst + (size_t)k * MR;
+        float* d = dst + (size_t)k * R;
         for (int i = 0; i < mr; ++i) d[i] = alpha * src[i];
-        for (int i = mr; i < MR; ++i) d[i] = 0.f;
+        for (int i = mr; i < R; ++i) d[i] = 0.f;
       }
     }
     dst += (size_t)MR * kc;
@@ -131,6 +159,6 @@ static void gemm_pack_b(bool tb, const float* B, int ldb, int k0, int kc, int j0
   }
 }
 
-const GemmKernels kGemm{MR, NR, &gemm_ukr, &gemm_pack_a, &gemm_pack_b,
-                        FM_ISA_LEVEL == 3 ? "avx512 8x32" : FM_ISA_LEVEL == 2 ? "avx2 6x16"
+const GemmKernels kGemm{MR, NR, KC, &gemm_panel, &gemm_pack_a, &gemm_pack_b,
+                        FM_ISA_LEVEL == 3 ? "avx512 12x32" : FM_ISA_LEVEL == 2 ? "avx2 6x16"
                                           : FM_ISA_LEVEL == 1 ? "neon 8x8" : "generic 4x16"};
