@@ -40,8 +40,9 @@ void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const f
 
 struct GemmKernels {
   int mr, nr, kc;
-  // one panel: C tile (m <= mr rows, n <= nr cols) [+]= packed A panel x packed B panel
-  void (*panel)(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool accumulate);
+  // one panel: C tile (m <= mr rows, n <= nr cols) [+]= packed A panel x B panel (kc rows of nr,
+  // ldb apart: packed, or in place)
+  void (*panel)(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool accumulate);
   void (*pack_a)(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst);
   void (*pack_b)(bool tb, const float* B, int ldb, int k0, int kc, int j0, int n, float* dst);
   const char* name;
@@ -60,6 +61,9 @@ namespace fm {
 
 constexpr int kMC = 96;    // rows of packed A per block (a multiple of every MR: 12, 8, 6, 4)
 constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2)
+// op(B) = B (not transposed) is read in place, not packed, when C has at most this many rows: each
+// B panel then serves few A panels, and copying it cost more than it saved (linear's backward)
+constexpr int kDirectBMaxRows = 256;
 
 // Per-thread packing buffers, grown on demand and kept between calls.
 static float* pack_buffer(int which, size_t n) {
@@ -96,7 +100,8 @@ struct Gemm {
   int ldc;
   const float* bias;  // epilogue on the finished tile rows: C += bias[j], then relu
   bool relu;
-  int kcs;  // K block
+  int kcs;        // K block
+  bool direct_b;  // full NR-column panels of B read in place (row stride ldb); only edges packed
 
   Gemm(const GemmKernels& k, bool ta_, bool tb_, int M_, int N_, int K_, float alpha_, const float* A_, int lda_,
        const float* B_, int ldb_, bool acc, float* C_, int ldc_, const float* bias_ = nullptr, bool relu_ = false)
@@ -104,13 +109,14 @@ struct Gemm {
         first_acc(acc), C(C_), ldc(ldc_), bias(bias_), relu(relu_) {
     const int nk = (K + kr.kc - 1) / kr.kc;
     kcs = (K + nk - 1) / nk;
+    direct_b = !tb && M <= kDirectBMaxRows;
   }
   // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
   size_t b_panel_floats(int ncols) const {
     return (size_t)std::min(kNC, (ncols + kr.nr - 1) / kr.nr * kr.nr) * K;
   }
 
-  // C[i0:i1, j0:j1] (i0 a multiple of MR rows from the top) on the calling thread. With nt > 1,
+  // C[i0:i1, j0:j1] on the calling thread. With nt > 1,
   // op(B) is packed by the `nt` threads of the team into the shared `bp`, a block of kNC columns
   // and all of K at once (NR-column panels split between the threads; one OpenMP barrier after
   // packing and one before the next block overwrites it). nt == 1 packs one K block at a time,
@@ -120,7 +126,7 @@ struct Gemm {
     float* ap = pack_buffer(1, (size_t)(std::min(kMC, i1 - i0) + MR) * kcs);
     for (int jc = j0; jc < j1; jc += kNC) {
       const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
-      if (nt > 1) {  // the team packs all of K for this block of columns, then computes
+      if (nt > 1 && !direct_b) {  // the team packs all of K for this block of columns, then computes
         if (jc > j0) {
 #pragma omp barrier
         }
@@ -132,20 +138,27 @@ struct Gemm {
                       std::min(nc, int(pe) * NR) - int(pb) * NR, bp + (size_t)pc * ncp + (size_t)pb * NR * std::min(kcs, K - pc));
 #pragma omp barrier
       }
+      const int full = direct_b ? nc / NR * NR : 0;  // columns read in place
       for (int pc = 0; pc < K; pc += kcs) {
         const int kc = std::min(kcs, K - pc);
         const bool acc = pc > 0 || first_acc;
-        const float* bblock = bp + (nt > 1 ? (size_t)pc * ncp : 0);
-        if (nt == 1) kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
+        const float* bblock = bp + (nt > 1 && !direct_b ? (size_t)pc * ncp : 0);
+        if (direct_b) {  // only a last partial panel is packed, on each thread (no team, no barrier)
+          if (full < nc) kr.pack_b(tb, B, ldb, pc, kc, jc + full, nc - full, bp);
+        } else if (nt == 1) {
+          kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
+        }
         for (int ic = i0; ic < i1; ic += kMC) {
           const int mc = std::min(kMC, i1 - ic);
           kr.pack_a(ta, A, lda, ic, mc, pc, kc, alpha, ap);
           for (int jr = 0; jr < nc; jr += NR) {
             const int nr = std::min(NR, nc - jr);
-            const float* bpanel = bblock + (size_t)jr * kc;
+            const bool inplace = jr < full;
+            const float* bpanel = inplace ? B + (size_t)pc * ldb + jc + jr : bblock + (size_t)(jr - full) * kc;
             float* cblock = C + (size_t)ic * ldc + jc + jr;
             for (int ir = 0; ir < mc; ir += MR)
-              kr.panel(kc, ap + (size_t)ir * kc, bpanel, cblock + (size_t)ir * ldc, ldc, std::min(MR, mc - ir), nr, acc);
+              kr.panel(kc, ap + (size_t)ir * kc, bpanel, inplace ? ldb : NR, cblock + (size_t)ir * ldc, ldc,
+                       std::min(MR, mc - ir), nr, acc);
           }
         }
       }
@@ -155,7 +168,7 @@ struct Gemm {
   }
 };
 
-// sgemm on the OpenMP threads. Rows of C are split between the threads (in whole MR panels) and
+// sgemm on the OpenMP threads. Rows of C are split between the threads (in units of 4 rows) and
 // the packed B panel is shared: each thread packs its share, so nothing is packed twice. When C
 // has too few rows for that, its columns are split instead and each thread packs the (small) A
 // itself. Every element of C is the same sequence of operations whatever the split.
@@ -177,9 +190,13 @@ void gemm_parallel(const Gemm& g) {
     float* bp = pack_buffer(0, g.b_panel_floats(g.N));  // the calling thread's, shared by the team
 #pragma omp parallel num_threads(nt)
     {
+      // rows in units of 4 (the shortest kernel): 64 rows on 2 threads are 12 + 12 + 8 each, where
+      // whole 12-row panels would give one thread 36 rows and the other 28
       int64_t b, e;
-      split_range(row_panels, thread_id(), num_threads(), b, e);
-      g.run(std::min(g.M, int(b) * MR), std::min(g.M, int(e) * MR), 0, g.N, thread_id(), num_threads(), bp);
+      split_range((g.M + 3) / 4, thread_id(), num_threads(), b, e);
+      // B read in place: only each thread's own edge panel is packed, in its own buffer
+      float* tbp = g.direct_b ? pack_buffer(0, (size_t)g.kcs * NR) : bp;
+      g.run(std::min(g.M, int(b) * 4), std::min(g.M, int(e) * 4), 0, g.N, thread_id(), num_threads(), tbp);
     }
   } else {
     nt = std::min(nt, col_panels);
@@ -221,6 +238,18 @@ void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const fl
   note_kernel(Op::sgemm, kr.name);
   gemm_parallel(Gemm(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta != 0.f, C, ldc));
 }
+
+void sgemm_columns(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc, int j0, int j1) {
+  j0 = std::max(j0, 0), j1 = std::min(j1, N);
+  if (j0 >= j1 || trivial(M, j1 - j0, K, alpha, beta, C + j0, ldc)) return;
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.name);
+  const Gemm g(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta != 0.f, C, ldc);
+  g.run(0, M, j0, j1, 0, 1, pack_buffer(0, g.b_panel_floats(j1 - j0)));
+}
+
+int sgemm_column_unit() { return FM_PICK(kGemm).nr; }
 
 void sgemm_bias_relu(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
                      const float* bias, bool relu, float* C, int ldc, bool parallel) {

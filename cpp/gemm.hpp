@@ -23,6 +23,13 @@ void sgemm_parallel(bool trans_a, bool trans_b, int M, int N, int K, float alpha
 void sgemm_bias_relu(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B,
                      int ldb, const float* bias, bool relu, float* C, int ldc, bool parallel);
 
+// C[:, j0:j1] of sgemm(...) on the calling thread only (safe inside an OpenMP region): for
+// callers that split one or more GEMMs between their threads by columns, without barriers.
+// Column ranges that start at multiples of sgemm_column_unit() waste no packed columns.
+void sgemm_columns(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc, int j0, int j1);
+int sgemm_column_unit();
+
 // Plain triple loop, kept for tests.
 void sgemm_reference(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                      int lda, const float* B, int ldb, float beta, float* C, int ldc);

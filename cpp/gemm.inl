@@ -14,10 +14,11 @@ constexpr int KC = FM_ISA_LEVEL == 3 ? 192 : 256;
 static inline int rows_for(int m) { return m <= 4 && MR > 4 ? 4 : m <= 8 && MR > 8 ? 8 : MR; }
 
 // C tile (m <= R rows, n <= NR cols, row stride ldc) = [C +] Apanel * Bpanel.
-// Apanel: kc x R (k-major, R contiguous), Bpanel: kc x NR (k-major, NR contiguous). Every element
+// Apanel: kc x R (k-major, R contiguous), Bpanel: kc rows of NR floats, ldb apart (NR when packed,
+// B's own row stride when read in place). Every element
 // is the same sequence of fma over k whatever R, so the result does not depend on the tiling.
 template <int R>
-static void gemm_ukr(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool acc) {
+static void gemm_ukr(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool acc) {
   using V = typename S::V;
   // the C tile is read (acc) and written once at the end: start its lines on their way now
 #pragma GCC unroll 16
@@ -43,7 +44,7 @@ static void gemm_ukr(int kc, const float* A, const float* B, float* C, int ldc, 
       for (int j = 0; j < NV; ++j) c[i][j] = S::fma(a, b[j], c[i][j]);
     }
     A += R;
-    B += NR;
+    B += ldb;
   }
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
@@ -62,10 +63,10 @@ static void gemm_ukr(int kc, const float* A, const float* B, float* C, int ldc, 
 }
 
 // One panel of m <= MR rows, through the kernel of rows_for(m) rows.
-static void gemm_panel(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool acc) {
-  if (MR > 4 && m <= 4) gemm_ukr<(MR > 4 ? 4 : MR)>(kc, A, B, C, ldc, m, n, acc);
-  else if (MR > 8 && m <= 8) gemm_ukr<(MR > 8 ? 8 : MR)>(kc, A, B, C, ldc, m, n, acc);
-  else gemm_ukr<MR>(kc, A, B, C, ldc, m, n, acc);
+static void gemm_panel(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool acc) {
+  if (MR > 4 && m <= 4) gemm_ukr<(MR > 4 ? 4 : MR)>(kc, A, B, ldb, C, ldc, m, n, acc);
+  else if (MR > 8 && m <= 8) gemm_ukr<(MR > 8 ? 8 : MR)>(kc, A, B, ldb, C, ldc, m, n, acc);
+  else gemm_ukr<MR>(kc, A, B, ldb, C, ldc, m, n, acc);
 }
 
 // op(A)[i0:i0+m, k0:k0+kc] * alpha -> panels of MR rows, k-major; the last panel, of mr < MR rows,
