@@ -45,6 +45,10 @@ struct GemmKernels {
   void (*panel)(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool accumulate);
   void (*pack_a)(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst);
   void (*pack_b)(bool tb, const float* B, int ldb, int k0, int kc, int j0, int n, float* dst);
+  // C = A B^T as dot products (gemm.inl: gemm_dot), tiles of dm x dn
+  int dm, dn;
+  void (*dot)(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, int i0, int i1, int j0,
+              int j1, const float* bias, bool relu);
   const char* name;
 };
 
@@ -184,7 +188,9 @@ void gemm_parallel(const Gemm& g) {
     g.run(0, g.M, 0, g.N, 0, 1, pack_buffer(0, g.b_panel_floats(g.N)));
     return;
   }
-  const bool split_rows = row_panels >= 2 * nt || row_panels >= col_panels;
+  // Splitting columns packs all of A on every thread but needs no barrier and no B panel crossing
+  // between cores: the better choice when A is at most half the size of B (64 rows x 256 columns).
+  const bool split_rows = row_panels >= 2 * nt && (2 * (int64_t)g.M > g.N || col_panels < 2 * nt);
   if (split_rows) {
     nt = std::min(nt, row_panels);
     float* bp = pack_buffer(0, g.b_panel_floats(g.N));  // the calling thread's, shared by the team
@@ -250,6 +256,30 @@ void sgemm_columns(bool ta, bool tb, int M, int N, int K, float alpha, const flo
 }
 
 int sgemm_column_unit() { return FM_PICK(kGemm).nr; }
+
+bool sgemm_abt_bias_relu(int M, int N, int K, const float* A, int lda, const float* B, int ldb, const float* bias,
+                         bool relu, float* C, int ldc, bool parallel) {
+  if (isa() == Isa::generic || M <= 0 || N <= 0 || K <= 0) return false;  // one lane: the blocked GEMM is faster
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.name);
+  int nt = parallel ? max_threads() : 1;
+#ifdef _OPENMP
+  if (omp_in_parallel()) nt = 1;
+#endif
+  const int tiles = (N + kr.dn - 1) / kr.dn;  // the threads split the rows of B (C's columns)
+  nt = std::min(nt, tiles);
+  if (nt <= 1) {
+    kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, 0, N, bias, relu);
+    return true;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t b, e;
+    split_range(tiles, thread_id(), num_threads(), b, e);
+    if (b < e) kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, int(b) * kr.dn, std::min(N, int(e) * kr.dn), bias, relu);
+  }
+  return true;
+}
 
 void sgemm_bias_relu(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
                      const float* bias, bool relu, float* C, int ldc, bool parallel) {
