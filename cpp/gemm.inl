@@ -72,10 +72,22 @@ static void gemm_panel(int kc, const float* A, const float* B, int ldb, float* C
 // op(A)[i0:i0+m, k0:k0+kc] * alpha -> panels of MR rows, k-major; the last panel, of mr < MR rows,
 // holds rows_for(mr) rows (zero-padded). Panel p starts at dst + p * MR * kc.
 static void gemm_pack_a(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst) {
+  if (ta) {  // A^T stored K x M: row by row, in its own order
+    for (int k = 0; k < kc; ++k) {
+      const float* src = A + (size_t)(k0 + k) * lda + i0;
+      for (int ip = 0; ip < m; ip += MR) {
+        const int mr = m - ip < MR ? m - ip : MR, R = rows_for(mr);
+        float* d = dst + (size_t)ip * kc + (size_t)k * R;
+        for (int i = 0; i < mr; ++i) d[i] = alpha * src[ip + i];
+        for (int i = mr; i < R; ++i) d[i] = 0.f;
+      }
+    }
+    return;
+  }
   for (int ip = 0; ip < m; ip += MR) {
     const int mr = m - ip < MR ? m - ip : MR;
     const int R = rows_for(mr);
-    if (!ta && S::W > 1) {
+    if (S::W > 1) {
       // rows of A -> k-major panel: W x W blocks transposed in registers (rows >= mr are zero)
       using V = typename S::V;
       const V va = S::set1(alpha);
@@ -94,7 +106,7 @@ static void gemm_pack_a(bool ta, const float* A, int lda, int i0, int m, int k0,
           }
         }
       }
-    } else if (!ta) {
+    } else {
       for (int i = 0; i < R; ++i) {
         if (i < mr) {
           const float* src = A + (size_t)(i0 + ip + i) * lda + k0;
@@ -103,13 +115,6 @@ static void gemm_pack_a(bool ta, const float* A, int lda, int i0, int m, int k0,
           for (int k = 0; k < kc; ++k) dst[(size_t)k * R + i] = 0.f;
         }
       }
-    } else {
-      for (int k = 0; k < kc; ++k) {
-        const float* src = A + (size_t)(k0 + k) * lda + i0 + ip;
-        float* d = dst + (size_t)k * R;
-        for (int i = 0; i < mr; ++i) d[i] = alpha * src[i];
-        for (int i = mr; i < R; ++i) d[i] = 0.f;
-      }
     }
     dst += (size_t)MR * kc;
   }
@@ -117,20 +122,36 @@ static void gemm_pack_a(bool ta, const float* A, int lda, int i0, int m, int k0,
 
 // op(B)[k0:k0+kc, j0:j0+n] -> NR-column panels (zero-padded to a multiple of NR columns).
 static void gemm_pack_b(bool tb, const float* B, int ldb, int k0, int kc, int j0, int n, float* dst) {
+  if (!tb) {
+    // Row by row over groups of 256 columns: B is read in runs of 1 KB and written to a few panels
+    // at a time (a whole panel at a time would walk a page per row, a whole row to every panel).
+    using V = typename S::V;
+    constexpr int G = NR >= 256 ? 1 : 256 / NR;  // panels per group
+    const size_t panel = (size_t)NR * kc;
+    for (int g0 = 0; g0 < n; g0 += G * NR) {
+      const int g1 = n - g0 < G * NR ? n : g0 + G * NR;
+      float* dg = dst + (size_t)(g0 / NR) * panel;
+      for (int k = 0; k < kc; ++k) {
+        const float* src = B + (size_t)(k0 + k) * ldb + j0;
+        float* d = dg + (size_t)k * NR;
+        int jp = g0;
+        for (; jp + NR <= g1; jp += NR, d += panel)
+#pragma GCC unroll 16
+          for (int h = 0; h < NV; ++h) S::store(d + h * S::W, S::load(src + jp + h * S::W));
+        if (jp < g1)
+#pragma GCC unroll 16
+          for (int h = 0; h < NV; ++h) {
+            const int cols = g1 - jp - h * S::W;
+            const V v = cols >= S::W ? S::load(src + jp + h * S::W) : cols > 0 ? S::load_n(src + jp + h * S::W, cols) : S::zero();
+            S::store(d + h * S::W, v);
+          }
+      }
+    }
+    return;
+  }
   for (int jp = 0; jp < n; jp += NR) {
     const int nr = n - jp < NR ? n - jp : NR;
-    if (!tb) {
-      for (int k = 0; k < kc; ++k) {
-        const float* src = B + (size_t)(k0 + k) * ldb + j0 + jp;
-        float* d = dst + (size_t)k * NR;
-        if (nr == NR)
-          for (int j = 0; j < NR; ++j) d[j] = src[j];
-        else {
-          for (int j = 0; j < nr; ++j) d[j] = src[j];
-          for (int j = nr; j < NR; ++j) d[j] = 0.f;
-        }
-      }
-    } else if (S::W > 1) {
+    if (S::W > 1) {
       // B^T: NR rows of B (each kc long) -> k-major panel, W x W blocks transposed in registers
       using V = typename S::V;
       for (int kb = 0; kb < kc; kb += S::W) {
