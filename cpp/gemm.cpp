@@ -40,6 +40,10 @@ void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const f
 
 struct GemmKernels {
   int mr, nr, kc;
+  // op(B) = B (not transposed) is read in place, not packed, when C has at most this many rows:
+  // each B panel then serves few A panels, and copying it cost more than it saved (linear's
+  // backward; measured: 256 rows with 32-column panels, 128 with 16)
+  int direct_b_max_rows;
   // one panel: C tile (m <= mr rows, n <= nr cols) [+]= packed A panel x B panel (kc rows of nr,
   // ldb apart: packed, or in place)
   void (*panel)(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool accumulate);
@@ -65,9 +69,6 @@ namespace fm {
 
 constexpr int kMC = 96;    // rows of packed A per block (a multiple of every MR: 12, 8, 6, 4)
 constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2)
-// op(B) = B (not transposed) is read in place, not packed, when C has at most this many rows: each
-// B panel then serves few A panels, and copying it cost more than it saved (linear's backward)
-constexpr int kDirectBMaxRows = 256;
 
 // Per-thread packing buffers, grown on demand and kept between calls.
 static float* pack_buffer(int which, size_t n) {
@@ -113,7 +114,7 @@ struct Gemm {
         first_acc(acc), C(C_), ldc(ldc_), bias(bias_), relu(relu_) {
     const int nk = (K + kr.kc - 1) / kr.kc;
     kcs = (K + nk - 1) / nk;
-    direct_b = !tb && M <= kDirectBMaxRows;
+    direct_b = !tb && M <= kr.direct_b_max_rows;
   }
   // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
   size_t b_panel_floats(int ncols) const {
