@@ -54,6 +54,7 @@ struct GemmKernels {
   void (*dot)(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, int i0, int i1, int j0,
               int j1, const float* bias, bool relu);
   const char* name;
+  const char* dot_name;
 };
 
 }  // namespace fm
@@ -262,7 +263,7 @@ bool sgemm_abt_bias_relu(int M, int N, int K, const float* A, int lda, const flo
                          bool relu, float* C, int ldc, bool parallel) {
   if (isa() == Isa::generic || M <= 0 || N <= 0 || K <= 0) return false;  // one lane: the blocked GEMM is faster
   const GemmKernels& kr = FM_PICK(kGemm);
-  note_kernel(Op::sgemm, kr.name);
+  note_kernel(Op::sgemm, kr.dot_name);
   int nt = parallel ? max_threads() : 1;
 #ifdef _OPENMP
   if (omp_in_parallel()) nt = 1;

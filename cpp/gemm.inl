@@ -248,4 +248,6 @@ static void gemm_dot(int K, const float* A, int lda, const float* B, int ldb, fl
 
 const GemmKernels kGemm{MR, NR, KC, NR >= 32 ? 256 : 128, &gemm_panel, &gemm_pack_a, &gemm_pack_b, DM, DN, &gemm_dot,
                         FM_ISA_LEVEL == 3 ? "avx512 12x32" : FM_ISA_LEVEL == 2 ? "avx2 6x16"
-                                          : FM_ISA_LEVEL == 1 ? "neon 8x8" : "generic 4x16"};
+                                          : FM_ISA_LEVEL == 1 ? "neon 8x8" : "generic 4x16",
+                        FM_ISA_LEVEL == 3 ? "avx512 dot 4x6" : FM_ISA_LEVEL == 2 ? "avx2 dot 3x4"
+                                          : FM_ISA_LEVEL == 1 ? "neon dot 4x6" : "generic dot 4x6"};
