@@ -3,6 +3,11 @@
 // from one A panel and one B panel. The micro-kernel and packers are written once (gemm.inl) and
 // instantiated per ISA (AVX-512 12 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
 // (dispatch.hpp) picks the current level's copy at run time, so the default build stays portable.
+// Blocking: K in equal blocks of at most KC (192 AVX-512, 256 otherwise), MC 96 rows, NC 2048
+// columns; a non-transposed B is read in place when C has few rows. On several threads the rows of
+// C are split and the packed B shared (one barrier), or, when A is small, the columns are split
+// with no barrier. A second kernel, gemm_dot, computes A B^T as dot products along K with nothing
+// packed (linear's forward with few outputs).
 #include "gemm.hpp"
 
 #include <algorithm>
