@@ -4,7 +4,8 @@
 // instantiated per ISA (AVX-512 12 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
 // (dispatch.hpp) picks the current level's copy at run time, so the default build stays portable.
 // Blocking: K in equal blocks of at most KC (192 AVX-512, 256 otherwise), MC 96 rows, NC 2048
-// columns; a non-transposed B is read in place when C has few rows. On several threads the rows of
+// columns; a non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C
+// has few columns (the micro-kernel broadcasts from A's own rows). On several threads the rows of
 // C are split and the packed B shared (one barrier), or, when A is small, the columns are split
 // with no barrier. A second kernel, gemm_dot, computes A B^T as dot products along K with nothing
 // packed (linear's forward with few outputs).
@@ -52,6 +53,9 @@ struct GemmKernels {
   // one panel: C tile (m <= mr rows, n <= nr cols) [+]= packed A panel x B panel (kc rows of nr,
   // ldb apart: packed, or in place)
   void (*panel)(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool accumulate);
+  // one full MR-row panel with op(A) read in place (A at op(A)[i, k0], row stride lda; alpha 1)
+  void (*panel_direct_a)(int kc, bool ta, const float* A, int lda, const float* B, int ldb, float* C, int ldc, int n,
+                         bool accumulate);
   void (*pack_a)(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst);
   void (*pack_b)(bool tb, const float* B, int ldb, int k0, int kc, int j0, int n, float* dst);
   // C = A B^T as dot products (gemm.inl: gemm_dot), tiles of dm x dn
@@ -113,6 +117,7 @@ struct Gemm {
   bool relu;
   int kcs;        // K block
   bool direct_b;  // full NR-column panels of B read in place (row stride ldb); only edges packed
+  bool direct_a;  // full MR-row panels of op(A) read in place; only a last partial panel packed
 
   Gemm(const GemmKernels& k, bool ta_, bool tb_, int M_, int N_, int K_, float alpha_, const float* A_, int lda_,
        const float* B_, int ldb_, bool acc, float* C_, int ldc_, const float* bias_ = nullptr, bool relu_ = false)
@@ -121,6 +126,9 @@ struct Gemm {
     const int nk = (K + kr.kc - 1) / kr.kc;
     kcs = (K + nk - 1) / nk;
     direct_b = !tb && M <= kr.direct_b_max_rows;
+    // the same bound for A: each A panel then serves few B panels, and its copy (a transpose when A
+    // is not transposed) cost more than it saved (linear's forward: x read in place, 5 % faster)
+    direct_a = alpha == 1.f && N <= kr.direct_b_max_rows;
   }
   // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
   size_t b_panel_floats(int ncols) const {
@@ -161,15 +169,22 @@ struct Gemm {
         }
         for (int ic = i0; ic < i1; ic += kMC) {
           const int mc = std::min(kMC, i1 - ic);
-          kr.pack_a(ta, A, lda, ic, mc, pc, kc, alpha, ap);
+          const int afull = direct_a ? mc / MR * MR : 0;  // rows read in place
+          if (afull < mc) kr.pack_a(ta, A, lda, ic + afull, mc - afull, pc, kc, alpha, ap);
           for (int jr = 0; jr < nc; jr += NR) {
             const int nr = std::min(NR, nc - jr);
             const bool inplace = jr < full;
             const float* bpanel = inplace ? B + (size_t)pc * ldb + jc + jr : bblock + (size_t)(jr - full) * kc;
+            const int bs = inplace ? ldb : NR;
             float* cblock = C + (size_t)ic * ldc + jc + jr;
-            for (int ir = 0; ir < mc; ir += MR)
-              kr.panel(kc, ap + (size_t)ir * kc, bpanel, inplace ? ldb : NR, cblock + (size_t)ir * ldc, ldc,
-                       std::min(MR, mc - ir), nr, acc);
+            for (int ir = 0; ir < mc; ir += MR) {
+              if (ir < afull)
+                kr.panel_direct_a(kc, ta, ta ? A + (size_t)pc * lda + ic + ir : A + (size_t)(ic + ir) * lda + pc, lda,
+                                  bpanel, bs, cblock + (size_t)ir * ldc, ldc, nr, acc);
+              else
+                kr.panel(kc, ap + (size_t)(ir - afull) * kc, bpanel, bs, cblock + (size_t)ir * ldc, ldc,
+                         std::min(MR, mc - ir), nr, acc);
+            }
           }
         }
       }

@@ -17,8 +17,12 @@ static inline int rows_for(int m) { return m <= 4 && MR > 4 ? 4 : m <= 8 && MR >
 // Apanel: kc x R (k-major, R contiguous), Bpanel: kc rows of NR floats, ldb apart (NR when packed,
 // B's own row stride when read in place). Every element
 // is the same sequence of fma over k whatever R, so the result does not depend on the tiling.
-template <int R>
-static void gemm_ukr(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool acc) {
+// A_ROWS: A is read in place instead, a full panel of R rows of a row-major A (row stride as, K
+// contiguous); otherwise A(i, k) = A[k * as + i] (as = R when packed, the row stride of an A^T
+// stored K x M when read in place). The values and their order are the same either way.
+template <int R, bool A_ROWS = false>
+static void gemm_ukr(int kc, const float* A, int as, const float* B, int ldb, float* C, int ldc, int m, int n,
+                     bool acc) {
   using V = typename S::V;
   // the C tile is read (acc) and written once at the end: start its lines on their way now
 #pragma GCC unroll 16
@@ -39,11 +43,11 @@ static void gemm_ukr(int kc, const float* A, const float* B, int ldb, float* C, 
     for (int j = 0; j < NV; ++j) b[j] = S::load(B + j * S::W);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const V a = S::set1(A[i]);
+      const V a = S::set1(A_ROWS ? A[(size_t)i * as] : A[i]);
 #pragma GCC unroll 16
       for (int j = 0; j < NV; ++j) c[i][j] = S::fma(a, b[j], c[i][j]);
     }
-    A += R;
+    A += A_ROWS ? 1 : as;
     B += ldb;
   }
 #pragma GCC unroll 16
@@ -64,9 +68,17 @@ static void gemm_ukr(int kc, const float* A, const float* B, int ldb, float* C, 
 
 // One panel of m <= MR rows, through the kernel of rows_for(m) rows.
 static void gemm_panel(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool acc) {
-  if (MR > 4 && m <= 4) gemm_ukr<(MR > 4 ? 4 : MR)>(kc, A, B, ldb, C, ldc, m, n, acc);
-  else if (MR > 8 && m <= 8) gemm_ukr<(MR > 8 ? 8 : MR)>(kc, A, B, ldb, C, ldc, m, n, acc);
-  else gemm_ukr<MR>(kc, A, B, ldb, C, ldc, m, n, acc);
+  if (MR > 4 && m <= 4) gemm_ukr<(MR > 4 ? 4 : MR)>(kc, A, rows_for(m), B, ldb, C, ldc, m, n, acc);
+  else if (MR > 8 && m <= 8) gemm_ukr<(MR > 8 ? 8 : MR)>(kc, A, rows_for(m), B, ldb, C, ldc, m, n, acc);
+  else gemm_ukr<MR>(kc, A, MR, B, ldb, C, ldc, m, n, acc);
+}
+
+// A full panel of MR rows with op(A) read in place (nothing packed; alpha 1): A points at
+// op(A)[i, k0], i.e. A + i * lda + k0, or, transposed, A + k0 * lda + i.
+static void gemm_panel_direct_a(int kc, bool ta, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                                int n, bool acc) {
+  if (ta) gemm_ukr<MR>(kc, A, lda, B, ldb, C, ldc, MR, n, acc);
+  else gemm_ukr<MR, true>(kc, A, lda, B, ldb, C, ldc, MR, n, acc);
 }
 
 // op(A)[i0:i0+m, k0:k0+kc] * alpha -> panels of MR rows, k-major; the last panel, of mr < MR rows,
@@ -246,7 +258,7 @@ static void gemm_dot(int K, const float* A, int lda, const float* B, int ldb, fl
   }
 }
 
-const GemmKernels kGemm{MR, NR, KC, NR >= 32 ? 256 : 128, &gemm_panel, &gemm_pack_a, &gemm_pack_b, DM, DN, &gemm_dot,
+const GemmKernels kGemm{MR, NR, KC, NR >= 32 ? 256 : 128, &gemm_panel, &gemm_panel_direct_a, &gemm_pack_a, &gemm_pack_b, DM, DN, &gemm_dot,
                         FM_ISA_LEVEL == 3 ? "avx512 12x32" : FM_ISA_LEVEL == 2 ? "avx2 6x16"
                                           : FM_ISA_LEVEL == 1 ? "neon 8x8" : "generic 4x16",
                         FM_ISA_LEVEL == 3 ? "avx512 dot 4x6" : FM_ISA_LEVEL == 2 ? "avx2 dot 3x4"
