@@ -7,7 +7,7 @@
 // columns; a non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C
 // has few columns (the micro-kernel broadcasts from A's own rows). On several threads the rows of
 // C are split and the packed B shared (one barrier), or, when A is small, the columns are split
-// with no barrier. A second kernel, gemm_dot, computes A B^T as dot products along K with nothing
+// with no barrier (also whenever A is read in place). A second kernel, gemm_dot, computes A B^T as dot products along K with nothing
 // packed (linear's forward with few outputs).
 #include "gemm.hpp"
 
@@ -79,6 +79,9 @@ namespace fm {
 
 constexpr int kMC = 96;    // rows of packed A per block (a multiple of every MR: 12, 8, 6, 4)
 constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2)
+// op(A) is read in place, not packed, when C has at most this many columns (measured on AVX-512
+// and AVX2: linear's forward at batch 64 and 256, 784->256 and 1568->128)
+constexpr int kDirectAMaxCols = 256;
 
 // Per-thread packing buffers, grown on demand and kept between calls.
 static float* pack_buffer(int which, size_t n) {
@@ -126,9 +129,9 @@ struct Gemm {
     const int nk = (K + kr.kc - 1) / kr.kc;
     kcs = (K + nk - 1) / nk;
     direct_b = !tb && M <= kr.direct_b_max_rows;
-    // the same bound for A: each A panel then serves few B panels, and its copy (a transpose when A
-    // is not transposed) cost more than it saved (linear's forward: x read in place, 5 % faster)
-    direct_a = alpha == 1.f && N <= kr.direct_b_max_rows;
+    // A likewise when C has few columns: each A panel then serves few B panels, and its copy (a
+    // transpose when A is not transposed) cost more than it saved (linear's forward: x read in place)
+    direct_a = alpha == 1.f && N <= kDirectAMaxCols;
   }
   // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
   size_t b_panel_floats(int ncols) const {
@@ -212,7 +215,9 @@ void gemm_parallel(const Gemm& g) {
   }
   // Splitting columns packs all of A on every thread but needs no barrier and no B panel crossing
   // between cores: the better choice when A is at most half the size of B (64 rows x 256 columns).
-  const bool split_rows = row_panels >= 2 * nt && (2 * (int64_t)g.M > g.N || col_panels < 2 * nt);
+  // With A read in place, splitting columns copies nothing twice: it is taken whenever each thread
+  // gets two panels (linear's forward at batch 256: 2 threads 0.82x -> 0.90x torch on AVX-512).
+  const bool split_rows = row_panels >= 2 * nt && (col_panels < 2 * nt || (2 * (int64_t)g.M > g.N && !g.direct_a));
   if (split_rows) {
     nt = std::min(nt, row_panels);
     float* bp = pack_buffer(0, g.b_panel_floats(g.N));  // the calling thread's, shared by the team
