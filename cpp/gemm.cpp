@@ -6,9 +6,9 @@
 // Blocking: K in equal blocks of at most KC (192 AVX-512, 256 otherwise), MC 96 rows, NC 2048
 // columns; a non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C
 // has few columns (the micro-kernel broadcasts from A's own rows). On several threads the rows of
-// C are split and the packed B shared (one barrier), or, when A is small, the columns are split
-// with no barrier (also whenever A is read in place). A second kernel, gemm_dot, computes A B^T as dot products along K with nothing
-// packed (linear's forward with few outputs).
+// C are split and the packed B shared (one barrier), or, when A is small or read in place, the
+// columns are split with no barrier. A second kernel, gemm_dot, computes A B^T as dot products
+// along K with nothing packed (linear's forward with few outputs).
 #include "gemm.hpp"
 
 #include <algorithm>
