@@ -1,8 +1,14 @@
 // Blocked SGEMM (BLIS/GotoBLAS structure): op(B) is packed into NR-column panels of KC rows,
 // op(A) into MR-row panels, and a register-blocked micro-kernel computes one MR x NR tile of C
 // from one A panel and one B panel. The micro-kernel and packers are written once (gemm.inl) and
-// instantiated per ISA (AVX-512 8 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
+// instantiated per ISA (AVX-512 12 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
 // (dispatch.hpp) picks the current level's copy at run time, so the default build stays portable.
+// Blocking: K in equal blocks of at most KC (192 AVX-512, 256 otherwise), MC 96 rows, NC 2048
+// columns; a non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C
+// has few columns (the micro-kernel broadcasts from A's own rows). On several threads the rows of
+// C are split and the packed B shared (one barrier), or, when A is small or read in place, the
+// columns are split with no barrier. A second kernel, gemm_dot, computes A B^T as dot products
+// along K with nothing packed (linear's forward with few outputs).
 #include "gemm.hpp"
 
 #include <algorithm>
@@ -10,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "activation.hpp"
 #include "common.hpp"
 
 namespace fm {
@@ -38,11 +45,25 @@ void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const f
 // ---------------------------------------------------------------------------------------------
 
 struct GemmKernels {
-  int mr, nr;
-  void (*ukr)(int kc, const float* A, const float* B, float* C, int ldc, int m, int n, bool accumulate);
+  int mr, nr, kc;
+  // op(B) = B (not transposed) is read in place, not packed, when C has at most this many rows:
+  // each B panel then serves few A panels, and copying it cost more than it saved (linear's
+  // backward; measured: 256 rows with 32-column panels, 128 with 16)
+  int direct_b_max_rows;
+  // one panel: C tile (m <= mr rows, n <= nr cols) [+]= packed A panel x B panel (kc rows of nr,
+  // ldb apart: packed, or in place)
+  void (*panel)(int kc, const float* A, const float* B, int ldb, float* C, int ldc, int m, int n, bool accumulate);
+  // one full MR-row panel with op(A) read in place (A at op(A)[i, k0], row stride lda; alpha 1)
+  void (*panel_direct_a)(int kc, bool ta, const float* A, int lda, const float* B, int ldb, float* C, int ldc, int n,
+                         bool accumulate);
   void (*pack_a)(bool ta, const float* A, int lda, int i0, int m, int k0, int kc, float alpha, float* dst);
   void (*pack_b)(bool tb, const float* B, int ldb, int k0, int kc, int j0, int n, float* dst);
+  // C = A B^T as dot products (gemm.inl: gemm_dot), tiles of dm x dn
+  int dm, dn;
+  void (*dot)(int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, int i0, int i1, int j0,
+              int j1, const float* bias, bool relu);
   const char* name;
+  const char* dot_name;
 };
 
 }  // namespace fm
@@ -56,9 +77,11 @@ namespace fm {
 // driver
 // ---------------------------------------------------------------------------------------------
 
-constexpr int KC = 128;  // rows of a packed B panel (the KC x NR micro-panel stays in L1)
-constexpr int MC = 192;   // rows of packed A per block (multiple of 8, 6 and 4; the block stays in L2)
-constexpr int NC = 1024;  // columns of packed B per block (fits L2)
+constexpr int kMC = 96;    // rows of packed A per block (a multiple of every MR: 12, 8, 6, 4)
+constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2)
+// op(A) is read in place, not packed, when C has at most this many columns (measured on AVX-512
+// and AVX2: linear's forward at batch 64 and 256, 784->256 and 1568->128)
+constexpr int kDirectAMaxCols = 256;
 
 // Per-thread packing buffers, grown on demand and kept between calls.
 static float* pack_buffer(int which, size_t n) {
@@ -77,79 +100,227 @@ static void scale_c(int M, int N, float beta, float* C, int ldc) {
   }
 }
 
-void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) {
-    if (beta != 1.f) scale_c(M, N, beta, C, ldc);
-    return;
+namespace {
+
+// One GEMM call: operands, the kernels of the current level and the K blocking (K split into
+// equal blocks of at most kr.kc, so that a last thin block does not pay a full C update).
+struct Gemm {
+  const GemmKernels& kr;
+  bool ta, tb;
+  int M, N, K;
+  float alpha;
+  const float* A;
+  int lda;
+  const float* B;
+  int ldb;
+  bool first_acc;  // C holds (beta-scaled) values to add to
+  float* C;
+  int ldc;
+  const float* bias;  // epilogue on the finished tile rows: C += bias[j], then relu
+  bool relu;
+  int kcs;        // K block
+  bool direct_b;  // full NR-column panels of B read in place (row stride ldb); only edges packed
+  bool direct_a;  // full MR-row panels of op(A) read in place; only a last partial panel packed
+
+  Gemm(const GemmKernels& k, bool ta_, bool tb_, int M_, int N_, int K_, float alpha_, const float* A_, int lda_,
+       const float* B_, int ldb_, bool acc, float* C_, int ldc_, const float* bias_ = nullptr, bool relu_ = false)
+      : kr(k), ta(ta_), tb(tb_), M(M_), N(N_), K(K_), alpha(alpha_), A(A_), lda(lda_), B(B_), ldb(ldb_),
+        first_acc(acc), C(C_), ldc(ldc_), bias(bias_), relu(relu_) {
+    const int nk = (K + kr.kc - 1) / kr.kc;
+    kcs = (K + nk - 1) / nk;
+    direct_b = !tb && M <= kr.direct_b_max_rows;
+    // A likewise when C has few columns: each A panel then serves few B panels, and its copy (a
+    // transpose when A is not transposed) cost more than it saved (linear's forward: x read in place)
+    direct_a = alpha == 1.f && N <= kDirectAMaxCols;
   }
-  const GemmKernels& kr = FM_PICK(kGemm);
-  note_kernel(Op::sgemm, kr.name);
-  const int MR = kr.mr, NR = kr.nr;
-  bool first_acc = beta != 0.f;
-  if (beta != 0.f && beta != 1.f) scale_c(M, N, beta, C, ldc);
-  const int nc_max = std::min(NC, (N + NR - 1) / NR * NR);
-  const int mc_max = std::min(MC, (M + MR - 1) / MR * MR);
-  const int kc_max = std::min(KC, K);
-  float* bp = pack_buffer(0, (size_t)nc_max * kc_max);
-  float* ap = pack_buffer(1, (size_t)mc_max * kc_max);
-  for (int jc = 0; jc < N; jc += NC) {
-    int nc = std::min(NC, N - jc);
-    for (int pc = 0; pc < K; pc += KC) {
-      int kc = std::min(KC, K - pc);
-      bool acc = pc > 0 || first_acc;
-      kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);
-      for (int ic = 0; ic < M; ic += MC) {
-        int mc = std::min(MC, M - ic);
-        kr.pack_a(ta, A, lda, ic, mc, pc, kc, alpha, ap);
-        for (int jr = 0; jr < nc; jr += NR) {
-          int nr = std::min(NR, nc - jr);
-          const float* bpanel = bp + (size_t)(jr / NR) * NR * kc;
-          for (int ir = 0; ir < mc; ir += MR) {
-            int mr = std::min(MR, mc - ir);
-            kr.ukr(kc, ap + (size_t)(ir / MR) * MR * kc, bpanel, C + (size_t)(ic + ir) * ldc + jc + jr,
-                  ldc, mr, nr, acc);
+  // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
+  size_t b_panel_floats(int ncols) const {
+    return (size_t)std::min(kNC, (ncols + kr.nr - 1) / kr.nr * kr.nr) * K;
+  }
+
+  // C[i0:i1, j0:j1] on the calling thread. With nt > 1,
+  // op(B) is packed by the `nt` threads of the team into the shared `bp`, a block of kNC columns
+  // and all of K at once (NR-column panels split between the threads; one OpenMP barrier after
+  // packing and one before the next block overwrites it). nt == 1 packs one K block at a time,
+  // with no barrier, so a single thread may run this inside somebody else's parallel region.
+  void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
+    const int MR = kr.mr, NR = kr.nr;
+    float* ap = pack_buffer(1, (size_t)(std::min(kMC, i1 - i0) + MR) * kcs);
+    for (int jc = j0; jc < j1; jc += kNC) {
+      const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
+      if (nt > 1 && !direct_b) {  // the team packs all of K for this block of columns, then computes
+        if (jc > j0) {
+#pragma omp barrier
+        }
+        int64_t pb, pe;
+        split_range(ncp / NR, tid, nt, pb, pe);
+        if (pb < pe)
+          for (int pc = 0; pc < K; pc += kcs)
+            kr.pack_b(tb, B, ldb, pc, std::min(kcs, K - pc), jc + int(pb) * NR,
+                      std::min(nc, int(pe) * NR) - int(pb) * NR, bp + (size_t)pc * ncp + (size_t)pb * NR * std::min(kcs, K - pc));
+#pragma omp barrier
+      }
+      const int full = direct_b ? nc / NR * NR : 0;  // columns read in place
+      for (int pc = 0; pc < K; pc += kcs) {
+        const int kc = std::min(kcs, K - pc);
+        const bool acc = pc > 0 || first_acc;
+        const float* bblock = bp + (nt > 1 && !direct_b ? (size_t)pc * ncp : 0);
+        if (direct_b) {  // only a last partial panel is packed, on each thread (no team, no barrier)
+          if (full < nc) kr.pack_b(tb, B, ldb, pc, kc, jc + full, nc - full, bp);
+        } else if (nt == 1) {
+          kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
+        }
+        for (int ic = i0; ic < i1; ic += kMC) {
+          const int mc = std::min(kMC, i1 - ic);
+          const int afull = direct_a ? mc / MR * MR : 0;  // rows read in place
+          if (afull < mc) kr.pack_a(ta, A, lda, ic + afull, mc - afull, pc, kc, alpha, ap);
+          for (int jr = 0; jr < nc; jr += NR) {
+            const int nr = std::min(NR, nc - jr);
+            const bool inplace = jr < full;
+            const float* bpanel = inplace ? B + (size_t)pc * ldb + jc + jr : bblock + (size_t)(jr - full) * kc;
+            const int bs = inplace ? ldb : NR;
+            float* cblock = C + (size_t)ic * ldc + jc + jr;
+            for (int ir = 0; ir < mc; ir += MR) {
+              if (ir < afull)
+                kr.panel_direct_a(kc, ta, ta ? A + (size_t)pc * lda + ic + ir : A + (size_t)(ic + ir) * lda + pc, lda,
+                                  bpanel, bs, cblock + (size_t)ir * ldc, ldc, nr, acc);
+              else
+                kr.panel(kc, ap + (size_t)(ir - afull) * kc, bpanel, bs, cblock + (size_t)ir * ldc, ldc,
+                         std::min(MR, mc - ir), nr, acc);
+            }
           }
         }
       }
     }
+    if (bias || relu)
+      for (int i = i0; i < i1; ++i) bias_relu_rows(1, j1 - j0, bias ? bias + j0 : nullptr, C + (size_t)i * ldc + j0, relu);
   }
-}
+};
 
-void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-                    const float* B, int ldb, float beta, float* C, int ldc) {
+// sgemm on the OpenMP threads. Rows of C are split between the threads (in units of 4 rows) and
+// the packed B panel is shared: each thread packs its share, so nothing is packed twice. When C
+// has too few rows for that, its columns are split instead and each thread packs the (small) A
+// itself. Every element of C is the same sequence of operations whatever the split.
+void gemm_parallel(const Gemm& g) {
   int nt = max_threads();
 #ifdef _OPENMP
   if (omp_in_parallel()) nt = 1;
 #endif
-  double work = (double)M * N * K;
-  if (nt <= 1 || work < 2e5 || M <= 0 || N <= 0) {
-    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int MR = g.kr.mr, NR = g.kr.nr;
+  const int row_panels = (g.M + MR - 1) / MR, col_panels = (g.N + NR - 1) / NR;
+  if ((double)g.M * g.N * g.K < 2e5) nt = 1;
+  if (nt <= 1) {
+    g.run(0, g.M, 0, g.N, 0, 1, pack_buffer(0, g.b_panel_floats(g.N)));
     return;
   }
+  // Splitting columns packs all of A on every thread but needs no barrier and no B panel crossing
+  // between cores: the better choice when A is at most half the size of B (64 rows x 256 columns).
+  // With A read in place, splitting columns copies nothing twice: it is taken whenever each thread
+  // gets two panels (linear's forward at batch 256: 2 threads 0.82x -> 0.90x torch on AVX-512).
+  const bool split_rows = row_panels >= 2 * nt && (col_panels < 2 * nt || (2 * (int64_t)g.M > g.N && !g.direct_a));
+  if (split_rows) {
+    nt = std::min(nt, row_panels);
+    float* bp = pack_buffer(0, g.b_panel_floats(g.N));  // the calling thread's, shared by the team
+#pragma omp parallel num_threads(nt)
+    {
+      // rows in units of 4 (the shortest kernel): 64 rows on 2 threads are 12 + 12 + 8 each, where
+      // whole 12-row panels would give one thread 36 rows and the other 28
+      int64_t b, e;
+      split_range((g.M + 3) / 4, thread_id(), num_threads(), b, e);
+      // B read in place: only each thread's own edge panel is packed, in its own buffer
+      float* tbp = g.direct_b ? pack_buffer(0, (size_t)g.kcs * NR) : bp;
+      g.run(std::min(g.M, int(b) * 4), std::min(g.M, int(e) * 4), 0, g.N, thread_id(), num_threads(), tbp);
+    }
+  } else {
+    nt = std::min(nt, col_panels);
+#pragma omp parallel num_threads(nt)
+    {
+      int64_t b, e;
+      split_range(col_panels, thread_id(), num_threads(), b, e);
+      const int lo = int(b) * NR, hi = std::min(g.N, int(e) * NR);
+      if (lo < hi) g.run(0, g.M, lo, hi, 0, 1, pack_buffer(0, g.b_panel_floats(hi - lo)));
+    }
+  }
+}
+
+bool trivial(int M, int N, int K, float alpha, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return true;
+  if (K <= 0 || alpha == 0.f) {
+    if (beta != 1.f) scale_c(M, N, beta, C, ldc);
+    return true;
+  }
+  if (beta != 0.f && beta != 1.f) scale_c(M, N, beta, C, ldc);
+  return false;
+}
+
+}  // namespace
+
+void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+  if (trivial(M, N, K, alpha, beta, C, ldc)) return;
   const GemmKernels& kr = FM_PICK(kGemm);
-  // Split the larger dimension of C into per-thread blocks aligned to the register tile.
-  bool split_n = (N / kr.nr) >= (M / kr.mr);
-  int unit = split_n ? kr.nr : kr.mr;
-  int total = split_n ? N : M;
-  int units = (total + unit - 1) / unit;
-  if (units < nt) nt = std::max(1, units);
+  note_kernel(Op::sgemm, kr.name);
+  const Gemm g(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta != 0.f, C, ldc);
+  g.run(0, M, 0, N, 0, 1, pack_buffer(0, g.b_panel_floats(N)));
+}
+
+void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc) {
+  if (trivial(M, N, K, alpha, beta, C, ldc)) return;
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.name);
+  gemm_parallel(Gemm(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta != 0.f, C, ldc));
+}
+
+void sgemm_columns(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc, int j0, int j1) {
+  j0 = std::max(j0, 0), j1 = std::min(j1, N);
+  if (j0 >= j1 || trivial(M, j1 - j0, K, alpha, beta, C + j0, ldc)) return;
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.name);
+  const Gemm g(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta != 0.f, C, ldc);
+  g.run(0, M, j0, j1, 0, 1, pack_buffer(0, g.b_panel_floats(j1 - j0)));
+}
+
+int sgemm_column_unit() { return FM_PICK(kGemm).nr; }
+
+bool sgemm_abt_bias_relu(int M, int N, int K, const float* A, int lda, const float* B, int ldb, const float* bias,
+                         bool relu, float* C, int ldc, bool parallel) {
+  if (isa() == Isa::generic || M <= 0 || N <= 0 || K <= 0) return false;  // one lane: the blocked GEMM is faster
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.dot_name);
+  int nt = parallel ? max_threads() : 1;
+#ifdef _OPENMP
+  if (omp_in_parallel()) nt = 1;
+#endif
+  const int tiles = (N + kr.dn - 1) / kr.dn;  // the threads split the rows of B (C's columns)
+  nt = std::min(nt, tiles);
+  if (nt <= 1) {
+    kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, 0, N, bias, relu);
+    return true;
+  }
 #pragma omp parallel num_threads(nt)
   {
     int64_t b, e;
-    split_range(units, thread_id(), num_threads(), b, e);
-    int lo = int(b) * unit, hi = std::min(total, int(e) * unit);
-    if (lo < hi) {
-      if (split_n) {
-        const float* Bs = tb ? B + (size_t)lo * ldb : B + lo;
-        sgemm(ta, tb, M, hi - lo, K, alpha, A, lda, Bs, ldb, beta, C + lo, ldc);
-      } else {
-        const float* As = ta ? A + lo : A + (size_t)lo * lda;
-        sgemm(ta, tb, hi - lo, N, K, alpha, As, lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
-      }
-    }
+    split_range(tiles, thread_id(), num_threads(), b, e);
+    if (b < e) kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, int(b) * kr.dn, std::min(N, int(e) * kr.dn), bias, relu);
   }
+  return true;
+}
+
+void sgemm_bias_relu(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                     const float* bias, bool relu, float* C, int ldc, bool parallel) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    scale_c(M, N, 0.f, C, ldc);
+    for (int i = 0; i < M; ++i) bias_relu_rows(1, N, bias, C + (size_t)i * ldc, relu);
+    return;
+  }
+  const GemmKernels& kr = FM_PICK(kGemm);
+  note_kernel(Op::sgemm, kr.name);
+  const Gemm g(kr, ta, tb, M, N, K, 1.f, A, lda, B, ldb, false, C, ldc, bias, relu);
+  if (parallel) gemm_parallel(g);
+  else g.run(0, M, 0, N, 0, 1, pack_buffer(0, g.b_panel_floats(N)));
 }
 
 }  // namespace fm

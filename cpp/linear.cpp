@@ -1,5 +1,6 @@
 // Dense layer on the shared SGEMM. Small problems call the single-threaded sgemm: an OpenMP
-// region costs more than a 128x10 product.
+// region costs more than a 128x10 product. The forward is one GEMM with the bias (and ReLU) added
+// by each thread to its rows; the backward runs its two GEMMs side by side in one OpenMP region.
 #include "linear.hpp"
 
 #include <cstring>
@@ -11,12 +12,27 @@
 namespace fm {
 
 namespace {
-constexpr int64_t kParallelFlops = 1 << 17;  // multiply-adds below which the GEMM runs serially
+constexpr int64_t kParallelFlops = 1 << 17;  // multiply-adds below which a GEMM runs serially
+constexpr int64_t kDotMaxOut = 16;           // forward by dot products up to this many outputs
+
+bool parallel_worth(int64_t M, int64_t N, int64_t K) {
+  return max_threads() > 1 && double(M) * double(N) * double(K) >= double(kParallelFlops);  // no int64 overflow
+}
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-          int64_t ldb, float beta, float* C, int64_t ldc) {
-  auto f = double(M) * double(N) * double(K) >= double(kParallelFlops) ? sgemm_parallel : sgemm;  // no int64 overflow
-  f(ta, tb, int(M), int(N), int(K), 1.f, A, int(lda), B, int(ldb), beta, C, int(ldc));
+          int64_t ldb, float* C, int64_t ldc) {
+  (parallel_worth(M, N, K) ? sgemm_parallel : sgemm)(ta, tb, int(M), int(N), int(K), 1.f, A, int(lda), B,
+                                                    int(ldb), 0.f, C, int(ldc));
+}
+
+// gb (out) = sum over the rows of gy (N,out), in row order
+void bias_grad(int64_t N, int64_t out, const float* gy, float* gb) {
+  for (int64_t o = 0; o < out; ++o) gb[o] = 0.f;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* g = gy + n * out;
+#pragma omp simd
+    for (int64_t o = 0; o < out; ++o) gb[o] += g[o];
+  }
 }
 }  // namespace
 
@@ -41,33 +57,54 @@ void linear_forward(int64_t N, int64_t in, int64_t out, const float* x, const fl
     if (relu) bias_relu_rows(N, out, nullptr, y);
     return;
   }
-  note_kernel(Op::linear, isa_name(isa()));  // the level's SGEMM + bias/ReLU pass
-  // GEMM with beta = 0, then one pass adding the bias (and ReLU): measured faster than
-  // pre-filling y with the bias and beta = 1.
-  gemm(false, true, N, out, in, x, in, w, in, 0.f, y, out);
-  bias_relu_rows(N, out, b, y, relu);
+  note_kernel(Op::linear, isa_name(isa()));  // the level's SGEMM with the bias/ReLU epilogue
+  const bool par = parallel_worth(N, out, in);
+  // A few outputs (a classifier's 10): dot products along `in`, nothing packed (the blocked GEMM
+  // would fill its 16-32 column tiles with 10 and transpose x and w first; measured 2x slower)
+  if (out <= kDotMaxOut && sgemm_abt_bias_relu(int(N), int(out), int(in), x, int(in), w, int(in), b, relu, y,
+                                               int(out), par))
+    return;
+  // one GEMM; each thread adds the bias (and ReLU) to its own part of y as it finishes it
+  sgemm_bias_relu(false, true, int(N), int(out), int(in), x, int(in), w, int(in), b, relu, y, int(out), par);
 }
 
 // gy (N,out), x (N,in), w (out,in) -> gx (N,in), gw (out,in), gb (out)
 void linear_backward(int64_t N, int64_t in, int64_t out, const float* gy, const float* x, const float* w,
                      float* gx, float* gw, float* gb) {
   note_kernel(Op::linear, isa_name(isa()));
-  if (gx) {  // gx (N,in) = gy (N,out) @ w (out,in)
-    if (out == 0 || N == 0 || in == 0) std::memset(gx, 0, sizeof(float) * N * in);
-    else gemm(false, false, N, in, out, gy, out, w, in, 0.f, gx, in);
+  const bool empty = out == 0 || N == 0 || in == 0;
+  if (empty) {
+    if (gx) std::memset(gx, 0, sizeof(float) * N * in);
+    if (gw) std::memset(gw, 0, sizeof(float) * out * in);
   }
-  if (gw) {  // gw (out,in) = gy^T (out,N) @ x (N,in)
-    if (out == 0 || N == 0 || in == 0) std::memset(gw, 0, sizeof(float) * out * in);
-    else gemm(true, false, out, in, N, gy, out, x, in, 0.f, gw, in);
-  }
-  if (gb) {  // gb (out) = sum over rows of gy, in row order
-    for (int64_t o = 0; o < out; ++o) gb[o] = 0.f;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* g = gy + n * out;
-#pragma omp simd
-      for (int64_t o = 0; o < out; ++o) gb[o] += g[o];
+  // gx (N,in) = gy (N,out) @ w (out,in);  gw (out,in) = gy^T (out,N) @ x (N,in)
+  if (!empty && gx && gw && max_threads() > 1 && parallel_worth(N, in, out)) {
+    // The two GEMMs have the same size: half of the threads compute gx, the other half gw, each
+    // half splitting its GEMM by columns. One OpenMP region, no barrier; the bias gradient goes
+    // to the last thread of the gw half.
+    const int unit = sgemm_column_unit();
+#pragma omp parallel
+    {
+      const int t = thread_id(), nt = num_threads(), h = nt / 2;
+      const bool first = t < h || nt == 1;
+      const int tt = first ? t : t - h, nn = nt == 1 ? 1 : first ? h : nt - h;
+      const int64_t units = (in + unit - 1) / unit;
+      int64_t b, e;
+      split_range(units, tt, nn, b, e);
+      if (first || nt == 1)
+        sgemm_columns(false, false, int(N), int(in), int(out), 1.f, gy, int(out), w, int(in), 0.f, gx, int(in),
+                      int(b * unit), int(e * unit));
+      if (!first || nt == 1) {
+        sgemm_columns(true, false, int(out), int(in), int(N), 1.f, gy, int(out), x, int(in), 0.f, gw, int(in),
+                      int(b * unit), int(e * unit));
+        if (gb && tt == nn - 1) bias_grad(N, out, gy, gb);
+      }
     }
+    return;
   }
+  if (!empty && gx) gemm(false, false, N, in, out, gy, out, w, in, gx, in);
+  if (!empty && gw) gemm(true, false, out, in, N, gy, out, x, in, gw, in);
+  if (gb) bias_grad(N, out, gy, gb);
 }
 
 }  // namespace fm

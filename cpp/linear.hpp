@@ -9,7 +9,8 @@ void linear_forward(int64_t N, int64_t in, int64_t out, const float* x, const fl
                     float* y, bool relu = false);
 
 // gy (N,out), x (N,in), w (out,in) -> gx (N,in), gw (out,in), gb (out); any output may be null
-// (not computed). gw is a GEMM split over its rows (no atomics); gb sums rows in a fixed order.
+// (not computed). gx and gw are GEMMs run side by side, each split between threads by columns (no
+// atomics, no partial sums: the same bits for any thread count); gb sums rows in a fixed order.
 void linear_backward(int64_t N, int64_t in, int64_t out, const float* gy, const float* x, const float* w,
                      float* gx, float* gw, float* gb);
 

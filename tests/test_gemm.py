@@ -51,3 +51,37 @@ def test_sgemm_noncontiguous_and_errors():
         _core._sgemm(a, b.T)
     with pytest.raises(TypeError, match="float32"):
         _core._sgemm(a.astype(np.float64), b)
+
+
+# Shapes for each path of the parallel driver: rows split with the packed B shared by the team
+# (M > 256 or B transposed), B read in place (M <= 256, B not transposed) with a partial last
+# panel, columns split (few rows), last panels of 1-11 rows, K in several equal blocks.
+THREAD_SHAPES = [(1024, 40, 300), (300, 200, 784), (64, 784, 256), (70, 1000, 1568), (13, 900, 129),
+                 (5, 2000, 64), (256, 784, 64), (600, 33, 513)]
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_sgemm_parallel_same_bits_for_any_thread_count(isa, ta, tb):
+    """sgemm_parallel is correct and gives the same bits with 1, 2 and 3 threads on every level
+    (every element is the same sequence of fma whatever the split and the tile that holds it)."""
+    import fastmnist
+
+    rng = np.random.default_rng(3)
+    before = fastmnist.get_num_threads()
+    try:
+        for m, n, k in THREAD_SHAPES:
+            a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+            b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+            out = []
+            for t in (1, 2, 3):
+                fastmnist.set_num_threads(t)
+                out.append(_core._sgemm(a, b, ta, tb, True))
+            ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+            assert np.abs(out[0] - ref).max() <= 1e-5 * np.sqrt(k) * max(1.0, np.abs(ref).max()), (m, n, k)
+            for o in out[1:]:
+                np.testing.assert_array_equal(o, out[0], err_msg=f"{isa} {m}x{n}x{k} ta={ta} tb={tb}")
+            np.testing.assert_array_equal(_core._sgemm(a, b, ta, tb, False), out[0])
+    finally:
+        fastmnist.set_num_threads(before)
+

@@ -117,24 +117,51 @@ def test_finite_difference_mlp(rng):
         np.testing.assert_allclose(analytic, num, rtol=2e-2, atol=2e-3)
 
 
-def test_same_result_for_any_thread_count(rng):
-    """Weight/bias gradients are reduced in a fixed order (no atomics): bitwise equal for 1 and 2
-    threads."""
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_every_level_correct_and_same_for_any_thread_count(isa, rng):
+    """Each level's linear (blocked GEMM with the bias/ReLU epilogue; dot products for <= 16
+    outputs; the backward's two GEMMs side by side) against float64 torch, and bitwise equal for
+    1, 2 and 3 threads (no atomics, every element the same sequence of operations)."""
     import fastmnist
+    from conftest import on_isa
 
-    x = rng.standard_normal((256, 784)).astype(np.float32)
-    w = (rng.standard_normal((256, 784)) / 28).astype(np.float32)
-    gy = rng.standard_normal((256, 256)).astype(np.float32)
     before = fastmnist.get_num_threads()
-    try:
-        out = []
-        for t in (1, 2):
-            fastmnist.set_num_threads(t)
-            out.append((fm.linear(x, w), *fm.linear_backward(gy, x, w)))
-    finally:
-        fastmnist.set_num_threads(before)
-    for a, b in zip(*out):
-        np.testing.assert_array_equal(a, b)
+    with on_isa(isa):
+        try:
+            for batch, fin, fout in [(256, 784, 256), (64, 1568, 128), (256, 128, 10), (37, 100, 13), (5, 300, 700)]:
+                x = rng.standard_normal((batch, fin)).astype(np.float32)
+                w = (rng.standard_normal((fout, fin)) / np.sqrt(fin)).astype(np.float32)
+                b = rng.standard_normal(fout).astype(np.float32)
+                gy = rng.standard_normal((batch, fout)).astype(np.float32)
+                ty, tgx, tgw, tgb = torch_linear(x, w, b, gy)
+                out = []
+                for t in (1, 2, 3):
+                    fastmnist.set_num_threads(t)
+                    out.append((fm.linear(x, w, b), fm.linear_relu(x, w, b), *fm.linear_backward(gy, x, w)))
+                y, yr, gx, gw, gb = out[0]
+                close(y, ty, fin)
+                close(yr, np.maximum(ty, 0), fin)
+                close(gx, tgx, fout)
+                close(gw, tgw, batch)
+                close(gb, tgb, batch)
+                for o in out[1:]:
+                    for a, c in zip(o, out[0]):
+                        np.testing.assert_array_equal(a, c, err_msg=f"{isa} {batch}x{fin}->{fout}")
+        finally:
+            fastmnist.set_num_threads(before)
+
+
+@pytest.mark.parametrize("fout", [10, 256])
+def test_nan_propagates_through_bias_and_relu(fout, rng):
+    """linear_relu keeps NaN (as torch.relu does), on the dot-product and the blocked path."""
+    x = rng.standard_normal((8, 50)).astype(np.float32)
+    x[3, 7] = np.nan
+    w = rng.standard_normal((fout, 50)).astype(np.float32)
+    b = rng.standard_normal(fout).astype(np.float32)
+    ref = torch.relu(F.linear(*map(torch.from_numpy, (x, w, b)))).numpy()
+    y = fm.linear_relu(x, w, b)
+    assert np.isnan(y[3]).all() and not np.isnan(np.delete(y, 3, axis=0)).any()
+    np.testing.assert_allclose(np.delete(y, 3, axis=0), np.delete(ref, 3, axis=0), rtol=1e-4, atol=1e-4)
 
 
 def test_errors(rng):
