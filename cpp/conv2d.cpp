@@ -396,7 +396,7 @@ static void backward_weight_fast(const ConvShape& s, const float* dy, const floa
   constexpr Op op = Op::conv2d_backward_weight;
   if (winograd_try_backward_weight(s, dy, x, dw, db, impl)) return;
   if (impl == ConvImpl::fast && isa() != Isa::generic) {
-    if (conv2d_backward_weight_first_layer(s, dy, x, dw, db)) return note_kernel(op, "avx512 first-layer wgrad");
+    if (conv2d_backward_weight_first_layer(s, dy, x, dw, db)) return;  // it names its kernel
     note_kernel(op, direct_name(2));
     return direct_kernels().backward_weight(s, dy, x, dw, db);
   }

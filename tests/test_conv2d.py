@@ -554,3 +554,31 @@ def test_first_layer_weight_gradient_nonfinite_stays_in_its_channel(r, pd):
     np.testing.assert_array_equal(np.isinf(dw), np.isinf(dw_ref))
     np.testing.assert_array_equal(np.isfinite(db), np.isfinite(db_ref))
     _close(dw[fin], dw_ref[fin], TOL_DW, "grad_weight of the finite channels")
+
+
+# The first-layer weight gradient is one kernel source (cpp/conv_wgrad1.inl) instantiated per ISA:
+# every vector ISA runs it (AVX2 too, since it beat AVX2's direct kernel), generic runs the portable
+# loops. Shapes: the MNIST first layers, and columns that leave several partial / empty vectors on
+# the narrower ISAs (Q = 12, 5, 19: 5x5 rows of 2 x 8 lanes with 4 used, one vector with 5 of 8 or
+# 16 lanes, 3 vectors of 8) and rows past P in the last Winograd tile.
+FIRST_LAYER_ISA = [(3, 1, 28, 28, 16, 3, 1, "direct"), (3, 1, 28, 28, 16, 5, 0, "winograd rows"),
+                   (2, 1, 28, 28, 24, 5, 0, "winograd rows"), (3, 1, 16, 16, 5, 5, 0, "winograd rows"),
+                   (2, 2, 9, 9, 3, 5, 0, "winograd rows"), (2, 1, 13, 17, 7, 3, 1, "direct"),
+                   (18, 3, 23, 19, 6, 5, 2, "winograd rows")]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cfg", FIRST_LAYER_ISA, ids=lambda c: "x".join(map(str, c[:7])))
+def test_first_layer_weight_gradient_on_every_isa(cfg, isa):
+    n, c, h, w, k, r, pd, kind = cfg
+    x, wt, b, st, pd = _make((n, c, h, w, k, r, r, 1, pd))
+    _, g, _, dw_ref, db_ref = _torch_all(x, wt, b, st, pd)
+    with on_isa(isa):
+        _, dw, db = _core.conv2d_backward(g, x, wt, st, pd, True, False)
+        kernel = _core.kernel_report()["conv2d_backward_weight"]
+    _close(dw, dw_ref, TOL_DW, "grad_weight")
+    _close(db, db_ref, TOL_DW, "grad_bias")
+    if isa == "generic":
+        assert "first-layer" not in kernel
+    else:
+        assert kernel == f"{isa} first-layer wgrad {kind}"
