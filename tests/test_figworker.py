@@ -40,7 +40,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_worker_draws_the_figures_of_write_run_figures(run_dir, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_worker_draws_the_figures_of_write_run_figures(run_dir, tmp_path, processes):
     here, there = tmp_path / "here", tmp_path / "there"
     shutil.copytree(run_dir, here)
     shutil.copytree(run_dir, there)
@@ -48,8 +49,8 @@ def test_worker_draws_the_figures_of_write_run_figures(run_dir, tmp_path):
     # as train does: figures submitted as their files appear; one (the confusion matrix) is submitted
     # before its predictions.npz exists and must still be drawn in the end
     (there / "predictions.npz").rename(tmp_path / "predictions.npz")
-    with FigureWorker() as w:
-        assert w.proc.pid != os.getpid()
+    with FigureWorker(processes=processes) as w:
+        assert len({p.pid for p in w.procs} | {os.getpid()}) == processes + 1
         w.submit(there, only=EARLY)
         drawn = w._collect()  # (waits for that request)
         assert sorted(p.name for p in drawn) == ["training_curves.png"]
