@@ -1,13 +1,13 @@
-"""Draw a run's figures in child Python processes (two by default), started before the data are read.
+"""Draw a run's figures in a second Python process, started before the data are read.
 
 Importing matplotlib and drawing the first figure of a process (fonts, text layout caches, the
 matplotlib modules that load on first use) costs more than drawing the run's figures. A
-``FigureWorker`` pays for that in its children while this process reads the data on one core (the
-other one is idle then); they sleep while training uses both cores. After training, the run's writer
+``FigureWorker`` pays for that in a child process while this process reads the data on one core (the
+other one is idle then), and sleeps while training uses both cores. After training, the run's writer
 ``submit``s each figure as soon as its files are written (the training curves and the label
 distribution need history.json and label_counts.json, the confusion matrix and the image grids
-predictions.npz): the children draw them, each its share, while this process still writes the other
-files. ``finish`` then has them draw every figure not drawn yet and returns all the paths.
+predictions.npz): the child draws them while this process still writes the other files. ``finish``
+then has it draw every figure not drawn yet and returns all the paths.
 
 This module imports no matplotlib. The child is a plain ``python -c`` subprocess (not
 multiprocessing: nothing of the parent is pickled or re-imported, and no fork after OpenMP has run);
@@ -31,32 +31,24 @@ _CHILD = ("import sys\nif sys.argv[1] not in sys.path: sys.path.insert(0, sys.ar
 
 
 class FigureWorker:
-    """``processes`` child processes that have matplotlib and ``fastmnist.plots`` imported and warmed
-    up, and draw a run directory's figures on request, each an equal share of every request (two by
-    default: on `fastmnist train fast` the last figures then take 0.54 s instead of 0.73-0.77 s after
-    the run's files are written). Use as a context manager (or call ``close()``). ``argv`` replaces the
-    children's command line (tests use it to make them fail)."""
+    """A child process that has matplotlib and ``fastmnist.plots`` imported and warmed up, and draws a
+    run directory's figures on request. Use as a context manager (or call ``close()``). ``argv``
+    replaces the child's command line (tests use it to make the child fail)."""
 
-    def __init__(self, argv=None, processes: int = 2):
+    def __init__(self, argv=None):
         env = dict(os.environ)
         env["MPLBACKEND"] = "Agg"
         env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
         env["FASTMNIST_FIGWORKER_PARENT"] = str(os.getpid())
-        argv = argv or [sys.executable, "-c", _CHILD, str(Path(__file__).resolve().parent.parent)]
-        self.procs = []
-        for _ in range(max(1, int(processes))):
-            try:
-                self.procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                   stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1))
-            except OSError:
-                break
+        try:
+            argv = argv or [sys.executable, "-c", _CHILD, str(Path(__file__).resolve().parent.parent)]
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+                                         bufsize=1)
+        except OSError:
+            self.proc = None
         self._pending = 0
-        self._failed = not self.procs
-
-    @property
-    def proc(self):
-        """The first child process (None when none started or after ``close``)."""
-        return self.procs[0] if self.procs else None
+        self._failed = self.proc is None
 
     def __enter__(self):
         return self
@@ -73,9 +65,8 @@ class FigureWorker:
         req = {"run_dir": str(run_dir), "dpi": dpi, "only": None if only is None else list(only),
                "skip": sorted(skip)}
         try:
-            for k, proc in enumerate(self.procs):  # child k draws every len(procs)-th figure, from the k-th
-                proc.stdin.write(json.dumps(dict(req, share=[k, len(self.procs)])) + "\n")
-                proc.stdin.flush()
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
             self._pending += 1
         except (OSError, ValueError):
             self._failed = True
@@ -85,18 +76,16 @@ class FigureWorker:
         paths, error = [], None
         while self._pending and not self._failed:
             self._pending -= 1
-            for proc in self.procs:
-                try:
-                    answer = json.loads(proc.stdout.readline())
-                except (OSError, ValueError):
-                    answer = None
-                if not isinstance(answer, dict):
-                    self._failed = True
-                    break
-                if "paths" in answer:
-                    paths += [Path(p) for p in answer["paths"]]
-                elif error is None:
-                    error = _ERRORS.get(answer.get("type"), RuntimeError)(answer.get("error", "figure worker failed"))
+            try:
+                answer = json.loads(self.proc.stdout.readline())
+            except (OSError, ValueError):
+                answer = None
+            if not isinstance(answer, dict):
+                self._failed = True
+            elif "paths" in answer:
+                paths += [Path(p) for p in answer["paths"]]
+            elif error is None:
+                error = _ERRORS.get(answer.get("type"), RuntimeError)(answer.get("error", "figure worker failed"))
         self._pending = 0
         if error is not None:
             raise error
@@ -119,16 +108,17 @@ class FigureWorker:
         """Stop the child (at once: it holds no unfinished work once ``finish`` has returned; after an
         error between ``submit`` and ``finish`` a figure it was writing stays a temporary file, which
         the next run into that directory removes)."""
-        for proc in self.procs:
-            for f in (proc.stdin, proc.stdout):
-                try:
-                    f.close()
-                except OSError:
-                    pass
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        self.procs = []
+        if self.proc is None:
+            return
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc = None
 
 
 _ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "OSError": OSError}
@@ -172,8 +162,6 @@ def _serve():
             jobs = plots.run_figure_jobs(req["run_dir"], dpi=int(req.get("dpi", 100)))
             only, skip = req.get("only"), set(req.get("skip") or ())
             jobs = [j for j in jobs if (only is None or j[0] in only) and j[0] not in skip]
-            k, n = req.get("share") or (0, 1)
-            jobs = jobs[int(k)::int(n)]
             answer = {"paths": [str(p) for p in plots.draw_figure_jobs(jobs)]}
         except Exception as e:  # noqa: BLE001 -- reported to the parent, which raises it
             answer = {"error": str(e), "type": type(e).__name__}
