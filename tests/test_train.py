@@ -175,3 +175,19 @@ def test_bad_inputs(mnist):
         Trainer(m, opt, loss="hinge")
     with pytest.raises(ValueError, match="val_split"):
         tr.fit(x_train[:10], y_train[:10], val_split=1.5)
+
+
+@pytest.mark.parametrize("name", ["fast", "cnn", "fnn"])
+def test_inference_does_not_depend_on_the_batch(mnist, name):
+    """Trainer evaluates in batches of Trainer.EVAL_BATCH: its probabilities must be the same bits as one
+    forward pass over all the images (and as NumPy's softmax of that pass within float32 rounding)."""
+    raw = mnist[2][:700]
+    model = models.build(name, seed=3)
+    trainer = Trainer(model, models.make_optimizer(models.recipe(name), model.parameters()), batch_size=64)
+    assert 700 % Trainer.EVAL_BATCH != 0  # a partial last batch too
+    xp = trainer._inputs(raw)
+    model.eval()
+    whole = model.forward(xp)
+    np.testing.assert_array_equal(trainer._outputs(xp), whole)
+    e = np.exp(whole.astype(np.float64) - whole.max(1, keepdims=True))
+    np.testing.assert_allclose(trainer.predict_proba(raw), e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)

@@ -361,7 +361,11 @@ class Trainer:
         return hist
 
     # -- inference ----------------------------------------------------------------------------
-    def _outputs(self, xp, batch_size=1000):
+    # inference batch: batch 1000 first-touched 55 MB activations of `fast` (0.34 s for the 10,000 test
+    # digits after training, against 0.12 s at 256); the outputs are the same bits at any batch size
+    EVAL_BATCH = 256
+
+    def _outputs(self, xp, batch_size=EVAL_BATCH):
         was = self.model.training
         self.model.eval()
         try:
