@@ -62,10 +62,10 @@ fast           Our CPU take on tuomaso/train_mnist_fast (0.76 s to 99% on a GPU)
                -> Flatten -> Linear(800, 256) -> ReLU -> Linear(256, 10); Adam peak lr 0.015,
                betas (0.7, 0.9) (kept fixed: no momentum cycling), one-cycle schedule warming up
                over the first 15% of the steps, batch 256, 1 epoch, cross-entropy with label
-               smoothing 0.1: 99.11-99.36 % test accuracy over seeds 0-9 with the AVX-512 kernels
-               (mean 99.22 %), 99.15-99.37 % with AVX2 (mean 99.24 %); without the smoothing
+               smoothing 0.1: 99.16-99.36 % test accuracy over seeds 0-9 with the AVX-512 kernels,
+               99.11-99.30 % with AVX2 (Intel Xeon, 2 threads); without the smoothing
                98.89-99.11 % / 98.88-99.21 %, three seeds below 99 %. The smoothing costs ~2 ms per
-               epoch: about 2.7-3.1 s of training with 2 threads (AVX-512), 3.1-3.5 s (AVX2).
+               epoch: 2.1-2.3 s of training (AVX-512), 2.6-2.8 s (AVX2).
 =============  =================================================================================
 """
 from __future__ import annotations
