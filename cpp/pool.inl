@@ -194,6 +194,10 @@ static float unpool_rows_2x2_code(int64_t OW, int64_t r0, int64_t r1, const floa
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t i = r * OW;
     float* top = x + r * pitch;
+    // claim the output lines 2 KB ahead for writing (prefetchw; the stores above measured 13 %
+    // slower without it at 8 lanes, batch 256: the hardware prefetcher alone keeps too few
+    // read-for-ownership requests in flight; unchanged at 16 lanes)
+    for (int64_t f = 0; f < pitch; f += 16) __builtin_prefetch(top + 512 + f, 1, 3);
     if (OW >= W) {
       for (int64_t j = 0; j + W <= OW; j += W) step(i + j, top + 2 * j, W);
       if (OW % W) step(i + OW - W, top + 2 * (OW - W), W);
