@@ -145,7 +145,11 @@ struct Gemm {
   // with no barrier, so a single thread may run this inside somebody else's parallel region.
   void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
     const int MR = kr.mr, NR = kr.nr;
-    float* ap = pack_buffer(1, (size_t)(std::min(kMC, i1 - i0) + MR) * kcs);
+    // B read in place (at most direct_b_max_rows rows): all rows in one block, so that each B panel,
+    // its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per kMC rows
+    // (linear's weight gradient, 1 thread: AVX2 batch 256 1568->128 3-8 % faster)
+    const int mcb = direct_b ? std::max(i1 - i0, 1) : kMC;
+    float* ap = pack_buffer(1, (size_t)(std::min(mcb, i1 - i0) + MR) * kcs);
     for (int jc = j0; jc < j1; jc += kNC) {
       const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
       if (nt > 1 && !direct_b) {  // the team packs all of K for this block of columns, then computes
@@ -170,8 +174,8 @@ struct Gemm {
         } else if (nt == 1) {
           kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
         }
-        for (int ic = i0; ic < i1; ic += kMC) {
-          const int mc = std::min(kMC, i1 - ic);
+        for (int ic = i0; ic < i1; ic += mcb) {
+          const int mc = std::min(mcb, i1 - ic);
           const int afull = direct_a ? mc / MR * MR : 0;  // rows read in place
           if (afull < mc) kr.pack_a(ta, A, lda, ic + afull, mc - afull, pc, kc, alpha, ap);
           for (int jr = 0; jr < nc; jr += NR) {
