@@ -69,13 +69,17 @@ void forward_transposed(int64_t N, int64_t in, int64_t out, const float* x, cons
   }
 }
 
-// The transposed forward pays for packing x and transposing y (N x (in + out) floats) instead of
-// the transposed packing of W (out x in): taken when that is less, and the batch fills whole column
-// panels (measured, 1 thread: batch 64 784->256 11-13 % faster on AVX2 and AVX-512, 1568->128 3-8 %;
-// batch 256 no faster)
-bool forward_transposed_worth(int64_t N, int64_t in, int64_t out) {
-  const int64_t unit = sgemm_column_unit(), padded = (N + unit - 1) / unit * unit;
-  return N >= 2 * unit && (padded - N) * 8 <= N && double(padded) * double(in + out) < double(in) * double(out);
+// The transposed forward packs x and transposes y (N x (in + out) floats) instead of packing W
+// transposed (out x in). On one thread it is taken when that is less; on several threads whenever
+// each thread gets whole column panels: the direct product split by columns had every thread read
+// all of x, and scaled 1.6x from 1 to 2 threads where this one scales 1.9x. Measured (same-process
+// A/B, loaded machine): 1 thread batch 64 784->256 6-12 % faster on AVX2 and AVX-512, batch 256 4-10 %
+// slower; 2 threads batch 64 unchanged-1.25x, batch 256 784->256 / 1568->128 3-9 %, 512 and 1024
+// 3-11 %, 256->64 and 64->32 at batch 256 18-38 % faster.
+bool forward_transposed_worth(int64_t N, int64_t in, int64_t out, bool par) {
+  const int64_t unit = sgemm_column_unit(), units = (N + unit - 1) / unit;
+  if (units < 2 || (units * unit - N) * 8 > N) return false;  // the batch fills whole column panels
+  return par || double(N) * double(in + out) < double(in) * double(out);
 }
 
 // gb (out) = sum over the rows of gy (N,out), in row order
@@ -117,7 +121,7 @@ void linear_forward(int64_t N, int64_t in, int64_t out, const float* x, const fl
   if (out <= kDotMaxOut && sgemm_abt_bias_relu(int(N), int(out), int(in), x, int(in), w, int(in), b, relu, y,
                                                int(out), par))
     return;
-  if (forward_transposed_worth(N, in, out)) return forward_transposed(N, in, out, x, w, b, y, relu, par);
+  if (forward_transposed_worth(N, in, out, par)) return forward_transposed(N, in, out, x, w, b, y, relu, par);
   // one GEMM; each thread adds the bias (and ReLU) to its own part of y as it finishes it
   sgemm_bias_relu(false, true, int(N), int(out), int(in), x, int(in), w, int(in), b, relu, y, int(out), par);
 }

@@ -220,5 +220,21 @@ def test_transposed_forward(isa, rng):
                 for o in out[1:]:
                     for a, c in zip(o, out[0]):
                         np.testing.assert_array_equal(a, c, err_msg=f"{isa} {batch}x{fin}->{fout}")
+            # batch 256 runs the direct product on one thread and the transposed one on several:
+            # the same bits either way
+            x = rng.standard_normal((256, 784)).astype(np.float32)
+            w = (rng.standard_normal((256, 784)) / 28).astype(np.float32)
+            b = rng.standard_normal(256).astype(np.float32)
+            ty = F.linear(*(torch.from_numpy(a).double() for a in (x, w, b))).numpy()
+            ran = []
+            for t in (1, 2, 3):
+                fastmnist.set_num_threads(t)
+                _core._reset_kernel_report()
+                out[t - 1] = fm.linear_relu(x, w, b)
+                ran.append(_core.kernel_report()["linear"])
+            assert ran == [isa] + [f"{isa} transposed (y^T = W x^T)"] * 2
+            close(out[0], np.maximum(ty, 0), 784)
+            np.testing.assert_array_equal(out[1], out[0])
+            np.testing.assert_array_equal(out[2], out[0])
         finally:
             fastmnist.set_num_threads(before)
