@@ -1,6 +1,8 @@
 // Dense layer on the shared SGEMM. Small problems call the single-threaded sgemm: an OpenMP
 // region costs more than a 128x10 product. The forward is one GEMM with the bias (and ReLU) added
-// by each thread to its rows; the backward runs its two GEMMs side by side in one OpenMP region.
+// by each thread to its rows: dot products for a few outputs, y^T = W x^T transposed into y
+// (linear.inl) for small batches and on several threads, else y = x W^T directly. The backward runs
+// its two GEMMs side by side in one OpenMP region.
 #include "linear.hpp"
 
 #include <algorithm>
