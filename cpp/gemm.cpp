@@ -145,7 +145,11 @@ struct Gemm {
   // with no barrier, so a single thread may run this inside somebody else's parallel region.
   void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
     const int MR = kr.mr, NR = kr.nr;
-    float* ap = pack_buffer(1, (size_t)(std::min(kMC, i1 - i0) + MR) * kcs);
+    // B read in place (at most direct_b_max_rows rows): all rows in one block, so that each B panel,
+    // its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per kMC rows
+    // (linear's weight gradient, 1 thread: AVX2 batch 256 1568->128 3-8 % faster)
+    const int mcb = direct_b ? std::max(i1 - i0, 1) : kMC;
+    float* ap = pack_buffer(1, (size_t)(std::min(mcb, i1 - i0) + MR) * kcs);
     for (int jc = j0; jc < j1; jc += kNC) {
       const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
       if (nt > 1 && !direct_b) {  // the team packs all of K for this block of columns, then computes
@@ -170,8 +174,8 @@ struct Gemm {
         } else if (nt == 1) {
           kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
         }
-        for (int ic = i0; ic < i1; ic += kMC) {
-          const int mc = std::min(kMC, i1 - ic);
+        for (int ic = i0; ic < i1; ic += mcb) {
+          const int mc = std::min(mcb, i1 - ic);
           const int afull = direct_a ? mc / MR * MR : 0;  // rows read in place
           if (afull < mc) kr.pack_a(ta, A, lda, ic + afull, mc - afull, pc, kc, alpha, ap);
           for (int jr = 0; jr < nc; jr += NR) {
@@ -293,8 +297,12 @@ bool sgemm_abt_bias_relu(int M, int N, int K, const float* A, int lda, const flo
 #ifdef _OPENMP
   if (omp_in_parallel()) nt = 1;
 #endif
-  const int tiles = (N + kr.dn - 1) / kr.dn;  // the threads split the rows of B (C's columns)
-  nt = std::min(nt, tiles);
+  // The threads split the rows of A (C's rows) when each gets at least 4 tiles of them, else the
+  // rows of B (C's columns): 10 outputs are 3 column tiles on AVX2 (2 + 1 between 2 threads).
+  // Linear 128->10 at batch 256, 2 threads: 22 % faster on AVX2, 9 % on AVX-512 than by columns.
+  const int row_tiles = (M + kr.dm - 1) / kr.dm, col_tiles = (N + kr.dn - 1) / kr.dn;
+  const bool by_rows = row_tiles >= 4 * nt;
+  nt = std::min(nt, by_rows ? row_tiles : col_tiles);
   if (nt <= 1) {
     kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, 0, N, bias, relu);
     return true;
@@ -302,8 +310,9 @@ bool sgemm_abt_bias_relu(int M, int N, int K, const float* A, int lda, const flo
 #pragma omp parallel num_threads(nt)
   {
     int64_t b, e;
-    split_range(tiles, thread_id(), num_threads(), b, e);
-    if (b < e) kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, int(b) * kr.dn, std::min(N, int(e) * kr.dn), bias, relu);
+    split_range(by_rows ? row_tiles : col_tiles, thread_id(), num_threads(), b, e);
+    if (b < e && by_rows) kr.dot(K, A, lda, B, ldb, C, ldc, int(b) * kr.dm, std::min(M, int(e) * kr.dm), 0, N, bias, relu);
+    if (b < e && !by_rows) kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, int(b) * kr.dn, std::min(N, int(e) * kr.dn), bias, relu);
   }
   return true;
 }

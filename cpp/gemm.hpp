@@ -31,9 +31,9 @@ void sgemm_columns(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
 int sgemm_column_unit();
 
 // C[M,N] = A[M,K] B[N,K]^T (+ bias[j], then relu), both operands K-contiguous (row strides lda,
-// ldb): dot products along K with nothing packed (linear's forward with small batches). The
-// threads split C's columns when parallel. Returns false, doing nothing, at the generic level (one
-// lane: the blocked sgemm is faster there).
+// ldb): dot products along K with nothing packed (linear's forward with few outputs). The threads
+// split C's rows (or, with few rows, its columns) when parallel. Returns false, doing nothing, at
+// the generic level (one lane: the blocked sgemm is faster there).
 bool sgemm_abt_bias_relu(int M, int N, int K, const float* A, int lda, const float* B, int ldb, const float* bias,
                          bool relu, float* C, int ldc, bool parallel);
 

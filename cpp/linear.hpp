@@ -4,7 +4,8 @@
 
 namespace fm {
 
-// x (N,in), w (out,in), b (out) or null -> y (N,out); relu applies max(., 0) after the bias.
+// x (N,in), w (out,in), b (out) or null -> y (N,out); relu applies max(., 0) after the bias. The
+// same bits whichever way it is computed (direct, transposed) and for any thread count.
 void linear_forward(int64_t N, int64_t in, int64_t out, const float* x, const float* w, const float* b,
                     float* y, bool relu = false);
 

@@ -184,3 +184,57 @@ def test_errors(rng):
         fm.linear_backward(np.zeros((4, 2), np.float32), x, w)
     with pytest.raises(TypeError, match="grad_y must be float32"):
         fm.linear_backward(np.zeros((4, 3)), x, w)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_transposed_forward(isa, rng):
+    """Batches small next to the layer (N (in + out) < in out) run y^T = W x^T and transpose y: on
+    every level against float64 torch, with and without bias and ReLU, NaN kept by the ReLU, odd
+    sizes (tails in both directions of the transposition), and the same bits for 1, 2 and 3 threads."""
+    import fastmnist
+    from conftest import on_isa
+
+    before = fastmnist.get_num_threads()
+    with on_isa(isa):
+        try:
+            for batch, fin, fout in [(64, 784, 256), (86, 517, 203), (64, 1568, 128)]:
+                x = rng.standard_normal((batch, fin)).astype(np.float32)
+                x[5, 9] = np.nan
+                w = (rng.standard_normal((fout, fin)) / np.sqrt(fin)).astype(np.float32)
+                b = rng.standard_normal(fout).astype(np.float32)
+                xt, wt, bt = (torch.from_numpy(a).double() for a in (x, w, b))
+                ty = F.linear(xt, wt, bt).numpy()
+                ty0 = F.linear(xt, wt).numpy()
+                out = []
+                for t in (1, 2, 3):
+                    fastmnist.set_num_threads(t)
+                    _core._reset_kernel_report()
+                    out.append((fm.linear(x, w, b), fm.linear_relu(x, w, b), fm.linear(x, w), fm.linear_relu(x, w)))
+                    assert _core.kernel_report()["linear"] == f"{isa} transposed (y^T = W x^T)"
+                y, yr, y0, yr0 = out[0]
+                assert np.isnan(y[5]).all() and np.isnan(yr[5]).all() and np.isnan(yr0[5]).all()
+                keep = np.arange(batch) != 5
+                for a, ref in [(y, ty), (yr, np.maximum(ty, 0)), (y0, ty0), (yr0, np.maximum(ty0, 0))]:
+                    assert not np.isnan(a[keep]).any()
+                    close(a[keep], ref[keep], fin)
+                for o in out[1:]:
+                    for a, c in zip(o, out[0]):
+                        np.testing.assert_array_equal(a, c, err_msg=f"{isa} {batch}x{fin}->{fout}")
+            # batch 256 runs the direct product on one thread and the transposed one on several:
+            # the same bits either way
+            x = rng.standard_normal((256, 784)).astype(np.float32)
+            w = (rng.standard_normal((256, 784)) / 28).astype(np.float32)
+            b = rng.standard_normal(256).astype(np.float32)
+            ty = F.linear(*(torch.from_numpy(a).double() for a in (x, w, b))).numpy()
+            ran = []
+            for t in (1, 2, 3):
+                fastmnist.set_num_threads(t)
+                _core._reset_kernel_report()
+                out[t - 1] = fm.linear_relu(x, w, b)
+                ran.append(_core.kernel_report()["linear"])
+            assert ran == [isa] + [f"{isa} transposed (y^T = W x^T)"] * 2
+            close(out[0], np.maximum(ty, 0), 784)
+            np.testing.assert_array_equal(out[1], out[0])
+            np.testing.assert_array_equal(out[2], out[0])
+        finally:
+            fastmnist.set_num_threads(before)

@@ -197,7 +197,7 @@ void check_optim() {
 }
 
 void check_linear() {
-  const int shapes[][3] = {{64, 784, 128}, {256, 800, 10}, {3, 5, 7}, {1, 1, 1}};
+  const int shapes[][3] = {{64, 784, 128}, {86, 517, 203}, {256, 800, 10}, {3, 5, 7}, {1, 1, 1}};
   for (auto& sh : shapes) {
     const int N = sh[0], in = sh[1], out = sh[2];
     auto x = randn(size_t(N) * in), w = randn(size_t(out) * in), b = randn(out);
