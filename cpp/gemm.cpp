@@ -3,11 +3,12 @@
 // from one A panel and one B panel. The micro-kernel and packers are written once (gemm.inl) and
 // instantiated per ISA (AVX-512 12 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
 // (dispatch.hpp) picks the current level's copy at run time, so the default build stays portable.
-// Blocking: K in equal blocks of at most KC (192 AVX-512, 256 otherwise), MC 96 rows, NC 2048
-// columns; a non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C
-// has few columns (the micro-kernel broadcasts from A's own rows). On several threads the rows of
-// C are split and the packed B shared (one barrier), or, when A is small or read in place, the
-// columns are split with no barrier. A second kernel, gemm_dot, computes A B^T as dot products
+// Blocking: K in equal blocks of at most KC, MC rows of A, NC 2048 columns of B; with both operands
+// packed KC 256 and MC 48 on AVX-512 (96 otherwise), else KC 192 on AVX-512 (256 otherwise) and MC
+// 96. A non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C has few
+// columns (the micro-kernel broadcasts from A's own rows). On several threads the rows of C are
+// split and the packed B shared (one barrier), or, when A is small or read in place, the columns
+// are split with no barrier. A second kernel, gemm_dot, computes A B^T as dot products
 // along K with nothing packed (linear's forward with few outputs).
 #include "gemm.hpp"
 
@@ -46,6 +47,10 @@ void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const f
 
 struct GemmKernels {
   int mr, nr, kc;
+  // K block and rows of A per block when both operands are packed (large GEMMs): AVX-512 256 and
+  // 48 (the 32 KB B micro-panel stays in L1; 1024^3, 1 thread, same binary: 175 GFLOP/s with 192
+  // and 96, 190 with 256 and 48; K blocks of 512 or more: 150), otherwise kc and 96
+  int kc_packed, mc_packed;
   // op(B) = B (not transposed) is read in place, not packed, when C has at most this many rows:
   // each B panel then serves few A panels, and copying it cost more than it saved (linear's
   // backward; measured: 256 rows with 32-column panels, 128 with 16)
@@ -77,7 +82,7 @@ namespace fm {
 // driver
 // ---------------------------------------------------------------------------------------------
 
-constexpr int kMC = 96;    // rows of packed A per block (a multiple of every MR: 12, 8, 6, 4)
+constexpr int kMC = 96;    // rows of A per block (a multiple of every MR: 12, 8, 6, 4), but see mc_packed
 constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2)
 // op(A) is read in place, not packed, when C has at most this many columns (measured on AVX-512
 // and AVX2: linear's forward at batch 64 and 256, 784->256 and 1568->128)
@@ -136,6 +141,7 @@ struct Gemm {
   const float* bias;  // epilogue on the finished tile rows: C += bias[j], then relu
   bool relu;
   int kcs;        // K block
+  int mc;         // rows of A per block
   bool direct_b;  // full NR-column panels of B read in place (row stride ldb); only edges packed
   bool direct_a;  // full MR-row panels of op(A) read in place; only a last partial panel packed
 
@@ -143,12 +149,15 @@ struct Gemm {
        const float* B_, int ldb_, bool acc, float* C_, int ldc_, const float* bias_ = nullptr, bool relu_ = false)
       : kr(k), ta(ta_), tb(tb_), M(M_), N(N_), K(K_), alpha(alpha_), A(A_), lda(lda_), B(B_), ldb(ldb_),
         first_acc(acc), C(C_), ldc(ldc_), bias(bias_), relu(relu_) {
-    const int nk = (K + kr.kc - 1) / kr.kc;
-    kcs = (K + nk - 1) / nk;
     direct_b = !tb && M <= kr.direct_b_max_rows;
     // A likewise when C has few columns: each A panel then serves few B panels, and its copy (a
     // transpose when A is not transposed) cost more than it saved (linear's forward: x read in place)
     direct_a = alpha == 1.f && N <= kDirectAMaxCols;
+    const bool packed = !direct_a && !direct_b;
+    mc = packed ? kr.mc_packed : kMC;
+    const int kc = packed ? kr.kc_packed : kr.kc;
+    const int nk = (K + kc - 1) / kc;
+    kcs = (K + nk - 1) / nk;
   }
   // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
   size_t b_panel_floats(int ncols) const {
@@ -162,7 +171,7 @@ struct Gemm {
   // with no barrier, so a single thread may run this inside somebody else's parallel region.
   void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
     const int MR = kr.mr, NR = kr.nr;
-    float* ap = pack_buffer(1, (size_t)(std::min(kMC, i1 - i0) + MR) * kcs);
+    float* ap = pack_buffer(1, (size_t)(std::min(mc, i1 - i0) + MR) * kcs);
     for (int jc = j0; jc < j1; jc += kNC) {
       const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
       if (nt > 1 && !direct_b) {  // the team packs all of K for this block of columns, then computes
@@ -187,8 +196,8 @@ struct Gemm {
         } else if (nt == 1) {
           kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
         }
-        for (int ic = i0; ic < i1; ic += kMC) {
-          const int mc = std::min(kMC, i1 - ic);
+        for (int ic = i0; ic < i1; ic += this->mc) {
+          const int mc = std::min(this->mc, i1 - ic);
           const int afull = direct_a ? mc / MR * MR : 0;  // rows read in place
           if (afull < mc) kr.pack_a(ta, A, lda, ic + afull, mc - afull, pc, kc, alpha, ap);
           for (int jr = 0; jr < nc; jr += NR) {
