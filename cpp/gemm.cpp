@@ -3,18 +3,23 @@
 // from one A panel and one B panel. The micro-kernel and packers are written once (gemm.inl) and
 // instantiated per ISA (AVX-512 12 x 32, AVX2+FMA 6 x 16, NEON 8 x 8, generic 4 x 16); the dispatch
 // (dispatch.hpp) picks the current level's copy at run time, so the default build stays portable.
-// Blocking: K in equal blocks of at most KC (192 AVX-512, 256 otherwise), MC 96 rows, NC 2048
-// columns; a non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C
-// has few columns (the micro-kernel broadcasts from A's own rows). On several threads the rows of
-// C are split and the packed B shared (one barrier), or, when A is small or read in place, the
-// columns are split with no barrier. A second kernel, gemm_dot, computes A B^T as dot products
+// Blocking: K in equal blocks of at most KC, MC rows of A, NC 2048 columns of B; with both operands
+// packed KC 256 and MC 48 on AVX-512 (96 otherwise), else KC 192 on AVX-512 (256 otherwise) and MC
+// 96. A non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C has few
+// columns (the micro-kernel broadcasts from A's own rows). On several threads the columns of C are
+// split (no barrier), or, when C has few columns or many more rows than columns, its rows, with
+// the packed B shared (one barrier). A second kernel, gemm_dot, computes A B^T as dot products
 // along K with nothing packed (linear's forward with few outputs).
 #include "gemm.hpp"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "activation.hpp"
 #include "common.hpp"
@@ -46,6 +51,10 @@ void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const f
 
 struct GemmKernels {
   int mr, nr, kc;
+  // K block and rows of A per block when both operands are packed (large GEMMs): AVX-512 256 and
+  // 48 (the 32 KB B micro-panel stays in L1; 1024^3, 1 thread, same binary: 175 GFLOP/s with 192
+  // and 96, 190 with 256 and 48; K blocks of 512 or more: 150), otherwise kc and 96
+  int kc_packed, mc_packed;
   // op(B) = B (not transposed) is read in place, not packed, when C has at most this many rows:
   // each B panel then serves few A panels, and copying it cost more than it saved (linear's
   // backward; measured: 256 rows with 32-column panels, 128 with 16)
@@ -77,17 +86,41 @@ namespace fm {
 // driver
 // ---------------------------------------------------------------------------------------------
 
-constexpr int kMC = 96;    // rows of packed A per block (a multiple of every MR: 12, 8, 6, 4)
+constexpr int kMC = 96;    // rows of A per block (a multiple of every MR: 12, 8, 6, 4), but see mc_packed
 constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2)
 // op(A) is read in place, not packed, when C has at most this many columns (measured on AVX-512
 // and AVX2: linear's forward at batch 64 and 256, 784->256 and 1568->128)
 constexpr int kDirectAMaxCols = 256;
 
-// Per-thread packing buffers, grown on demand and kept between calls.
+// Per-thread packing buffers, grown on demand and kept between calls, 64-byte aligned: a packed
+// row of NR floats is then whole cache lines. (A std::vector's buffer is 16-byte aligned: 16 or 32
+// bytes off a line, every vector load of B split across two lines; 1024^3 on AVX-512, 1 thread,
+// same binary: 16 bytes off 183 GFLOP/s, aligned 190.) From 2 MB on, 2 MB aligned and marked for
+// transparent huge pages (the packed B of 1024^3 spans 4 MB: two TLB entries instead of 1024;
+// AVX-512 1024^3 three runs each: 1 thread 163-174 -> 175-199 GFLOP/s, 2 threads about 1 % faster).
+namespace {
+struct PackBuffer {
+  float* p = nullptr;
+  size_t n = 0;  // floats
+  ~PackBuffer() { std::free(p); }
+};
+}  // namespace
 static float* pack_buffer(int which, size_t n) {
-  thread_local std::vector<float> buf[2];
-  if (buf[which].size() < n) buf[which].resize(n);
-  return buf[which].data();
+  thread_local PackBuffer buf[2];
+  PackBuffer& b = buf[which];
+  if (b.n < n) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t align = n * sizeof(float) >= kHuge ? kHuge : 64;
+    const size_t size = (n * sizeof(float) + align - 1) / align * align;  // aligned_alloc: a multiple of align
+    void* p = std::aligned_alloc(align, size);
+    if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align == kHuge) madvise(p, size, MADV_HUGEPAGE);  // a hint; ignored without transparent huge pages
+#endif
+    std::free(b.p);
+    b.p = static_cast<float*>(p), b.n = size / sizeof(float);
+  }
+  return b.p;
 }
 
 static void scale_c(int M, int N, float beta, float* C, int ldc) {
@@ -119,6 +152,7 @@ struct Gemm {
   const float* bias;  // epilogue on the finished tile rows: C += bias[j], then relu
   bool relu;
   int kcs;        // K block
+  int mc;         // rows of A per block
   bool direct_b;  // full NR-column panels of B read in place (row stride ldb); only edges packed
   bool direct_a;  // full MR-row panels of op(A) read in place; only a last partial panel packed
 
@@ -126,12 +160,15 @@ struct Gemm {
        const float* B_, int ldb_, bool acc, float* C_, int ldc_, const float* bias_ = nullptr, bool relu_ = false)
       : kr(k), ta(ta_), tb(tb_), M(M_), N(N_), K(K_), alpha(alpha_), A(A_), lda(lda_), B(B_), ldb(ldb_),
         first_acc(acc), C(C_), ldc(ldc_), bias(bias_), relu(relu_) {
-    const int nk = (K + kr.kc - 1) / kr.kc;
-    kcs = (K + nk - 1) / nk;
     direct_b = !tb && M <= kr.direct_b_max_rows;
     // A likewise when C has few columns: each A panel then serves few B panels, and its copy (a
     // transpose when A is not transposed) cost more than it saved (linear's forward: x read in place)
     direct_a = alpha == 1.f && N <= kDirectAMaxCols;
+    const bool packed = !direct_a && !direct_b;
+    mc = packed ? kr.mc_packed : kMC;
+    const int kc = packed ? kr.kc_packed : kr.kc;
+    const int nk = (K + kc - 1) / kc;
+    kcs = (K + nk - 1) / nk;
   }
   // packed op(B) for one block of columns, all of K: block pc (of kcs rows) at pc * round_up(nc, NR)
   size_t b_panel_floats(int ncols) const {
@@ -146,9 +183,9 @@ struct Gemm {
   void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
     const int MR = kr.mr, NR = kr.nr;
     // B read in place (at most direct_b_max_rows rows): all rows in one block, so that each B panel,
-    // its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per kMC rows
+    // its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per mc rows
     // (linear's weight gradient, 1 thread: AVX2 batch 256 1568->128 3-8 % faster)
-    const int mcb = direct_b ? std::max(i1 - i0, 1) : kMC;
+    const int mcb = direct_b ? std::max(i1 - i0, 1) : this->mc;
     float* ap = pack_buffer(1, (size_t)(std::min(mcb, i1 - i0) + MR) * kcs);
     for (int jc = j0; jc < j1; jc += kNC) {
       const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
@@ -201,10 +238,11 @@ struct Gemm {
   }
 };
 
-// sgemm on the OpenMP threads. Rows of C are split between the threads (in units of 4 rows) and
-// the packed B panel is shared: each thread packs its share, so nothing is packed twice. When C
-// has too few rows for that, its columns are split instead and each thread packs the (small) A
-// itself. Every element of C is the same sequence of operations whatever the split.
+// sgemm on the OpenMP threads. The columns of C are split between the threads, each packing its
+// own B and all of A, with no barrier. When C has too few columns for that, or many more rows than
+// columns, its rows are split instead (in units of 4 rows) and the packed B panel is shared: each
+// thread packs its share, so nothing is packed twice. Every element of C is the same sequence of
+// operations whatever the split.
 void gemm_parallel(const Gemm& g) {
   int nt = max_threads();
 #ifdef _OPENMP
@@ -218,10 +256,11 @@ void gemm_parallel(const Gemm& g) {
     return;
   }
   // Splitting columns packs all of A on every thread but needs no barrier and no B panel crossing
-  // between cores: the better choice when A is at most half the size of B (64 rows x 256 columns).
+  // between cores: the better choice when A is at most twice the size of B (M <= 2N; 1024^3,
+  // 2 threads, same binary: AVX-512 355 -> 373 GFLOP/s, AVX2 215 -> 225; 2048x1024x1024 faster too).
   // With A read in place, splitting columns copies nothing twice: it is taken whenever each thread
   // gets two panels (linear's forward at batch 256: 2 threads 0.82x -> 0.90x torch on AVX-512).
-  const bool split_rows = row_panels >= 2 * nt && (col_panels < 2 * nt || (2 * (int64_t)g.M > g.N && !g.direct_a));
+  const bool split_rows = row_panels >= 2 * nt && (col_panels < 2 * nt || ((int64_t)g.M > 2 * (int64_t)g.N && !g.direct_a));
   if (split_rows) {
     nt = std::min(nt, row_panels);
     float* bp = pack_buffer(0, g.b_panel_floats(g.N));  // the calling thread's, shared by the team

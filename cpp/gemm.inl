@@ -9,6 +9,8 @@ constexpr int NV = FM_ISA_LEVEL == 0 ? 16 : 2;
 constexpr int NR = NV * S::W;
 // depth of a packed panel: the KC x NR B micro-panel and the KC x MR A micro-panel share L1
 constexpr int KC = FM_ISA_LEVEL == 3 ? 192 : 256;
+// with both operands packed (gemm.cpp): AVX-512 K blocks of 256 and A blocks of 48 rows
+constexpr int KC_PACKED = 256, MC_PACKED = FM_ISA_LEVEL == 3 ? 48 : 96;
 
 // Rows of the kernel that computes a panel of m <= MR rows: 4, 8 or MR.
 static inline int rows_for(int m) { return m <= 4 && MR > 4 ? 4 : m <= 8 && MR > 8 ? 8 : MR; }
@@ -258,7 +260,7 @@ static void gemm_dot(int K, const float* A, int lda, const float* B, int ldb, fl
   }
 }
 
-const GemmKernels kGemm{MR, NR, KC, NR >= 32 ? 256 : 128, &gemm_panel, &gemm_panel_direct_a, &gemm_pack_a, &gemm_pack_b, DM, DN, &gemm_dot,
+const GemmKernels kGemm{MR, NR, KC, KC_PACKED, MC_PACKED, NR >= 32 ? 256 : 128, &gemm_panel, &gemm_panel_direct_a, &gemm_pack_a, &gemm_pack_b, DM, DN, &gemm_dot,
                         FM_ISA_LEVEL == 3 ? "avx512 12x32" : FM_ISA_LEVEL == 2 ? "avx2 6x16"
                                           : FM_ISA_LEVEL == 1 ? "neon 8x8" : "generic 4x16",
                         FM_ISA_LEVEL == 3 ? "avx512 dot 4x6" : FM_ISA_LEVEL == 2 ? "avx2 dot 3x4"

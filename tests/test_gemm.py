@@ -54,10 +54,11 @@ def test_sgemm_noncontiguous_and_errors():
 
 
 # Shapes for each path of the parallel driver: rows split with the packed B shared by the team
-# (M > 256 or B transposed), B read in place (M <= 256, B not transposed) with a partial last
-# panel, columns split (few rows), last panels of 1-11 rows, K in several equal blocks.
+# (few columns, or M > 2N with both operands packed), B read in place (M <= 256, B not transposed)
+# with a partial last panel, columns split (few rows; both operands packed with M <= 2N, K in
+# blocks of the packed path), last panels of 1-11 rows, K in several equal blocks.
 THREAD_SHAPES = [(1024, 40, 300), (300, 200, 784), (64, 784, 256), (70, 1000, 1568), (13, 900, 129),
-                 (5, 2000, 64), (256, 784, 64), (600, 33, 513)]
+                 (5, 2000, 64), (256, 784, 64), (600, 33, 513), (300, 520, 600), (1200, 300, 100)]
 
 
 @pytest.mark.parametrize("ta", [False, True])
