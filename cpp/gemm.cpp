@@ -152,7 +152,7 @@ struct Gemm {
   const float* bias;  // epilogue on the finished tile rows: C += bias[j], then relu
   bool relu;
   int kcs;        // K block
-  int mc;         // rows of A per block
+  int mcs;        // rows of A per block (the last block may have fewer)
   bool direct_b;  // full NR-column panels of B read in place (row stride ldb); only edges packed
   bool direct_a;  // full MR-row panels of op(A) read in place; only a last partial panel packed
 
@@ -165,7 +165,7 @@ struct Gemm {
     // transpose when A is not transposed) cost more than it saved (linear's forward: x read in place)
     direct_a = alpha == 1.f && N <= kDirectAMaxCols;
     const bool packed = !direct_a && !direct_b;
-    mc = packed ? kr.mc_packed : kMC;
+    mcs = packed ? kr.mc_packed : kMC;
     const int kc = packed ? kr.kc_packed : kr.kc;
     const int nk = (K + kc - 1) / kc;
     kcs = (K + nk - 1) / nk;
@@ -183,9 +183,9 @@ struct Gemm {
   void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
     const int MR = kr.mr, NR = kr.nr;
     // B read in place (at most direct_b_max_rows rows): all rows in one block, so that each B panel,
-    // its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per mc rows
+    // its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per mcs rows
     // (linear's weight gradient, 1 thread: AVX2 batch 256 1568->128 3-8 % faster)
-    const int mcb = direct_b ? std::max(i1 - i0, 1) : this->mc;
+    const int mcb = direct_b ? std::max(i1 - i0, 1) : mcs;
     float* ap = pack_buffer(1, (size_t)(std::min(mcb, i1 - i0) + MR) * kcs);
     for (int jc = j0; jc < j1; jc += kNC) {
       const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
