@@ -1,4 +1,5 @@
-"""Timing helpers shared by the bench sections: median of repeated runs after warm-up."""
+"""Timing helpers shared by the bench sections: median of repeated runs after warm-up; a row's two
+sides (fastmnist and its baseline) with their samples interleaved."""
 from __future__ import annotations
 
 import statistics
@@ -6,23 +7,43 @@ import time
 from dataclasses import dataclass, field
 
 
+def _sample(fn, min_time: float) -> float:
+    """One sample: milliseconds per call of ``fn()``, looping until ``min_time`` seconds have passed."""
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= min_time:
+            return el / n * 1e3
+
+
 def timeit(fn, *, repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``repeat`` runs after ``warmup`` calls.
     With ``min_time`` > 0 each sample loops ``fn`` until that many seconds have passed."""
     for _ in range(warmup):
         fn()
-    samples = []
-    for _ in range(repeat):
-        n = 0
-        t0 = time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            el = time.perf_counter() - t0
-            if el >= min_time:
-                break
-        samples.append(el / n * 1e3)
-    return statistics.median(samples)
+    return statistics.median(_sample(fn, min_time) for _ in range(repeat))
+
+
+def timeit_pair(fa, fb, *, repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> tuple[float, float]:
+    """Median wall times (ms) of ``fa()`` and ``fb()`` as ``timeit`` takes them, with their samples
+    interleaved (a b, b a, a b, ...): a change in the machine's speed during the measurement (other
+    tenants of a shared host, clock changes) then reaches both sides alike instead of whichever side
+    was timed second. The ratio of the two is what the bench rows report."""
+    for _ in range(warmup):
+        fa()
+        fb()
+    sa, sb = [], []
+    for r in range(repeat):
+        if r % 2 == 0:
+            sa.append(_sample(fa, min_time))
+            sb.append(_sample(fb, min_time))
+        else:
+            sb.append(_sample(fb, min_time))
+            sa.append(_sample(fa, min_time))
+    return statistics.median(sa), statistics.median(sb)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from _util import timeit
+from _util import timeit_pair
 
 from fastmnist import _core
 
@@ -45,8 +45,8 @@ def run(ctx):
             def kernel(op):
                 return _core.kernel_report()[op]
 
-            fm_ms = timeit(lambda: _core.conv2d_forward(x, w, b, 1, pad), **rep)
-            th_ms = timeit(lambda: torch.nn.functional.conv2d(xt, wt, bt, 1, pad), **rep)
+            fm_ms, th_ms = timeit_pair(lambda: _core.conv2d_forward(x, w, b, 1, pad),
+                                       lambda: torch.nn.functional.conv2d(xt, wt, bt, 1, pad), **rep)
             ctx.add("conv2d forward", shape, N, fm_ms, th_ms, flops=flops, kernel=kernel("conv2d_forward"))
 
             def th_bwd(mask):
@@ -54,13 +54,13 @@ def run(ctx):
                     gt, xt, wt, [K], [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, mask)
 
             if C > 1:
-                fm_ms = timeit(lambda: _core.conv2d_backward(g, x, w, 1, pad, False, True, "fast", False), **rep)
-                th_ms = timeit(th_bwd([True, False, False]), **rep)
+                fm_ms, th_ms = timeit_pair(lambda: _core.conv2d_backward(g, x, w, 1, pad, False, True, "fast", False),
+                                           th_bwd([True, False, False]), **rep)
                 ctx.add("conv2d backward_input", shape, N, fm_ms, th_ms, flops=flops,
                         kernel=kernel("conv2d_backward_input"))
 
-            fm_ms = timeit(lambda: _core.conv2d_backward(g, x, w, 1, pad, True, False), **rep)
-            th_ms = timeit(th_bwd([False, True, True]), **rep)
+            fm_ms, th_ms = timeit_pair(lambda: _core.conv2d_backward(g, x, w, 1, pad, True, False),
+                                       th_bwd([False, True, True]), **rep)
             ctx.add("conv2d backward_weight+bias", shape, N, fm_ms, th_ms, flops=flops,
                     kernel=kernel("conv2d_backward_weight"))
 
@@ -69,6 +69,5 @@ def run(ctx):
         a = rng.standard_normal((n, n), dtype=np.float32)
         bb = rng.standard_normal((n, n), dtype=np.float32)
         at, bt2 = torch.from_numpy(a), torch.from_numpy(bb)
-        fm_ms = timeit(lambda: _core._sgemm(a, bb), **rep)
-        th_ms = timeit(lambda: torch.mm(at, bt2), **rep)
+        fm_ms, th_ms = timeit_pair(lambda: _core._sgemm(a, bb), lambda: torch.mm(at, bt2), **rep)
         ctx.add(f"sgemm ({_core.gemm_isa()})", f"{n}x{n}x{n}", None, fm_ms, th_ms, flops=2.0 * n**3)

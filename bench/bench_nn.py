@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import fastmnist.functional as fm
-from _util import timeit
+from _util import timeit_pair
 
 
 def run(ctx):
@@ -29,21 +29,26 @@ def run(ctx):
             x = rng.standard_normal((N, C, H, H)).astype(np.float32)
             xt = torch.from_numpy(x)
             shape = f"({N},{C},{H},{H}) 2x2"
-            f_ms = timeit(lambda: fm.max_pool2d(x, 2, return_indices=True), **rep)
-            t_fwd = timeit(lambda: F.max_pool2d(xt, 2, return_indices=True), **rep)
-            ctx.add("max_pool2d fwd [int64 idx]", shape, N, f_ms, t_fwd)
+            def t_fwd():
+                return F.max_pool2d(xt, 2, return_indices=True)
+
+            ctx.add("max_pool2d fwd [int64 idx]", shape, N,
+                    *timeit_pair(lambda: fm.max_pool2d(x, 2, return_indices=True), t_fwd, **rep))
             y, idx = fm.max_pool2d(x, 2, return_indices=True)
             gy = rng.standard_normal(y.shape).astype(np.float32)
             ty, ti = F.max_pool2d(xt, 2, return_indices=True)
             gyt = torch.from_numpy(gy)
-            f_ms = timeit(lambda: fm.max_pool2d_backward(gy, idx, x.shape), **rep)
-            t_ms = timeit(lambda: t_pool_bwd(gyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, ti), **rep)
-            ctx.add("max_pool2d bwd [int64 idx]", shape, N, f_ms, t_ms)
+            def t_bwd():
+                return t_pool_bwd(gyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, ti)
+
+            ctx.add("max_pool2d bwd [int64 idx]", shape, N,
+                    *timeit_pair(lambda: fm.max_pool2d_backward(gy, idx, x.shape), t_bwd, **rep))
             # the same two steps with the compact uint8 argmax (max_pool2d_compact)
             _, a = fm.max_pool2d_compact(x, 2)
-            ctx.add("max_pool2d fwd [uint8 compact]", shape, N, timeit(lambda: fm.max_pool2d_compact(x, 2), **rep), t_fwd)
+            ctx.add("max_pool2d fwd [uint8 compact]", shape, N,
+                    *timeit_pair(lambda: fm.max_pool2d_compact(x, 2), t_fwd, **rep))
             ctx.add("max_pool2d bwd [uint8 compact]", shape, N,
-                    timeit(lambda: fm.max_pool2d_compact_backward(gy, a, x.shape, 2), **rep), t_ms)
+                    *timeit_pair(lambda: fm.max_pool2d_compact_backward(gy, a, x.shape, 2), t_bwd, **rep))
             if C == 16:  # the training step as autograd runs it: forward with indices + backward
                 xr = xt.clone().requires_grad_(True)
 
@@ -54,22 +59,23 @@ def run(ctx):
                     _, i = fm.max_pool2d_compact(x, 2)
                     return fm.max_pool2d_compact_backward(gy, i, x.shape, 2)
 
-                ctx.add("max_pool2d fwd+bwd compact/autograd", shape, N, timeit(f_step, **rep), timeit(t_step, **rep))
-                n_ms = timeit(lambda: x.reshape(N, C, H // 2, 2, H // 2, 2).max(axis=(3, 5)), **rep)
-                f_ms = timeit(lambda: fm.max_pool2d(x, 2), **rep)
-                ctx.add("max_pool2d fwd (values)", shape, N, f_ms, n_ms, baseline="numpy")
+                ctx.add("max_pool2d fwd+bwd compact/autograd", shape, N, *timeit_pair(f_step, t_step, **rep))
+                ctx.add("max_pool2d fwd (values)", shape, N,
+                        *timeit_pair(lambda: fm.max_pool2d(x, 2),
+                                     lambda: x.reshape(N, C, H // 2, 2, H // 2, 2).max(axis=(3, 5)), **rep),
+                        baseline="numpy")
 
     for N in batches:
         x = rng.standard_normal((N, 16, 28, 28)).astype(np.float32)
         gy = rng.standard_normal(x.shape).astype(np.float32)
         xt, gyt = torch.from_numpy(x), torch.from_numpy(gy)
         shape = f"({N},16,28,28)"
-        ctx.add("relu fwd", shape, N, timeit(lambda: fm.relu(x), **rep), timeit(lambda: torch.relu(xt), **rep))
-        ctx.add("relu bwd", shape, N, timeit(lambda: fm.relu_backward(gy, x), **rep),
-                timeit(lambda: torch.ops.aten.threshold_backward(gyt, xt, 0), **rep))
+        ctx.add("relu fwd", shape, N, *timeit_pair(lambda: fm.relu(x), lambda: torch.relu(xt), **rep))
+        ctx.add("relu bwd", shape, N, *timeit_pair(lambda: fm.relu_backward(gy, x),
+                                                    lambda: torch.ops.aten.threshold_backward(gyt, xt, 0), **rep))
         if N == 256:
-            ctx.add("relu fwd", shape, N, timeit(lambda: fm.relu(x), **rep),
-                    timeit(lambda: np.maximum(x, 0), **rep), baseline="numpy")
+            ctx.add("relu fwd", shape, N, *timeit_pair(lambda: fm.relu(x), lambda: np.maximum(x, 0), **rep),
+                    baseline="numpy")
 
     for N in batches:
         for fin, fout in [(784, 256), (1568, 128), (128, 10)]:
@@ -80,14 +86,14 @@ def run(ctx):
             xt, wt, bt, gyt = map(torch.from_numpy, (x, w, b, gy))
             shape = f"{fin}->{fout}"
             flops = 2 * N * fin * fout
-            ctx.add("linear fwd", shape, N, timeit(lambda: fm.linear(x, w, b), **rep),
-                    timeit(lambda: F.linear(xt, wt, bt), **rep), flops=flops)
+            ctx.add("linear fwd", shape, N, *timeit_pair(lambda: fm.linear(x, w, b), lambda: F.linear(xt, wt, bt), **rep),
+                    flops=flops)
 
             def t_bwd():  # what autograd's addmm backward does: grad_x, grad_w, grad_b
                 return gyt.mm(wt), gyt.t().mm(xt), gyt.sum(0)
 
-            ctx.add("linear bwd", shape, N, timeit(lambda: fm.linear_backward(gy, x, w), **rep),
-                    timeit(t_bwd, **rep), flops=2 * flops)
+            ctx.add("linear bwd", shape, N, *timeit_pair(lambda: fm.linear_backward(gy, x, w), t_bwd, **rep),
+                    flops=2 * flops)
 
     for N in batches:
         logits = rng.standard_normal((N, 10)).astype(np.float32)
@@ -101,4 +107,4 @@ def run(ctx):
             return loss.item(), l.grad
 
         ctx.add("softmax_cross_entropy f+g", f"({N},10)", N,
-                timeit(lambda: fm.softmax_cross_entropy(logits, labels), **rep), timeit(t_ce, **rep))
+                *timeit_pair(lambda: fm.softmax_cross_entropy(logits, labels), t_ce, **rep))
