@@ -143,7 +143,7 @@ void bind_logreg(py::module_& m) {
         const float* mean = opt_vec(mean_, "mean", D, mk);
         const float* scale = opt_vec(scale_, "scale", D, sk);
         if ((mean == nullptr) != (scale == nullptr)) fm::value_error("mean and scale must be given together");
-        farray out({N, C});
+        farray out = fm::new_farray({N, C});
         {
           fm::nogil nogil;
           fm::logreg_forward(X.data(), N, (int)D, (int)C, W.data(), b.data(), mean, scale, out.mutable_data(), softmax);

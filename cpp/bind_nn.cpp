@@ -72,9 +72,10 @@ py::object max_pool2d_impl(const char* fn, py::handle x_obj, py::handle k_obj, p
     fm::value_error(fn, ": compact indices need kernel_size area <= 256, got (", s.KH, ", ", s.KW, ")");
   std::vector<py::ssize_t> oshape = {s.N, s.C, s.OH, s.OW};
   if (nd == 3) oshape.erase(oshape.begin());
-  farray y(oshape);
-  larray idx = mode == 1 ? larray(oshape) : larray();
-  py::array_t<uint8_t> code = mode == 2 ? py::array_t<uint8_t>(oshape) : py::array_t<uint8_t>();
+  farray y = fm::new_farray(oshape);
+  larray idx = mode == 1 ? fm::new_array<int64_t>(oshape) : larray();
+  using u8array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+  u8array code = mode == 2 ? fm::new_array<uint8_t>(oshape) : u8array();
   {
     fm::nogil nogil;
     fm::max_pool2d_forward(s, x.data(), y.mutable_data(), mode == 1 ? idx.mutable_data() : nullptr,
@@ -138,7 +139,7 @@ farray max_pool2d_compact_backward(py::handle gy_obj, py::handle code_obj, py::h
     relu_y = fm::float_arg(relu_obj, "relu_y", nd, nd == 4 ? "(N, C, OH, OW)" : "(C, OH, OW)");
     same_shape(gy, "grad_y", relu_y, "relu_y", fn);
   }
-  farray gx(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
+  farray gx = fm::new_farray(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
   bool ok;
   {
     fm::nogil nogil;
@@ -165,7 +166,7 @@ farray max_pool2d_backward(py::handle gy_obj, py::handle idx_obj, py::handle sha
   if ((nd == 4 && gy.shape(0) != s.N) || gy.shape(1 - off) != s.C)
     fm::value_error("max_pool2d_backward: grad_y of shape ", fm::shape_str(gy), " does not match input_shape ",
                     shape_str(ishape), " in batch/channels");
-  farray gx(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
+  farray gx = fm::new_farray(std::vector<py::ssize_t>(ishape.begin(), ishape.end()));
   bool ok;
   {
     fm::nogil nogil;
@@ -182,7 +183,7 @@ farray max_pool2d_backward(py::handle gy_obj, py::handle idx_obj, py::handle sha
 template <void (*F)(int64_t, const float*, float*)>
 farray unary(py::handle x_obj) {
   farray x = fm::float_arg(x_obj, "x", -1, "(any shape)");
-  farray y(shape_of(x));
+  farray y = fm::new_farray(shape_of(x));
   {
     fm::nogil nogil;
     F(x.size(), x.data(), y.mutable_data());
@@ -195,7 +196,7 @@ farray binary_grad(py::handle gy_obj, py::handle a_obj, const char* an, const ch
   farray gy = fm::float_arg(gy_obj, "grad_y", -1, "(any shape)");
   farray a = fm::float_arg(a_obj, an, -1, "(same shape as grad_y)");
   same_shape(gy, "grad_y", a, an, fn);
-  farray gx(shape_of(gy));
+  farray gx = fm::new_farray(shape_of(gy));
   {
     fm::nogil nogil;
     F(gy.size(), gy.data(), a.data(), gx.mutable_data());
@@ -233,7 +234,7 @@ LinearArgs linear_args(py::handle x_obj, py::handle w_obj, py::handle b_obj, con
 
 farray linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, bool relu) {
   LinearArgs a = linear_args(x_obj, w_obj, b_obj, relu ? "linear_relu" : "linear");
-  farray y({a.N, a.out});
+  farray y = fm::new_farray({a.N, a.out});
   {
     fm::nogil nogil;
     fm::linear_forward(a.N, a.in, a.out, a.x.data(), a.w.data(), a.has_b ? a.b.data() : nullptr,
@@ -248,9 +249,9 @@ py::tuple linear_backward(py::handle gy_obj, py::handle x_obj, py::handle w_obj,
   if (gy.shape(0) != a.N || gy.shape(1) != a.out)
     fm::value_error("linear_backward: grad_y must have shape (", a.N, ", ", a.out, ") for x of shape ",
                     fm::shape_str(a.x), " and weight of shape ", fm::shape_str(a.w), ", got ", fm::shape_str(gy));
-  farray gw({a.out, a.in});
-  farray gx = input_grad ? farray({a.N, a.in}) : farray();
-  farray gb = bias ? farray({a.out}) : farray();
+  farray gw = fm::new_farray({a.out, a.in});
+  farray gx = input_grad ? fm::new_farray({a.N, a.in}) : farray();
+  farray gb = bias ? fm::new_farray({a.out}) : farray();
   {
     fm::nogil nogil;
     fm::linear_backward(a.N, a.in, a.out, gy.data(), a.x.data(), a.w.data(), input_grad ? gx.mutable_data() : nullptr,
@@ -265,7 +266,7 @@ py::tuple linear_backward(py::handle gy_obj, py::handle x_obj, py::handle w_obj,
 template <void (*F)(int64_t, int64_t, const float*, float*)>
 farray rowwise(py::handle x_obj) {
   farray x = fm::float_arg(x_obj, "x", 2, "(N, C)");
-  farray y(shape_of(x));
+  farray y = fm::new_farray(shape_of(x));
   {
     fm::nogil nogil;
     F(x.shape(0), x.shape(1), x.data(), y.mutable_data());
@@ -278,7 +279,7 @@ farray rowwise_grad(py::handle gy_obj, py::handle y_obj, const char* fn) {
   farray gy = fm::float_arg(gy_obj, "grad_y", 2, "(N, C)");
   farray y = fm::float_arg(y_obj, "y", 2, "(N, C)");
   same_shape(gy, "grad_y", y, "y", fn);
-  farray gx(shape_of(gy));
+  farray gx = fm::new_farray(shape_of(gy));
   {
     fm::nogil nogil;
     F(gy.shape(0), gy.shape(1), gy.data(), y.data(), gx.mutable_data());
@@ -301,7 +302,7 @@ py::tuple softmax_cross_entropy(py::handle logits_obj, py::handle labels_obj, bo
     if (tp[n] < 0 || tp[n] >= C)
       fm::value_error("softmax_cross_entropy: labels[", n, "] = ", tp[n], " is outside [0, ", C,
                       ") for logits of shape ", fm::shape_str(x));
-  farray g = want_grad ? farray(shape_of(x)) : farray();
+  farray g = want_grad ? fm::new_farray(shape_of(x)) : farray();
   double loss;
   {
     fm::nogil nogil;
@@ -315,7 +316,7 @@ py::tuple mse_loss(py::handle p_obj, py::handle t_obj, bool want_grad) {
   farray t = fm::float_arg(t_obj, "target", -1, "(same shape as pred)");
   same_shape(p, "pred", t, "target", "mse_loss");
   if (p.size() == 0) fm::value_error("mse_loss: pred is empty, shape ", fm::shape_str(p));
-  farray g = want_grad ? farray(shape_of(p)) : farray();
+  farray g = want_grad ? fm::new_farray(shape_of(p)) : farray();
   double loss;
   {
     fm::nogil nogil;

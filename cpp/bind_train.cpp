@@ -160,7 +160,7 @@ farray warp_py(py::handle x_obj, py::handle mats_obj, bool reference) {
     }
   }
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  farray out(shape);
+  farray out = fm::new_farray(shape);
   const float* xp = x.data();
   float* op = out.mutable_data();
   {
@@ -182,7 +182,7 @@ farray noise_clip_py(py::handle x_obj, py::handle noise_obj, double std, py::obj
     if (!(flo <= fhi)) fm::value_error("clip bounds must satisfy lo <= hi, got (", flo, ", ", fhi, ")");
   }
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  farray out(shape);
+  farray out = fm::new_farray(shape);
   const float* xp = x.data();
   const float* np_ = noise.data();
   float* op = out.mutable_data();

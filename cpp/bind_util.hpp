@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "buffers.hpp"
+
 namespace py = pybind11;
 
 namespace fm {
@@ -204,6 +206,22 @@ class InterruptScope {
   bool installed_ = false;
 };
 
-inline farray new_farray(std::vector<py::ssize_t> shape) { return farray(shape); }
+// A new C-contiguous output array, uninitialised. From kPooledMin bytes on its memory comes from
+// the pool of buffers.hpp (2 MB aligned, huge pages where the kernel gives them, reused after the
+// array is freed); smaller ones, shapes numpy itself rejects and all of them with
+// FASTMNIST_OUTPUT_POOL=0, from numpy's allocator.
+template <class T>
+py::array_t<T, py::array::c_style | py::array::forcecast> new_array(std::vector<py::ssize_t> shape) {
+  using A = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  size_t bytes = sizeof(T);
+  for (py::ssize_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(bytes, size_t(d), &bytes)) return A(shape);  // numpy's error
+  if (bytes < kPooledMin || !pool_enabled()) return A(shape);
+  void* p = pooled_alloc(bytes);
+  py::capsule owner(p, [](void* q) { pooled_release(q); });
+  return A(shape, static_cast<T*>(p), owner);
+}
+
+inline farray new_farray(std::vector<py::ssize_t> shape) { return new_array<float>(std::move(shape)); }
 
 }  // namespace fm

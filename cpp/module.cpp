@@ -3,6 +3,7 @@
 // thread control and build information.
 #include <pybind11/pybind11.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -11,6 +12,7 @@
 #endif
 
 #include "bind_util.hpp"
+#include "buffers.hpp"
 #include "common.hpp"
 #include "gemm.hpp"
 
@@ -59,6 +61,21 @@ static std::string tune_malloc() {
 #else
   return "system defaults (not glibc)";
 #endif
+}
+
+// The kernel's transparent huge page mode ("always", "madvise", "never"), or "unknown".
+static std::string thp_mode() {
+#if defined(__linux__)
+  if (FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
+    char buf[128] = {0};
+    const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* l = std::strchr(buf, '['), *r = l ? std::strchr(l, ']') : nullptr;
+    if (l && r) return std::string(l + 1, r);
+  }
+#endif
+  return "unknown";
 }
 
 static std::string& malloc_setting() {
@@ -113,6 +130,10 @@ static py::dict build_info() {
   for (auto& [op, k] : fm::kernel_report()) kernels[py::str(op)] = k;
   d["kernels"] = kernels;
   d["malloc"] = malloc_setting();
+  d["output_pool"] = fm::pool_enabled()
+                        ? "outputs of 2 MiB or more: 2 MiB-aligned blocks marked for transparent huge pages (the kernel's "
+                          "mode: " + thp_mode() + "), up to 256 MiB of freed ones kept for reuse (fastmnist.empty_cache())"
+                        : "off (FASTMNIST_OUTPUT_POOL=0): outputs from numpy's allocator";
   d["openmp"] = bool(FASTMNIST_OPENMP);
 #ifdef _OPENMP
   d["openmp_version"] = int(_OPENMP);
@@ -153,6 +174,15 @@ PYBIND11_MODULE(_core, m) {
     return d;
   }, "The kernel each op ran last in this process ('-' where it has not run).");
   m.def("_reset_kernel_report", &fm::reset_kernel_report);
+  m.def("empty_cache", &fm::pool_trim,
+        "Frees the memory of released kernel outputs kept for reuse (see build_info()['output_pool']).");
+  m.def("_output_pool_stats", []() {
+    const fm::PoolStats st = fm::pool_stats();
+    py::dict d;
+    d["live_blocks"] = st.live_blocks, d["cached_blocks"] = st.cached_blocks, d["cached_bytes"] = st.cached_bytes;
+    d["cap_bytes"] = fm::kPoolCap, d["min_bytes"] = fm::kPooledMin;
+    return d;
+  });
   bind_conv(m);
   bind_nn(m);
   bind_train(m);

@@ -105,16 +105,23 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10, fastmnist.
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc thresholds and ru_minflt are Linux's")
 def test_training_steps_do_not_refault_their_buffers():
     """A `fast` training step at batch 256 frees and reallocates activations of 3-14 MB. With glibc's
-    default thresholds they went back to the kernel every step (500-800 minor page faults per step on
-    AVX2/AVX-512, a third of `fastmnist train fast`'s time on AVX2); the module raises the thresholds at
-    import. FASTMNIST_MALLOC=0 keeps glibc's defaults: the check that this test measures the right thing."""
+    default thresholds and numpy's allocator they went back to the kernel every step (500-800 minor page
+    faults per step on AVX2/AVX-512, a third of `fastmnist train fast`'s time on AVX2). Two things keep
+    them mapped now, each enough alone for the kernel outputs: the module raises glibc's thresholds at
+    import (FASTMNIST_MALLOC=0 keeps the defaults), and outputs of 2 MiB or more come from the output
+    pool (FASTMNIST_OUTPUT_POOL=0 turns it off). With both off: the check that this test measures the
+    right thing."""
     tuned, setting = _py(_STEP_FAULTS, OMP_NUM_THREADS="2").strip().split("|")
     assert setting.startswith("mmap threshold"), setting
     assert float(tuned) < 50, f"{tuned} page faults per step"
-    default, setting = _py(_STEP_FAULTS, OMP_NUM_THREADS="2", FASTMNIST_MALLOC="0").strip().split("|")
+    no_pool, _ = _py(_STEP_FAULTS, OMP_NUM_THREADS="2", FASTMNIST_OUTPUT_POOL="0").strip().split("|")
+    assert float(no_pool) < 50, f"{no_pool} page faults per step with the thresholds but no pool"
+    pool_only, setting = _py(_STEP_FAULTS, OMP_NUM_THREADS="2", FASTMNIST_MALLOC="0").strip().split("|")
     assert setting.startswith("glibc defaults"), setting
+    assert float(pool_only) < 50, f"{pool_only} page faults per step with the pool but glibc's defaults"
+    default, _ = _py(_STEP_FAULTS, OMP_NUM_THREADS="2", FASTMNIST_MALLOC="0", FASTMNIST_OUTPUT_POOL="0").strip().split("|")
     if fastmnist.build_info()["dispatch"] in ("avx2", "avx512"):
-        assert float(default) > 200, f"{default} page faults per step with glibc's defaults"
+        assert float(default) > 200, f"{default} page faults per step with glibc's defaults and no pool"
     setting = _py("import fastmnist; print(fastmnist.build_info()['malloc'])",
                   GLIBC_TUNABLES="glibc.malloc.trim_threshold=1000000").strip()
     assert setting == "as the environment sets it"

@@ -25,6 +25,16 @@ def get_num_threads() -> int:
     return int(_core.get_num_threads())
 
 
+def empty_cache() -> None:
+    """Free the memory of released kernel outputs that fastmnist keeps for reuse.
+
+    Kernel outputs of 2 MiB or more come from 2 MiB-aligned blocks marked for transparent huge
+    pages; when such an array is freed its block is kept (up to 256 MiB in all) for the next output
+    of about the same size, so a training loop does not map fresh pages every step. This hands the
+    kept blocks back to the allocator; arrays still in use are untouched."""
+    _core.empty_cache()
+
+
 def build_info() -> dict:
     """Version, compiler, build flags, instruction sets and OpenMP details of the extension."""
     return dict(_core.build_info())

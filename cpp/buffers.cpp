@@ -1,0 +1,110 @@
+// Large memory blocks (see buffers.hpp).
+#include "buffers.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace fm {
+
+void* alloc_block(size_t bytes, size_t* capacity) {
+  const size_t align = bytes >= kHugePage ? kHugePage : 64;
+  if (bytes > (size_t(1) << 62)) throw std::bad_alloc();
+  const size_t size = (std::max<size_t>(bytes, 1) + align - 1) / align * align;  // aligned_alloc: a multiple of align
+  void* p = std::aligned_alloc(align, size);
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (align == kHugePage) madvise(p, size, MADV_HUGEPAGE);
+#endif
+  if (capacity) *capacity = size;
+  return p;
+}
+
+void free_block(void* p) { std::free(p); }
+
+namespace {
+struct Pool {
+  std::mutex m;
+  std::unordered_map<void*, size_t> live;        // handed out: block -> capacity
+  std::vector<std::pair<void*, size_t>> cached;  // released, oldest first
+  size_t cached_bytes = 0;
+};
+// never destroyed: an output array may be released after the module's static destructors ran
+Pool& pool() {
+  static Pool* p = new Pool;
+  return *p;
+}
+}  // namespace
+
+bool pool_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("FASTMNIST_OUTPUT_POOL");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+void* pooled_alloc(size_t bytes) {
+  Pool& P = pool();
+  {
+    std::lock_guard<std::mutex> lock(P.m);
+    // the smallest released block that holds `bytes` and is at most half again as large
+    size_t best = P.cached.size();
+    for (size_t i = 0; i < P.cached.size(); ++i) {
+      const size_t cap = P.cached[i].second;
+      if (cap >= bytes && cap - bytes <= bytes / 2 && (best == P.cached.size() || cap < P.cached[best].second)) best = i;
+    }
+    if (best < P.cached.size()) {
+      const auto blk = P.cached[best];
+      P.cached.erase(P.cached.begin() + std::ptrdiff_t(best));
+      P.cached_bytes -= blk.second;
+      P.live.emplace(blk.first, blk.second);
+      return blk.first;
+    }
+  }
+  size_t cap = 0;
+  void* p = alloc_block(bytes, &cap);
+  std::lock_guard<std::mutex> lock(P.m);
+  P.live.emplace(p, cap);
+  return p;
+}
+
+void pooled_release(void* p) {
+  Pool& P = pool();
+  std::lock_guard<std::mutex> lock(P.m);
+  const auto it = P.live.find(p);
+  if (it == P.live.end()) return;  // not ours: nothing to do (never happens through the bindings)
+  P.cached.emplace_back(p, it->second);
+  P.cached_bytes += it->second;
+  P.live.erase(it);
+  while (P.cached_bytes > kPoolCap) {
+    free_block(P.cached.front().first);
+    P.cached_bytes -= P.cached.front().second;
+    P.cached.erase(P.cached.begin());
+  }
+}
+
+PoolStats pool_stats() {
+  Pool& P = pool();
+  std::lock_guard<std::mutex> lock(P.m);
+  return {P.live.size(), P.cached.size(), P.cached_bytes};
+}
+
+void pool_trim() {
+  Pool& P = pool();
+  std::lock_guard<std::mutex> lock(P.m);
+  for (const auto& blk : P.cached) free_block(blk.first);
+  P.cached.clear();
+  P.cached_bytes = 0;
+}
+
+}  // namespace fm

@@ -1,0 +1,32 @@
+// Large memory blocks: the SGEMM's packing buffers and the kernel outputs handed to Python.
+#pragma once
+#include <cstddef>
+
+namespace fm {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// A block of at least `bytes`: 64-byte aligned, its size rounded up to 64 bytes; from kHugePage on
+// 2 MB aligned, rounded up to 2 MB and marked for transparent huge pages (madvise; a hint, ignored
+// where the kernel has them off). The rounded size goes to *capacity. Throws std::bad_alloc.
+void* alloc_block(size_t bytes, size_t* capacity);
+void free_block(void* p);
+
+// Kernel outputs of kPooledMin bytes or more come from alloc_block through a pool: a released
+// block is kept for the next output that needs between its size and two thirds of it, so that a
+// training loop's same-sized outputs reuse blocks whose pages are already mapped (huge pages where
+// the kernel gives them) instead of faulting fresh 4 KB pages in. At most kPoolCap bytes of
+// released blocks are kept (the oldest are freed first); pool_trim frees them all.
+// FASTMNIST_OUTPUT_POOL=0 (read once) turns the pool off: every output comes from numpy.
+bool pool_enabled();
+constexpr size_t kPooledMin = kHugePage;
+constexpr size_t kPoolCap = size_t(256) << 20;
+void* pooled_alloc(size_t bytes);
+void pooled_release(void* p);
+struct PoolStats {
+  size_t live_blocks, cached_blocks, cached_bytes;
+};
+PoolStats pool_stats();
+void pool_trim();
+
+}  // namespace fm
