@@ -2,6 +2,7 @@
 #include "buffers.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -19,17 +20,37 @@ namespace fm {
 void* alloc_block(size_t bytes, size_t* capacity) {
   const size_t align = bytes >= kHugePage ? kHugePage : 64;
   if (bytes > (size_t(1) << 62)) throw std::bad_alloc();
-  const size_t size = (std::max<size_t>(bytes, 1) + align - 1) / align * align;  // aligned_alloc: a multiple of align
-  void* p = std::aligned_alloc(align, size);
-  if (!p) throw std::bad_alloc();
+  const size_t size = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+  void* p = nullptr;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (align == kHugePage) madvise(p, size, MADV_HUGEPAGE);
+  if (align == kHugePage) {
+    // map one huge page more than needed, then unmap the slack before and after the aligned block
+    void* m = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(m), start = (lo + kHugePage - 1) / kHugePage * kHugePage;
+    if (start > lo) munmap(m, start - lo);
+    if (start + size < lo + size + kHugePage) munmap(reinterpret_cast<void*>(start + size), lo + kHugePage - start);
+    p = reinterpret_cast<void*>(start);
+    madvise(p, size, MADV_HUGEPAGE);
+  }
 #endif
+  if (!p) p = std::aligned_alloc(align, size);  // aligned_alloc: size a multiple of align
+  if (!p) throw std::bad_alloc();
   if (capacity) *capacity = size;
   return p;
 }
 
-void free_block(void* p) { std::free(p); }
+void free_block(void* p, size_t capacity) {
+  if (!p) return;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (capacity >= kHugePage) {
+    munmap(p, capacity);
+    return;
+  }
+#endif
+  (void)capacity;
+  std::free(p);
+}
 
 namespace {
 struct Pool {
@@ -87,7 +108,7 @@ void pooled_release(void* p) {
   P.cached_bytes += it->second;
   P.live.erase(it);
   while (P.cached_bytes > kPoolCap) {
-    free_block(P.cached.front().first);
+    free_block(P.cached.front().first, P.cached.front().second);
     P.cached_bytes -= P.cached.front().second;
     P.cached.erase(P.cached.begin());
   }
@@ -102,7 +123,7 @@ PoolStats pool_stats() {
 void pool_trim() {
   Pool& P = pool();
   std::lock_guard<std::mutex> lock(P.m);
-  for (const auto& blk : P.cached) free_block(blk.first);
+  for (const auto& blk : P.cached) free_block(blk.first, blk.second);
   P.cached.clear();
   P.cached_bytes = 0;
 }

@@ -7,10 +7,12 @@ namespace fm {
 constexpr size_t kHugePage = size_t(2) << 20;
 
 // A block of at least `bytes`: 64-byte aligned, its size rounded up to 64 bytes; from kHugePage on
-// 2 MB aligned, rounded up to 2 MB and marked for transparent huge pages (madvise; a hint, ignored
-// where the kernel has them off). The rounded size goes to *capacity. Throws std::bad_alloc.
+// 2 MB aligned, rounded up to 2 MB and, on Linux, a fresh mapping of its own marked for transparent
+// huge pages before its first touch (madvise; a hint, ignored where the kernel has them off; memory
+// the heap had already touched would keep its 4 KB pages). The rounded size goes to *capacity, which
+// free_block takes back. Throws std::bad_alloc.
 void* alloc_block(size_t bytes, size_t* capacity);
-void free_block(void* p);
+void free_block(void* p, size_t capacity);
 
 // Kernel outputs of kPooledMin bytes or more come from alloc_block through a pool: a released
 // block is kept for the next output that needs between its size and two thirds of it, so that a

@@ -98,7 +98,7 @@ namespace {
 struct PackBuffer {
   float* p = nullptr;
   size_t n = 0;  // floats
-  ~PackBuffer() { free_block(p); }
+  ~PackBuffer() { free_block(p, n * sizeof(float)); }
 };
 }  // namespace
 static float* pack_buffer(int which, size_t n) {
@@ -107,7 +107,7 @@ static float* pack_buffer(int which, size_t n) {
   if (b.n < n) {
     size_t cap = 0;
     void* p = alloc_block(n * sizeof(float), &cap);
-    free_block(b.p);
+    free_block(b.p, b.n * sizeof(float));
     b.p = static_cast<float*>(p), b.n = cap / sizeof(float);
   }
   return b.p;
