@@ -78,11 +78,13 @@ void* pooled_alloc(size_t bytes) {
   Pool& P = pool();
   {
     std::lock_guard<std::mutex> lock(P.m);
-    // the smallest released block that holds `bytes` and is at most half again as large
+    // the smallest released block that holds `bytes` and is at most half again as large as the
+    // block alloc_block would make for it (2 MB steps: 2.3 MB outputs take 4 MB blocks)
+    const size_t fresh = (bytes + kHugePage - 1) / kHugePage * kHugePage, most = fresh + fresh / 2;
     size_t best = P.cached.size();
     for (size_t i = 0; i < P.cached.size(); ++i) {
       const size_t cap = P.cached[i].second;
-      if (cap >= bytes && cap - bytes <= bytes / 2 && (best == P.cached.size() || cap < P.cached[best].second)) best = i;
+      if (cap >= bytes && cap <= most && (best == P.cached.size() || cap < P.cached[best].second)) best = i;
     }
     if (best < P.cached.size()) {
       const auto blk = P.cached[best];

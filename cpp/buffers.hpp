@@ -15,7 +15,8 @@ void* alloc_block(size_t bytes, size_t* capacity);
 void free_block(void* p, size_t capacity);
 
 // Kernel outputs of kPooledMin bytes or more come from alloc_block through a pool: a released
-// block is kept for the next output that needs between its size and two thirds of it, so that a
+// block is kept for the next output that fits in it and would get a block at least two thirds its
+// size from alloc_block (sizes in 2 MB steps), so that a
 // training loop's same-sized outputs reuse blocks whose pages are already mapped (huge pages where
 // the kernel gives them) instead of faulting fresh 4 KB pages in. At most kPoolCap bytes of
 // released blocks are kept (the oldest are freed first); pool_trim frees them all.

@@ -46,11 +46,27 @@ def test_released_block_is_reused_for_the_next_output_of_its_size():
     assert y2.ctypes.data == addr
     np.testing.assert_array_equal(y2, np.maximum(-x, 0))
     assert _core._output_pool_stats()["cached_blocks"] == 0
-    # a much smaller output does not take a block more than half again its size
+    # a much smaller output does not take a block more than half again the size it would get
     del y2
-    z = _core.relu(x[: x.size // 2])
+    z = _core.relu(x[: x.size // 3])  # 2 MiB: a 2 MiB block of its own, not the kept 6 MiB one
     assert z.ctypes.data != addr
-    np.testing.assert_array_equal(z, np.maximum(x[: x.size // 2], 0))
+    np.testing.assert_array_equal(z, np.maximum(x[: x.size // 3], 0))
+
+
+def test_output_just_over_a_block_step_reuses_its_block():
+    # conv `cnn5` 1->16 at batch 64: 2.36 MB outputs live in 4 MiB blocks; each call must get the
+    # released block back, not map a fresh one (a fresh mapping every call: 50x slower, and the
+    # kept blocks piling up to the cap)
+    fastmnist.empty_cache()
+    x = _floats(MIN + MIN // 5)
+    addrs = set()
+    for _ in range(5):
+        y = _core.relu(x)
+        addrs.add(y.ctypes.data)
+        np.testing.assert_array_equal(y, np.maximum(x, 0))
+        del y
+    assert len(addrs) == 1
+    assert _core._output_pool_stats()["cached_blocks"] == 1
 
 
 def test_kept_memory_is_capped_and_empty_cache_frees_it():
