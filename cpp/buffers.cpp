@@ -52,6 +52,18 @@ void free_block(void* p, size_t capacity) {
   std::free(p);
 }
 
+float* ScratchBuffer::get(size_t n) {
+  if (bytes_ < n * sizeof(float)) {
+    size_t cap = 0;
+    void* q = alloc_block(n * sizeof(float), &cap);  // before freeing: a new address
+    free_block(p_, bytes_);
+    p_ = static_cast<float*>(q), bytes_ = cap;
+  }
+  return p_;
+}
+
+ScratchBuffer::~ScratchBuffer() { free_block(p_, bytes_); }
+
 namespace {
 struct Pool {
   std::mutex m;

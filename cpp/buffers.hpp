@@ -14,6 +14,23 @@ constexpr size_t kHugePage = size_t(2) << 20;
 void* alloc_block(size_t bytes, size_t* capacity);
 void free_block(void* p, size_t capacity);
 
+// A per-thread work buffer kept between calls (declare it thread_local), grown when a call needs
+// more, never shrunk, so that a call does not map and fault in fresh pages: get(n) returns at least
+// n floats from alloc_block (64-byte aligned; huge pages from 2 MB on), their contents undefined
+// after it grew. A grown buffer never has the address of the one it replaced.
+class ScratchBuffer {
+ public:
+  float* get(size_t n);
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer();
+
+ private:
+  float* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 // Kernel outputs of kPooledMin bytes or more come from alloc_block through a pool: a released
 // block is kept for the next output that fits in it and would get a block at least two thirds its
 // size from alloc_block (sizes in 2 MB steps), so that a

@@ -39,6 +39,7 @@
 #include <cstring>
 #include <vector>
 
+#include "buffers.hpp"
 #include "common.hpp"
 #include "dispatch.hpp"
 
@@ -71,10 +72,8 @@ constexpr int JMAX = 1040;
 // not map and fault in fresh pages for its buffers: slot i of the calling thread, n floats, 64-byte
 // aligned, contents undefined.
 float* scratch(int slot, size_t n) {
-  static thread_local std::vector<float> bufs[5];
-  std::vector<float>& v = bufs[slot];
-  if (v.size() < n + 16) v.assign(n + 16, 0.f);
-  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
+  static thread_local ScratchBuffer bufs[5];
+  return bufs[slot].get(n);
 }
 
 // The direct kernel's plane buffer of the calling thread (scratch slot 1, n floats), zeroed when the

@@ -87,30 +87,15 @@ constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2
 // and AVX2: linear's forward at batch 64 and 256, 784->256 and 1568->128)
 constexpr int kDirectAMaxCols = 256;
 
-// Per-thread packing buffers, grown on demand and kept between calls (alloc_block): 64-byte
-// aligned, a packed row of NR floats is then whole cache lines. (A std::vector's buffer is 16-byte
-// aligned: 16 or 32 bytes off a line, every vector load of B split across two lines; 1024^3 on
-// AVX-512, 1 thread, same binary: 16 bytes off 183 GFLOP/s, aligned 190.) From 2 MB on, 2 MB aligned
-// and marked for transparent huge pages (the packed B of 1024^3 spans 4 MB: two TLB entries instead
-// of 1024; AVX-512 1024^3 three runs each: 1 thread 163-174 -> 175-199 GFLOP/s, 2 threads about 1 %
-// faster).
-namespace {
-struct PackBuffer {
-  float* p = nullptr;
-  size_t n = 0;  // floats
-  ~PackBuffer() { free_block(p, n * sizeof(float)); }
-};
-}  // namespace
+// Per-thread packing buffers (ScratchBuffer): 64-byte aligned, a packed row of NR floats is then
+// whole cache lines. (A std::vector's buffer is 16-byte aligned: 16 or 32 bytes off a line, every
+// vector load of B split across two lines; 1024^3 on AVX-512, 1 thread, same binary: 16 bytes off
+// 183 GFLOP/s, aligned 190.) From 2 MB on, huge pages (the packed B of 1024^3 spans 4 MB: two TLB
+// entries instead of 1024; AVX-512 1024^3 three runs each: 1 thread 163-174 -> 175-199 GFLOP/s,
+// 2 threads about 1 % faster).
 static float* pack_buffer(int which, size_t n) {
-  thread_local PackBuffer buf[2];
-  PackBuffer& b = buf[which];
-  if (b.n < n) {
-    size_t cap = 0;
-    void* p = alloc_block(n * sizeof(float), &cap);
-    free_block(b.p, b.n * sizeof(float));
-    b.p = static_cast<float*>(p), b.n = cap / sizeof(float);
-  }
-  return b.p;
+  thread_local ScratchBuffer buf[2];
+  return buf[which].get(n);
 }
 
 static void scale_c(int M, int N, float beta, float* C, int ldc) {

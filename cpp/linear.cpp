@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "activation.hpp"
+#include "buffers.hpp"
 #include "common.hpp"
 #include "gemm.hpp"
 
@@ -54,12 +54,10 @@ void forward_transposed(int64_t N, int64_t in, int64_t out, const float* x, cons
   const int64_t unit = sgemm_column_unit();
   auto rows = [&](int64_t n0, int64_t n1) {
     if (n0 >= n1) return;
-    thread_local std::vector<float> buf;
-    const size_t need = size_t(out) * size_t(n1 - n0);
-    if (buf.size() < need) buf.resize(need);
-    sgemm(false, true, int(out), int(n1 - n0), int(in), 1.f, w, int(in), x + n0 * in, int(in), 0.f, buf.data(),
-          int(n1 - n0));
-    k.store_transposed(int(out), int(n1 - n0), buf.data(), int(n1 - n0), b, relu, y + n0 * out, int(out));
+    thread_local ScratchBuffer buf;
+    float* t = buf.get(size_t(out) * size_t(n1 - n0));
+    sgemm(false, true, int(out), int(n1 - n0), int(in), 1.f, w, int(in), x + n0 * in, int(in), 0.f, t, int(n1 - n0));
+    k.store_transposed(int(out), int(n1 - n0), t, int(n1 - n0), b, relu, y + n0 * out, int(out));
   };
   const int64_t units = (N + unit - 1) / unit;
   if (!par || units < 2) return rows(0, N);

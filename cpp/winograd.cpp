@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "buffers.hpp"
 #include "common.hpp"
 #include "dispatch.hpp"
 
@@ -108,11 +109,11 @@ inline void prefetch_part(const void* p, size_t bytes, int i, int parts, bool wr
   }
 }
 
-// Per-thread scratch buffers kept across calls (grow-only; freed when the thread ends), so that the
-// workspaces of a few hundred KiB do not come back from the OS with page faults on every call.
-// slot picks the buffer; the contents are undefined unless `zero`. The data is 64-byte aligned:
-// every buffer row is a multiple of 16 floats, so each AVX-512 load / store of the kernels is one
-// cache line (malloc's 16-byte alignment split every one of them across two lines).
+// Per-thread scratch buffers kept across calls (ScratchBuffer: grow-only, freed when the thread
+// ends), so that the workspaces of a few hundred KiB do not come back from the OS with page faults on
+// every call. slot picks the buffer; the contents are undefined unless `zero`. The data is 64-byte
+// aligned: every buffer row is a multiple of 16 floats, so each AVX-512 load / store of the kernels
+// is one cache line (malloc's 16-byte alignment split every one of them across two lines).
 struct Scratch {
   float* p;
   size_t n;
@@ -121,14 +122,8 @@ struct Scratch {
   float* end() const { return p + n; }
 };
 Scratch scratch(int slot, size_t n, bool zero = false) {
-  thread_local std::vector<float> bufs[6];
-  std::vector<float>& v = bufs[slot];
-  if (v.size() < n + 16) {
-    v.clear();
-    v.shrink_to_fit();
-    v.resize(n + 16);
-  }
-  float* p = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
+  thread_local ScratchBuffer bufs[6];
+  float* p = bufs[slot].get(n);
   if (zero) std::fill(p, p + n, 0.f);
   return {p, n};
 }
