@@ -135,3 +135,24 @@ def test_pool_off_with_environment_variable():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=dict(os.environ, FASTMNIST_OUTPUT_POOL="0")).stdout
     assert out.startswith("True off (FASTMNIST_OUTPUT_POOL=0)"), out
+
+
+def test_pooled_arrays_work_with_pickle_copy_and_torch():
+    import pickle
+
+    torch = pytest.importorskip("torch")
+    x = _floats(3 * MIN)
+    y = _core.relu(x)
+    back = pickle.loads(pickle.dumps(y))
+    np.testing.assert_array_equal(back, y)
+    assert back.flags.owndata
+    c = y.copy()
+    assert c.flags.owndata
+    np.testing.assert_array_equal(c, y)
+    t = torch.from_numpy(y)  # shares the block: keeps it alive after y is gone
+    addr = y.ctypes.data
+    del y
+    assert t.data_ptr() == addr
+    np.testing.assert_array_equal(t.numpy(), np.maximum(x, 0))
+    with pytest.raises(ValueError):
+        _core.relu(x).resize(10)  # in place: refused, the array does not own its memory
