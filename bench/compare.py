@@ -6,8 +6,8 @@ Every section is a module ``bench/bench_<name>.py`` with ``run(ctx)`` appending 
 ``ctx.add(...)``. Each row times the same work in fastmnist and in the baseline with the same
 thread count (torch.set_num_threads and fastmnist.set_num_threads), as the median of repeated runs
 after warm-up, and reports ratio = baseline time / fastmnist time (> 1: fastmnist is faster). The
-kernel rows (conv, nn) interleave the two sides' samples, so that a drift in the machine's speed
-during a row reaches both alike.
+kernel rows (conv, nn) interleave the two sides' samples, each after a few untimed calls, so that
+a drift in the machine's speed during a row reaches both alike.
 GFLOP/s are given as a percentage of the machine's SGEMM peak, measured at the start of the run
 with a large torch matmul.
 

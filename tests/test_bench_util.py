@@ -14,9 +14,10 @@ _spec.loader.exec_module(bench_util)
 def test_timeit_pair_interleaves_the_two_sides():
     calls = []
     ms_a, ms_b = bench_util.timeit_pair(lambda: calls.append("a"), lambda: calls.append("b"),
-                                        repeat=5, warmup=2, min_time=0.0)
-    # warm-up a b twice, then one call per sample (min_time 0): a b, b a, a b, b a, a b
-    assert "".join(calls) == "abab" + "ab" + "ba" + "ab" + "ba" + "ab"
+                                        repeat=5, warmup=2, min_time=0.0, settle=3)
+    # warm-up a b twice, then per sample 3 untimed calls and one timed (min_time 0): a b, b a, ...
+    a, b = "a" * 4, "b" * 4
+    assert "".join(calls) == "abab" + a + b + b + a + a + b + b + a + a + b
     assert ms_a > 0 and ms_b > 0
 
 
