@@ -29,7 +29,7 @@ void* alloc_block(size_t bytes, size_t* capacity) {
     if (m == MAP_FAILED) throw std::bad_alloc();
     const uintptr_t lo = reinterpret_cast<uintptr_t>(m), start = (lo + kHugePage - 1) / kHugePage * kHugePage;
     if (start > lo) munmap(m, start - lo);
-    if (start + size < lo + size + kHugePage) munmap(reinterpret_cast<void*>(start + size), lo + kHugePage - start);
+    munmap(reinterpret_cast<void*>(start + size), lo + kHugePage - start);  // start < lo + kHugePage
     p = reinterpret_cast<void*>(start);
     madvise(p, size, MADV_HUGEPAGE);
   }

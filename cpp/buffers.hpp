@@ -1,4 +1,5 @@
-// Large memory blocks: the SGEMM's packing buffers and the kernel outputs handed to Python.
+// Large memory blocks: the kernels' per-thread work buffers (SGEMM packing, Winograd, ...) and the
+// kernel outputs handed to Python.
 #pragma once
 #include <cstddef>
 
@@ -33,11 +34,11 @@ class ScratchBuffer {
 
 // Kernel outputs of kPooledMin bytes or more come from alloc_block through a pool: a released
 // block is kept for the next output that fits in it and would get a block at least two thirds its
-// size from alloc_block (sizes in 2 MB steps), so that a
-// training loop's same-sized outputs reuse blocks whose pages are already mapped (huge pages where
-// the kernel gives them) instead of faulting fresh 4 KB pages in. At most kPoolCap bytes of
-// released blocks are kept (the oldest are freed first); pool_trim frees them all.
-// FASTMNIST_OUTPUT_POOL=0 (read once) turns the pool off: every output comes from numpy.
+// size from alloc_block (sizes in 2 MB steps), so that a training loop's same-sized outputs reuse
+// blocks whose pages are already mapped (huge pages where the kernel gives them) instead of
+// faulting fresh 4 KB pages in. At most kPoolCap bytes of released blocks are kept (the oldest are
+// freed first); pool_trim frees them all. FASTMNIST_OUTPUT_POOL=0 (read once) turns the pool off:
+// every output comes from numpy.
 bool pool_enabled();
 constexpr size_t kPooledMin = kHugePage;
 constexpr size_t kPoolCap = size_t(256) << 20;
