@@ -44,7 +44,7 @@ def timeit_pair(fa, fb, *, repeat: int = 7, warmup: int = 2, min_time: float = 0
 
     def settled(fn):
         t0 = time.perf_counter()
-        for k in range(settle):
+        for _ in range(settle):
             fn()
         while time.perf_counter() - t0 < min_time / 2:
             fn()

@@ -29,26 +29,26 @@ def run(ctx):
             x = rng.standard_normal((N, C, H, H)).astype(np.float32)
             xt = torch.from_numpy(x)
             shape = f"({N},{C},{H},{H}) 2x2"
-            def t_fwd():
+            def torch_pool_fwd():
                 return F.max_pool2d(xt, 2, return_indices=True)
 
             ctx.add("max_pool2d fwd [int64 idx]", shape, N,
-                    *timeit_pair(lambda: fm.max_pool2d(x, 2, return_indices=True), t_fwd, **rep))
+                    *timeit_pair(lambda: fm.max_pool2d(x, 2, return_indices=True), torch_pool_fwd, **rep))
             y, idx = fm.max_pool2d(x, 2, return_indices=True)
             gy = rng.standard_normal(y.shape).astype(np.float32)
             ty, ti = F.max_pool2d(xt, 2, return_indices=True)
             gyt = torch.from_numpy(gy)
-            def t_bwd():
+            def torch_pool_bwd():
                 return t_pool_bwd(gyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, ti)
 
             ctx.add("max_pool2d bwd [int64 idx]", shape, N,
-                    *timeit_pair(lambda: fm.max_pool2d_backward(gy, idx, x.shape), t_bwd, **rep))
+                    *timeit_pair(lambda: fm.max_pool2d_backward(gy, idx, x.shape), torch_pool_bwd, **rep))
             # the same two steps with the compact uint8 argmax (max_pool2d_compact)
             _, a = fm.max_pool2d_compact(x, 2)
             ctx.add("max_pool2d fwd [uint8 compact]", shape, N,
-                    *timeit_pair(lambda: fm.max_pool2d_compact(x, 2), t_fwd, **rep))
+                    *timeit_pair(lambda: fm.max_pool2d_compact(x, 2), torch_pool_fwd, **rep))
             ctx.add("max_pool2d bwd [uint8 compact]", shape, N,
-                    *timeit_pair(lambda: fm.max_pool2d_compact_backward(gy, a, x.shape, 2), t_bwd, **rep))
+                    *timeit_pair(lambda: fm.max_pool2d_compact_backward(gy, a, x.shape, 2), torch_pool_bwd, **rep))
             if C == 16:  # the training step as autograd runs it: forward with indices + backward
                 xr = xt.clone().requires_grad_(True)
 

@@ -35,7 +35,6 @@
 #include "conv_wgrad1.hpp"
 
 #include <algorithm>
-#include <cstdint>
 #include <cstring>
 #include <vector>
 

@@ -325,8 +325,9 @@ bool sgemm_abt_bias_relu(int M, int N, int K, const float* A, int lda, const flo
   {
     int64_t b, e;
     split_range(by_rows ? row_tiles : col_tiles, thread_id(), num_threads(), b, e);
-    if (b < e && by_rows) kr.dot(K, A, lda, B, ldb, C, ldc, int(b) * kr.dm, std::min(M, int(e) * kr.dm), 0, N, bias, relu);
-    if (b < e && !by_rows) kr.dot(K, A, lda, B, ldb, C, ldc, 0, M, int(b) * kr.dn, std::min(N, int(e) * kr.dn), bias, relu);
+    const int i0 = by_rows ? int(b) * kr.dm : 0, i1 = by_rows ? std::min(M, int(e) * kr.dm) : M;
+    const int j0 = by_rows ? 0 : int(b) * kr.dn, j1 = by_rows ? N : std::min(N, int(e) * kr.dn);
+    if (b < e) kr.dot(K, A, lda, B, ldb, C, ldc, i0, i1, j0, j1, bias, relu);
   }
   return true;
 }

@@ -38,7 +38,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <cstdint>
 #include <utility>
 #include <vector>
 
