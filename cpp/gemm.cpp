@@ -5,8 +5,9 @@
 // (dispatch.hpp) picks the current level's copy at run time, so the default build stays portable.
 // Blocking: K in equal blocks of at most KC, MC rows of A, NC 2048 columns of B; with both operands
 // packed KC 256 and MC 48 on AVX-512 (96 otherwise), else KC 192 on AVX-512 (256 otherwise) and MC
-// 96. A non-transposed B is read in place when C has few rows, and op(A) (alpha 1) when C has few
-// columns (the micro-kernel broadcasts from A's own rows). On several threads the columns of C are
+// 96. A non-transposed B is not packed as a block when C has few rows (its panels read in place, or
+// copied one at a time when C has 64 rows or more), and op(A) (alpha 1) is read in place when C
+// has few columns (the micro-kernel broadcasts from A's own rows). On several threads the columns of C are
 // split (no barrier), or, when C has few columns or many more rows than columns, its rows, with
 // the packed B shared (one barrier). A second kernel, gemm_dot, computes A B^T as dot products
 // along K with nothing packed (linear's forward with few outputs).
@@ -86,6 +87,14 @@ constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2
 // op(A) is read in place, not packed, when C has at most this many columns (measured on AVX-512
 // and AVX2: linear's forward at batch 64 and 256, 784->256 and 1568->128)
 constexpr int kDirectAMaxCols = 256;
+// With B not packed as a block (direct_b), a call computing at least this many rows of C copies
+// each B panel into the L1-resident buffer just before its tiles instead of reading it in place:
+// in place, every tile walks the panel's kc rows ldb apart, a page per row when ldb is 1 KB or
+// more, more pages than the L1 TLB holds, once per tile. One thread, same binary, gw of linear's
+// backward (128 x 1568, K 256, B = x): AVX2 1.19-1.33 -> 1.06-1.29 ms, AVX-512 0.88-0.90 -> 0.68-0.80;
+// 128 x 784: 4-10 % faster; 64 x 784, K 128: AVX2 3-5 % faster, AVX-512 the same; with 10-32 rows
+// the copy is not repaid (3-40 % slower), hence the bound.
+constexpr int kPanelCopyMinRows = 64;
 
 // Per-thread packing buffers (ScratchBuffer): 64-byte aligned, a packed row of NR floats is then
 // whole cache lines. (A std::vector's buffer is 16-byte aligned: 16 or 32 bytes off a line, every
@@ -128,7 +137,8 @@ struct Gemm {
   bool relu;
   int kcs;        // K block
   int mcs;        // rows of A per block (the last block may have fewer)
-  bool direct_b;  // full NR-column panels of B read in place (row stride ldb); only edges packed
+  bool direct_b;  // B not packed as a block: its NR-column panels read in place (row stride ldb; only
+                  // edges packed) or copied one at a time (kPanelCopyMinRows)
   bool direct_a;  // full MR-row panels of op(A) read in place; only a last partial panel packed
 
   Gemm(const GemmKernels& k, bool ta_, bool tb_, int M_, int N_, int K_, float alpha_, const float* A_, int lda_,
@@ -157,10 +167,11 @@ struct Gemm {
   // with no barrier, so a single thread may run this inside somebody else's parallel region.
   void run(int i0, int i1, int j0, int j1, int tid, int nt, float* bp) const {
     const int MR = kr.mr, NR = kr.nr;
-    // B read in place (at most direct_b_max_rows rows): all rows in one block, so that each B panel,
-    // its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per mcs rows
-    // (linear's weight gradient, 1 thread: AVX2 batch 256 1568->128 3-8 % faster)
+    // B not packed as a block (at most direct_b_max_rows rows): all rows in one block, so that each B
+    // panel, its rows ldb apart (beyond the hardware prefetchers), is fetched once, not once per mcs
+    // rows (linear's weight gradient, 1 thread: AVX2 batch 256 1568->128 3-8 % faster)
     const int mcb = direct_b ? std::max(i1 - i0, 1) : mcs;
+    const bool copy_panels = direct_b && i1 - i0 >= kPanelCopyMinRows;
     float* ap = pack_buffer(1, (size_t)(std::min(mcb, i1 - i0) + MR) * kcs);
     for (int jc = j0; jc < j1; jc += kNC) {
       const int nc = std::min(kNC, j1 - jc), ncp = (nc + NR - 1) / NR * NR;
@@ -176,13 +187,13 @@ struct Gemm {
                       std::min(nc, int(pe) * NR) - int(pb) * NR, bp + (size_t)pc * ncp + (size_t)pb * NR * std::min(kcs, K - pc));
 #pragma omp barrier
       }
-      const int full = direct_b ? nc / NR * NR : 0;  // columns read in place
+      const int full = direct_b && !copy_panels ? nc / NR * NR : 0;  // columns read in place
       for (int pc = 0; pc < K; pc += kcs) {
         const int kc = std::min(kcs, K - pc);
         const bool acc = pc > 0 || first_acc;
         const float* bblock = bp + (nt > 1 && !direct_b ? (size_t)pc * ncp : 0);
         if (direct_b) {  // only a last partial panel is packed, on each thread (no team, no barrier)
-          if (full < nc) kr.pack_b(tb, B, ldb, pc, kc, jc + full, nc - full, bp);
+          if (full < nc && !copy_panels) kr.pack_b(tb, B, ldb, pc, kc, jc + full, nc - full, bp);
         } else if (nt == 1) {
           kr.pack_b(tb, B, ldb, pc, kc, jc, nc, bp);  // alone: one K block at a time (stays in L2)
         }
@@ -192,8 +203,11 @@ struct Gemm {
           if (afull < mc) kr.pack_a(ta, A, lda, ic + afull, mc - afull, pc, kc, alpha, ap);
           for (int jr = 0; jr < nc; jr += NR) {
             const int nr = std::min(NR, nc - jr);
+            if (copy_panels) kr.pack_b(tb, B, ldb, pc, kc, jc + jr, nr, bp);  // this panel only, into L1
             const bool inplace = jr < full;
-            const float* bpanel = inplace ? B + (size_t)pc * ldb + jc + jr : bblock + (size_t)(jr - full) * kc;
+            const float* bpanel = inplace       ? B + (size_t)pc * ldb + jc + jr
+                                  : copy_panels ? bp
+                                                : bblock + (size_t)(jr - full) * kc;
             const int bs = inplace ? ldb : NR;
             float* cblock = C + (size_t)ic * ldc + jc + jr;
             for (int ir = 0; ir < mc; ir += MR) {
