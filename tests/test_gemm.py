@@ -86,3 +86,20 @@ def test_sgemm_parallel_same_bits_for_any_thread_count(isa, ta, tb):
     finally:
         fastmnist.set_num_threads(before)
 
+
+
+def test_copied_b_panels_give_the_bits_of_panels_read_in_place(isa):
+    """A non-transposed B that is not packed as a block is read in place when C has fewer than 64
+    rows and copied one panel at a time from 64 rows on: the first 63 rows of a 64-row product are
+    the same bits as the 63-row product (same fma sequence per element), for a partial last panel
+    and K in several blocks too."""
+    rng = np.random.default_rng(4)
+    for n, k in [(1568, 256), (37, 600), (100, 9)]:
+        for ta in (False, True):
+            a = rng.standard_normal((k, 64) if ta else (64, k), dtype=np.float32)
+            b = rng.standard_normal((k, n), dtype=np.float32)
+            full = _core._sgemm(a, b, ta, False, False)
+            part = _core._sgemm(np.ascontiguousarray(a[:, :63] if ta else a[:63]), b, ta, False, False)
+            ref = (a.T if ta else a).astype(np.float64) @ b.astype(np.float64)
+            assert np.abs(full - ref).max() <= 1e-5 * np.sqrt(k) * max(1.0, np.abs(ref).max()), (isa, n, k, ta)
+            np.testing.assert_array_equal(full[:63], part, err_msg=f"{isa} n={n} k={k} ta={ta}")
