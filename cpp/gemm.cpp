@@ -7,9 +7,9 @@
 // packed KC 256 and MC 48 on AVX-512 (96 otherwise), else KC 192 on AVX-512 (256 otherwise) and MC
 // 96. A non-transposed B is not packed as a block when C has few rows (its panels read in place, or
 // copied one at a time when C has 64 rows or more), and op(A) (alpha 1) is read in place when C
-// has few columns (the micro-kernel broadcasts from A's own rows). On several threads the columns of C are
-// split (no barrier), or, when C has few columns or many more rows than columns, its rows, with
-// the packed B shared (one barrier). A second kernel, gemm_dot, computes A B^T as dot products
+// has few columns (the micro-kernel broadcasts from A's own rows). On several threads the columns
+// of C are split (no barrier), or, when C has few columns or many more rows than columns, its rows,
+// with the packed B shared (one barrier). A second kernel, gemm_dot, computes A B^T as dot products
 // along K with nothing packed (linear's forward with few outputs).
 #include "gemm.hpp"
 
@@ -51,9 +51,11 @@ struct GemmKernels {
   // 48 (the 32 KB B micro-panel stays in L1; 1024^3, 1 thread, same binary: 175 GFLOP/s with 192
   // and 96, 190 with 256 and 48; K blocks of 512 or more: 150), otherwise kc and 96
   int kc_packed, mc_packed;
-  // op(B) = B (not transposed) is read in place, not packed, when C has at most this many rows:
-  // each B panel then serves few A panels, and copying it cost more than it saved (linear's
-  // backward; measured: 256 rows with 32-column panels, 128 with 16)
+  // op(B) = B (not transposed) is not packed as a block when C has at most this many rows (each
+  // panel read in place, or copied just before its tiles: kPanelCopyMinRows): each B panel then
+  // serves few A panels, and packing the block cost more than it saved (linear's backward;
+  // measured: 256 rows with 32-column panels, 128 with 16; with the panel copy, 256 rows with 16
+  // measured the same or up to 5 % slower)
   int direct_b_max_rows;
   // one panel: C tile (m <= mr rows, n <= nr cols) [+]= packed A panel x B panel (kc rows of nr,
   // ldb apart: packed, or in place)
@@ -91,9 +93,9 @@ constexpr int kDirectAMaxCols = 256;
 // each B panel into the L1-resident buffer just before its tiles instead of reading it in place:
 // in place, every tile walks the panel's kc rows ldb apart, a page per row when ldb is 1 KB or
 // more, more pages than the L1 TLB holds, once per tile. One thread, same binary, gw of linear's
-// backward (128 x 1568, K 256, B = x): AVX2 1.19-1.33 -> 1.06-1.29 ms, AVX-512 0.88-0.90 -> 0.68-0.80;
-// 128 x 784: 4-10 % faster; 64 x 784, K 128: AVX2 3-5 % faster, AVX-512 the same; with 10-32 rows
-// the copy is not repaid (3-40 % slower), hence the bound.
+// backward (128 x 1568, K 256, B = x): AVX2 1.20-1.33 -> 1.06-1.29 ms, AVX-512 0.88-0.90 ->
+// 0.68-0.80 ms; 128 x 784: 7-11 % faster; 64 x 784, K 128: AVX2 3-6 % faster, AVX-512 the same;
+// with 10-32 rows the copy is not repaid (2-42 % slower), hence the bound.
 constexpr int kPanelCopyMinRows = 64;
 
 // Per-thread packing buffers (ScratchBuffer): 64-byte aligned, a packed row of NR floats is then

@@ -87,7 +87,6 @@ def test_sgemm_parallel_same_bits_for_any_thread_count(isa, ta, tb):
         fastmnist.set_num_threads(before)
 
 
-
 def test_copied_b_panels_give_the_bits_of_panels_read_in_place(isa):
     """A non-transposed B that is not packed as a block is read in place when C has fewer than 64
     rows and copied one panel at a time from 64 rows on: the first 63 rows of a 64-row product are
