@@ -95,7 +95,7 @@ constexpr int kDirectAMaxCols = 256;
 // more, more pages than the L1 TLB holds, once per tile. One thread, same binary, gw of linear's
 // backward (128 x 1568, K 256, B = x): AVX2 1.20-1.33 -> 1.06-1.29 ms, AVX-512 0.88-0.90 ->
 // 0.68-0.80 ms; 128 x 784: 7-11 % faster; 64 x 784, K 128: AVX2 3-6 % faster, AVX-512 the same;
-// with 10-32 rows the copy is not repaid (2-42 % slower), hence the bound.
+// with 10-32 rows the copy is not repaid (1-37 % slower), hence the bound.
 constexpr int kPanelCopyMinRows = 64;
 
 // Per-thread packing buffers (ScratchBuffer): 64-byte aligned, a packed row of NR floats is then
