@@ -91,10 +91,10 @@ constexpr int kNC = 2048;  // columns of packed B per block (KC x NC stays in L2
 constexpr int kDirectAMaxCols = 256;
 // With B not packed as a block (direct_b), a call computing at least this many rows of C copies
 // each B panel into the L1-resident buffer just before its tiles instead of reading it in place:
-// in place, every tile walks the panel's kc rows ldb apart, a page per row when ldb is 1 KB or
-// more, more pages than the L1 TLB holds, once per tile. One thread, same binary, gw of linear's
-// backward (128 x 1568, K 256, B = x): AVX2 1.20-1.33 -> 1.06-1.29 ms, AVX-512 0.88-0.90 ->
-// 0.68-0.80 ms; 128 x 784: 7-11 % faster; 64 x 784, K 128: AVX2 3-6 % faster, AVX-512 the same;
+// in place, every tile walks the panel's kc rows ldb apart, a page per row from ldb = 1024 floats
+// on, likely more pages than the L1 TLB holds, once per tile. One thread, same binary, gw of
+// linear's backward (128 x 1568, K 256, B = x): AVX2 1.20-1.33 -> 1.06-1.29 ms, AVX-512 0.88-0.90
+// -> 0.68-0.80 ms; 128 x 784: 7-11 % faster; 64 x 784, K 128: AVX2 3-6 % faster, AVX-512 the same;
 // with 10-32 rows the copy is not repaid (1-37 % slower), hence the bound.
 constexpr int kPanelCopyMinRows = 64;
 
