@@ -1,7 +1,8 @@
 #include "dispatch.hpp"
 
+#include <cctype>
 #include <cstdlib>
-#include <cstring>
+#include <string>
 
 namespace fm {
 
@@ -45,6 +46,13 @@ Isa best_isa() {
   return Isa::generic;
 }
 
+std::vector<const char*> isa_levels() {
+  std::vector<const char*> out;
+  for (Isa l : {Isa::generic, Isa::neon, Isa::avx2, Isa::avx512})
+    if (cpu_has(l)) out.push_back(isa_name(l));
+  return out;
+}
+
 const char* isa_name(Isa level) {
   switch (level) {
     case Isa::generic: return "generic";
@@ -57,25 +65,54 @@ const char* isa_name(Isa level) {
 
 bool parse_isa(const char* name, Isa& out) {
   if (!name) return false;
+  // case and surrounding blanks do not matter ("AVX2 " is avx2)
+  std::string s(name);
+  const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  s = b == std::string::npos ? "" : s.substr(b, e - b + 1);
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   for (Isa l : {Isa::generic, Isa::neon, Isa::avx2, Isa::avx512})
-    if (!std::strcmp(name, isa_name(l))) {
+    if (s == isa_name(l)) {
       out = l;
       return true;
     }
   return false;
 }
 
-static Isa initial_isa() {
-  Isa best = best_isa(), env;
-  // FASTMNIST_ISA only lowers: a level this CPU (or build) lacks is ignored
-  if (parse_isa(std::getenv("FASTMNIST_ISA"), env) && cpu_has(env)) best = env;
+// FASTMNIST_ISA only lowers: an unknown name, or a level this CPU (or build) lacks, is ignored and
+// `note` says so (unset or empty: no note).
+static Isa initial_isa(std::string& note) {
+  const Isa best = best_isa();
+  const char* v = std::getenv("FASTMNIST_ISA");
+  Isa env;
+  if (!v || !*v) return best;
+  const std::string asked = std::string("FASTMNIST_ISA=") + v, runs = std::string(isa_name(best));
+  if (!parse_isa(v, env)) {
+    note = asked + " is not one of generic, neon, avx2, avx512: ignored, the kernels run at " + runs;
+  } else if (!cpu_has(env)) {
+    std::string levels;
+    for (const char* l : isa_levels()) levels += (levels.empty() ? "" : ", ") + std::string(l);
+    note = asked + ": this CPU (or build) cannot run " + isa_name(env) + " kernels (it runs " + levels +
+           "): ignored, the kernels run at " + runs;
+  } else {
+    return env;
+  }
   return best;
 }
 
-static std::atomic<int>& current() {
-  static std::atomic<int> level{int(initial_isa())};
-  return level;
+struct Current {
+  std::string note;
+  std::atomic<int> level;
+  Current() : level(int(initial_isa(note))) {}
+};
+
+static Current& current_state() {
+  static Current c;
+  return c;
 }
+
+static std::atomic<int>& current() { return current_state().level; }
+
+const std::string& isa_env_note() { return current_state().note; }
 
 Isa isa() { return Isa(current().load(std::memory_order_relaxed)); }
 

@@ -28,7 +28,10 @@ bool cpu_has(Isa isa);            // the CPU runs that level (and this build com
 Isa best_isa();                   // the widest level cpu_has
 Isa isa();                        // the current level (<= best_isa())
 const char* isa_name(Isa isa);    // "generic", "neon", "avx2", "avx512"
-bool parse_isa(const char* name, Isa& out);
+std::vector<const char*> isa_levels();  // names of the levels cpu_has, narrowest first
+bool parse_isa(const char* name, Isa& out);  // one of the four names, any case, blanks around
+// Why FASTMNIST_ISA was ignored ("" when unset, empty or applied): the package warns with it.
+const std::string& isa_env_note();
 // Selects `name`; returns false (and changes nothing) when it is unknown or the CPU lacks it.
 bool set_isa(const char* name);
 // True when kernels of x86 level `level` may run now (always false off x86).

@@ -122,9 +122,9 @@ static py::dict build_info() {
   // the instruction-set level the kernels run at (FASTMNIST_ISA=generic|neon|avx2|avx512 lowers it)
   d["dispatch"] = std::string(fm::isa_name(fm::isa()));
   py::list levels;
-  for (fm::Isa l : {fm::Isa::generic, fm::Isa::neon, fm::Isa::avx2, fm::Isa::avx512})
-    if (fm::cpu_has(l)) levels.append(fm::isa_name(l));
+  for (const char* l : fm::isa_levels()) levels.append(l);
   d["isa_levels"] = levels;
+  d["isa_env_note"] = fm::isa_env_note();
   // the kernel each op ran last in this process ("-": not run yet)
   py::dict kernels;
   for (auto& [op, k] : fm::kernel_report()) kernels[py::str(op)] = k;

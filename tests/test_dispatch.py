@@ -62,11 +62,38 @@ def test_build_info_reports_levels_and_kernels():
     assert _core.kernel_report()["sgemm"].startswith(b["dispatch"])
 
 
-def test_unknown_level_is_ignored_at_start():
-    env = dict(os.environ, FASTMNIST_ISA="sse9", PYTHONPATH=fastmnist_path())
-    out = subprocess.run([sys.executable, "-c", "import fastmnist; print(fastmnist.build_info()['dispatch'])"],
-                         env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == LEVELS[-1]
+def _start(isa: str, code: str = "import fastmnist; print(fastmnist.build_info()['dispatch'])"):
+    env = dict(os.environ, FASTMNIST_ISA=isa, PYTHONPATH=fastmnist_path())
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+
+@pytest.mark.parametrize("bad", ["sse9", "avx-512", "native"])
+def test_unknown_level_is_ignored_with_a_warning(bad):
+    r = _start(bad)
+    assert r.stdout.strip() == LEVELS[-1]
+    assert (f"RuntimeWarning: FASTMNIST_ISA={bad} is not one of generic, neon, avx2, avx512: ignored, "
+            f"the kernels run at {LEVELS[-1]}") in r.stderr
+
+
+def test_level_the_cpu_lacks_is_ignored_with_a_warning():
+    lacking = next(lv for lv in ("neon", "avx2", "avx512") if lv not in LEVELS)  # neon on x86, avx2 on ARM
+    r = _start(lacking)
+    assert r.stdout.strip() == LEVELS[-1]
+    assert (f"FASTMNIST_ISA={lacking}: this CPU (or build) cannot run {lacking} kernels (it runs "
+            f"{', '.join(LEVELS)}): ignored, the kernels run at {LEVELS[-1]}") in r.stderr
+    info = _start(lacking, "from fastmnist.commands.info import info_lines; print(chr(10).join(info_lines()))")
+    assert f"warning: FASTMNIST_ISA={lacking}: this CPU (or build) cannot run" in info.stdout
+
+
+@pytest.mark.parametrize("spelling", ["GENERIC", " generic", "Generic "])
+def test_level_names_ignore_case_and_blanks(spelling):
+    r = _start(spelling)
+    assert r.stdout.strip() == "generic" and "Warning" not in r.stderr
+
+
+def test_unset_or_empty_level_runs_the_best_without_a_warning():
+    r = _start("")
+    assert r.stdout.strip() == LEVELS[-1] and r.stderr == ""
 
 
 @pytest.fixture(params=LEVELS)

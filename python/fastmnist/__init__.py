@@ -9,10 +9,13 @@ Public names are imported lazily (``fastmnist.conv2d`` loads only the kernels, n
 from __future__ import annotations
 
 import importlib
+import warnings
 
 from . import _core
 
 __version__ = _core.build_info()["version"]
+if _core.build_info()["isa_env_note"]:  # FASTMNIST_ISA named no level this CPU runs
+    warnings.warn(_core.build_info()["isa_env_note"], RuntimeWarning, stacklevel=2)
 
 
 def set_num_threads(n: int) -> None:

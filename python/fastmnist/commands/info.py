@@ -59,6 +59,7 @@ def info_lines() -> list[str]:
         f"compiled for: {b['compiled_isa']}; this CPU has: {cpu}",
         f"kernel paths: {b.get('dispatch', 'n/a')} (levels this CPU runs: {', '.join(b.get('isa_levels', []))}; "
         "FASTMNIST_ISA lowers it)",
+        *([f"warning: {b['isa_env_note']}"] if b.get("isa_env_note") else []),
         *kernel_lines(),
         f"OpenMP: {'yes' if b['openmp'] else 'no (serial build)'}, threads: {fastmnist.get_num_threads()}",
     ]
