@@ -154,15 +154,36 @@ def _strip_isa_json(argv):
     return out
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {n}")
+    return n
+
+
+def _section_list(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in sections()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {','.join(sections())}")
+    return names
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and shapes (under 2 minutes)")
-    ap.add_argument("--threads", type=int, default=None, help="threads for both libraries (default: all cores)")
-    ap.add_argument("--only", default=None, help=f"comma-separated sections: {','.join(sections())}")
+    ap.add_argument("--threads", type=_positive_int, default=None,
+                    help="threads for both libraries (default: all cores)")
+    ap.add_argument("--only", type=_section_list, default=None, metavar="SECTIONS",
+                    help=f"comma-separated sections: {','.join(sections())}")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the rows as a JSON list")
-    ap.add_argument("--isa", default="all",
+    ap.add_argument("--isa", default="all", choices=["all", "native", "generic", "neon", "avx2", "avx512"],
                     help="all (default): each x86 level from avx2 up, one process each, tables side by side; "
-                         "native: the best level only, in this process; or one level (generic, avx2, avx512)")
+                         "native: the best level only, in this process; or one level (generic, avx2, avx512; neon on ARM)")
     ap.add_argument("--data", default=None, metavar="DIR",
                     help="MNIST IDX directory for the training sections (default: $FASTMNIST_DATA or the "
                          "download cache)")
@@ -176,6 +197,16 @@ def main(argv=None):
         return subprocess.call([sys.executable, str(Path(__file__).resolve()), *argv], env=env)
     if args.data:
         os.environ["FASTMNIST_DATA"] = str(Path(args.data).resolve())
+    wanted = args.only or sections()
+    if "train" in wanted:  # fail now, not after the kernel sections' minutes
+        from fastmnist.data import MNISTError, load_mnist
+
+        try:
+            load_mnist()
+        except MNISTError as e:
+            print(f"the train section needs MNIST (--data DIR with the four IDX files, or leave it out with "
+                  f"--only {','.join(s for s in sections() if s != 'train')}):\n{e}", file=sys.stderr)
+            return 1
 
     threads = args.threads or len(os.sched_getaffinity(0))
     import torch
@@ -194,7 +225,6 @@ def main(argv=None):
           f"SGEMM peak (torch 2048^3)={peak:.1f} GFLOP/s")
     ctx = Ctx(threads=threads, quick=args.quick, peak_gflops=peak, isa=isa)
     fastmnist._core._reset_kernel_report()
-    wanted = args.only.split(",") if args.only else sections()
     for name in wanted:
         mod = importlib.import_module(f"bench_{name}")
         start = len(ctx.rows)
