@@ -83,8 +83,8 @@ bool parse_isa(const char* name, Isa& out) {
 static Isa initial_isa(std::string& note) {
   const Isa best = best_isa();
   const char* v = std::getenv("FASTMNIST_ISA");
-  Isa env;
   if (!v || !*v) return best;
+  Isa env;
   const std::string asked = std::string("FASTMNIST_ISA=") + v, runs = std::string(isa_name(best));
   if (!parse_isa(v, env)) {
     note = asked + " is not one of generic, neon, avx2, avx512: ignored, the kernels run at " + runs;

@@ -13,9 +13,11 @@ import warnings
 
 from . import _core
 
-__version__ = _core.build_info()["version"]
-if _core.build_info()["isa_env_note"]:  # FASTMNIST_ISA named no level this CPU runs
-    warnings.warn(_core.build_info()["isa_env_note"], RuntimeWarning, stacklevel=2)
+_build = _core.build_info()
+__version__ = _build["version"]
+if _build["isa_env_note"]:  # FASTMNIST_ISA named no level this CPU runs
+    warnings.warn(_build["isa_env_note"], RuntimeWarning, stacklevel=2)
+del _build
 
 
 def set_num_threads(n: int) -> None:
