@@ -183,7 +183,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, metavar="PATH", help="write the rows as a JSON list")
     ap.add_argument("--isa", default="all", choices=["all", "native", "generic", "neon", "avx2", "avx512"],
                     help="all (default): each x86 level from avx2 up, one process each, tables side by side; "
-                         "native: the best level only, in this process; or one level (generic, avx2, avx512; neon on ARM)")
+                         "native: the best level only, in this process; or one level (generic, avx2, avx512; "
+                         "neon on ARM)")
     ap.add_argument("--data", default=None, metavar="DIR",
                     help="MNIST IDX directory for the training sections (default: $FASTMNIST_DATA or the "
                          "download cache)")
