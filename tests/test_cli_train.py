@@ -225,3 +225,15 @@ def test_compare_writes_a_checkpoint_per_model(tmp_path, mnist_dir, capsys):
                      "--limit", "3"]) == 0
         assert len(capsys.readouterr().out.splitlines()) == 3
     assert (out / "table.txt").is_file() and (out / "figures" / "training_curves_comparison.png").is_file()
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_threads_below_one_is_an_error_not_all_cores(tmp_path, mnist_dir, capsys, threads):
+    import fastmnist
+
+    before = fastmnist.get_num_threads()
+    rc = main(["train", "logreg", "--epochs", "1", "--train-size", "100", "--test-size", "50", "--data",
+               str(mnist_dir), "--out", str(tmp_path / "run"), "--quiet", "--threads", threads])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"fastmnist train: error: set_num_threads: n must be >= 1, got {threads}" in err
+    assert not (tmp_path / "run").exists() and fastmnist.get_num_threads() == before

@@ -30,11 +30,11 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if getattr(args, "threads", None):
-        from . import set_num_threads
-
-        set_num_threads(args.threads)
     try:
+        if getattr(args, "threads", None) is not None:  # 0 or less is refused, not taken as "all cores"
+            from . import set_num_threads
+
+            set_num_threads(args.threads)
         rc = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
