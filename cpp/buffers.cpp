@@ -17,10 +17,18 @@
 
 namespace fm {
 
+namespace {
+// alloc_block's alignment for a request of `bytes`, and the size it rounds the block up to
+size_t block_align(size_t bytes) { return bytes >= kHugePage ? kHugePage : 64; }
+size_t block_size(size_t bytes) {
+  const size_t align = block_align(bytes);
+  return (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+}
+}  // namespace
+
 void* alloc_block(size_t bytes, size_t* capacity) {
-  const size_t align = bytes >= kHugePage ? kHugePage : 64;
   if (bytes > (size_t(1) << 62)) throw std::bad_alloc();
-  const size_t size = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+  const size_t align = block_align(bytes), size = block_size(bytes);
   void* p = nullptr;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   if (align == kHugePage) {
@@ -92,7 +100,7 @@ void* pooled_alloc(size_t bytes) {
     std::lock_guard<std::mutex> lock(P.m);
     // the smallest released block that holds `bytes` and is at most half again as large as the
     // block alloc_block would make for it (2 MB steps: 2.3 MB outputs take 4 MB blocks)
-    const size_t fresh = (bytes + kHugePage - 1) / kHugePage * kHugePage, most = fresh + fresh / 2;
+    const size_t fresh = block_size(bytes), most = fresh + fresh / 2;
     size_t best = P.cached.size();
     for (size_t i = 0; i < P.cached.size(); ++i) {
       const size_t cap = P.cached[i].second;

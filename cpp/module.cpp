@@ -130,9 +130,11 @@ static py::dict build_info() {
   for (auto& [op, k] : fm::kernel_report()) kernels[py::str(op)] = k;
   d["kernels"] = kernels;
   d["malloc"] = malloc_setting();
+  const std::string mib = std::to_string(fm::kPooledMin >> 20) + " MiB";
   d["output_pool"] = fm::pool_enabled()
-                        ? "outputs of 2 MiB or more: 2 MiB-aligned blocks marked for transparent huge pages (the kernel's "
-                          "mode: " + thp_mode() + "), up to 256 MiB of freed ones kept for reuse (fastmnist.empty_cache())"
+                        ? "outputs of " + mib + " or more: " + mib + "-aligned blocks marked for transparent huge pages "
+                          "(the kernel's mode: " + thp_mode() + "), up to " + std::to_string(fm::kPoolCap >> 20) +
+                          " MiB of freed ones kept for reuse (fastmnist.empty_cache())"
                         : "off (FASTMNIST_OUTPUT_POOL=0): outputs from numpy's allocator";
   d["openmp"] = bool(FASTMNIST_OPENMP);
 #ifdef _OPENMP
